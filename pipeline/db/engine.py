@@ -1,0 +1,88 @@
+"""Engines and sessions for SQLite and PostgreSQL, and the schema-revision check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.errors import DatabaseError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def is_sqlite(engine: Engine) -> bool:
+    """True for SQLite engines (claims and locking differ)."""
+    return engine.dialect.name == "sqlite"
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets readers run during a write; busy_timeout waits for the write lock instead of
+    # failing at once when several processes claim from one file.
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _sqlite_begin)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # pysqlite's implicit BEGIN is deferred; a claim needs the write lock from the start, and
+    # BEGIN IMMEDIATE for every transaction keeps lock upgrades (and their deadlocks) away.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine for ``url``; SQLite gets WAL, a busy timeout and immediate transactions."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseError(f"invalid database URL {url!r}: {exc}") from exc
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed, **kwargs)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(parsed, **kwargs)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded values after commit (results are read after recording)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def head_revision() -> str:
+    """The newest Alembic revision shipped with this code."""
+    from alembic.script import ScriptDirectory
+
+    from pipeline.db.migrate import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def require_migrated(engine: Engine) -> None:
+    """Raise one clear ``DatabaseError`` if the database is unreachable or not at head."""
+    url = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                raise DatabaseError(f"database {url} is not migrated: run `contentgen db upgrade`")
+            current = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot connect to database {url}: {exc.orig}") from exc
+    if current != head_revision():
+        raise DatabaseError(
+            f"database {url} is at revision {current}, code expects {head_revision()}: "
+            "run `contentgen db upgrade`"
+        )

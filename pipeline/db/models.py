@@ -1,0 +1,189 @@
+"""The schema: articles, jobs, runs, generations and prices (SQLAlchemy 2.0 typed models).
+
+Alembic migrations under ``migrations/`` are the only way this schema reaches a database;
+``tests/test_migrations.py`` checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from pipeline.db.types import ExactDecimal
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Money and prices: exact decimals on both databases (see ExactDecimal).
+Money = ExactDecimal()
+Rate = ExactDecimal()
+
+JOB_STATES = ("waiting", "queued", "running", "succeeded", "failed", "cancelled")
+GENERATION_STATUSES = ("completed", "incomplete", "failed")
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention so migrations get stable constraint names."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON}
+
+
+def utcnow() -> dt.datetime:
+    """Timezone-aware now in UTC (stored as naive UTC, which both databases handle alike)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Article(Base):
+    """A piece of source content, keyed by the source's own id."""
+
+    __tablename__ = "articles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[str] = mapped_column(String(255), unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    section: Mapped[str | None] = mapped_column(String(100))
+    url: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Job(Base):
+    """One (article, task) to generate. Only ``pipeline.db.jobs`` changes its state."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("article_id", "task"),
+        Index("ix_jobs_claim", "state", "priority", "id"),
+        Index("ix_jobs_lease", "state", "lease_expires_at"),
+        Index("ix_jobs_batch_label", "batch_label"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    task: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    batch_label: Mapped[str | None] = mapped_column(String(128))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    wait_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Run(Base):
+    """One execution of the pipeline over a set of jobs."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # nightly | adhoc | batch | cli
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule | ui | cli | api
+    mode: Mapped[str] = mapped_column(String(16), default="realtime")  # realtime | flex | batch
+    worker: Mapped[str | None] = mapped_column(String(128))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    batch_label: Mapped[str | None] = mapped_column(String(128))
+    parameters: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    stop_reason: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    forecast_cost_usd: Mapped[Decimal | None] = mapped_column(Money)
+    forecast_cached_ratio: Mapped[float | None] = mapped_column(Float)
+    budget_usd: Mapped[Decimal | None] = mapped_column(Money)
+
+
+class Generation(Base):
+    """The recorded outcome of one job in one run: text, status, usage (facts) and cost."""
+
+    __tablename__ = "generations"
+    __table_args__ = (
+        Index("ix_generations_job", "job_id"),
+        Index("ix_generations_run", "run_id"),
+        Index("ix_generations_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    task: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # completed | incomplete | failed
+    incomplete_reason: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    response_id: Mapped[str | None] = mapped_column(String(128))
+    request_model: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(64))  # the model the API says it used
+    output_text: Mapped[str | None] = mapped_column(Text)
+    output_json: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    reasoning_summary: Mapped[str | None] = mapped_column(Text)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    list_cost_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    price_tier: Mapped[str] = mapped_column(String(16), default="standard")
+    service_tier: Mapped[str | None] = mapped_column(String(16))
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    ttft_ms: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    from_cache: Mapped[bool] = mapped_column(Boolean, default=False)
+    prompt_cache_key: Mapped[str | None] = mapped_column(String(128))
+    batch_id: Mapped[str | None] = mapped_column(String(128))
+    previous_response_id: Mapped[str | None] = mapped_column(String(128))
+    trimmed: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Price(Base):
+    """USD per 1M tokens of a model in a tier from a date on; history is kept, never rewritten."""
+
+    __tablename__ = "prices"
+    __table_args__ = (UniqueConstraint("model", "tier", "effective_date"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(64))
+    tier: Mapped[str] = mapped_column(String(16))  # standard | batch | flex
+    effective_date: Mapped[dt.date] = mapped_column(Date)
+    input_usd_per_mtok: Mapped[Decimal] = mapped_column(Rate)
+    cached_input_usd_per_mtok: Mapped[Decimal | None] = mapped_column(Rate)
+    output_usd_per_mtok: Mapped[Decimal] = mapped_column(Rate)
