@@ -1,0 +1,122 @@
+"""Rendering a job into a request: static content first, then the article, then per-job parts.
+
+The order comes from the profile (``parts``) or its layout. ``instructions_first`` shares the
+task's instructions and contexts across all articles; ``article_first`` puts the contexts and
+the article before the task's instructions, so several tasks of one article share the article
+in the prompt cache. Over-long articles are trimmed to the profile's budget, and that is
+recorded on the request, never silent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pipeline.db.jobs import ClaimedJob
+from pipeline.profiles import DEFAULT_PARTS, Part, Profile
+from pipeline.requests import (
+    MESSAGE_OVERHEAD_TOKENS,
+    Layout,
+    RenderedRequest,
+    Role,
+    Segment,
+    SegmentKind,
+    digest,
+)
+from pipeline.tokens import count_tokens, truncate
+
+
+@dataclass(frozen=True)
+class Turn:
+    """An earlier turn of a chained conversation: the instruction and the model's answer."""
+
+    instruction: str
+    answer: str
+
+
+def _segment(kind: SegmentKind, role: Role, text: str, model: str) -> Segment:
+    return Segment(
+        kind=kind,
+        role=role,
+        text=text,
+        tokens=count_tokens(text, model) + MESSAGE_OVERHEAD_TOKENS,
+        digest=digest(kind, role, text),
+    )
+
+
+def format_segment(profile: Profile) -> Segment:
+    """The pseudo-segment for what precedes the prompt: model, output schema, reasoning effort."""
+    schema = json.dumps(profile.output_schema, sort_keys=True) if profile.output_schema else ""
+    key = f"{profile.model}|{schema}|{profile.reasoning_effort or ''}"
+    return Segment(kind="format", role="developer", text="", tokens=0, digest=digest(key))
+
+
+def article_text(job: ClaimedJob, body: str) -> str:
+    """The article as the model sees it."""
+    header = f"Title: {job.title}"
+    if job.section:
+        header += f"\nSection: {job.section}"
+    return f"{header}\n\n{body}"
+
+
+def job_text(job: ClaimedJob, profile: Profile) -> str:
+    """The per-job part, from the profile's ``job_template``."""
+    values = {
+        "title": job.title,
+        "section": job.section or "general",
+        "url": job.url or "",
+        "published_at": job.published_at.isoformat() if job.published_at else "",
+        "source_id": job.source_id,
+        "task": job.task,
+    }
+    return profile.job_template.format(**values)
+
+
+def parts_for(profile: Profile, layout: Layout) -> tuple[Part, ...]:
+    """The prompt parts in order: the profile's explicit ``parts``, else the layout's default."""
+    return profile.parts if profile.parts is not None else DEFAULT_PARTS[layout]
+
+
+def render(
+    job: ClaimedJob,
+    profile: Profile,
+    layout: Layout,
+    *,
+    history: Sequence[Turn] = (),
+) -> RenderedRequest:
+    """Turn ``job`` into a request for ``profile`` laid out as ``layout``.
+
+    ``history`` holds earlier turns (task chains): each is sent as the instruction it answered
+    plus the answer as an assistant message, after the article, so the earlier request's
+    whole prompt is this one's prefix.
+    """
+    model = profile.model
+    body, removed = truncate(job.body, profile.article_token_budget, model)
+    trimmed = {"article_tokens_removed": removed} if removed else None
+    segments: list[Segment] = [format_segment(profile)]
+    for part in parts_for(profile, layout):
+        if part == "instructions":
+            segments.append(_segment("instructions", "developer", profile.instructions, model))
+        elif part == "contexts":
+            for ctx in profile.contexts:
+                text = ctx.for_section(job.section)
+                if text is not None:
+                    segments.append(_segment("context", "developer", text, model))
+        elif part == "article":
+            segments.append(_segment("article", "user", article_text(job, body), model))
+            for turn in history:
+                segments.append(_segment("history", "user", turn.instruction, model))
+                segments.append(_segment("history", "assistant", turn.answer, model))
+        else:
+            segments.append(_segment("job", "user", job_text(job, profile), model))
+    return RenderedRequest(
+        job_id=job.id,
+        article_id=job.article_id,
+        task=job.task,
+        profile=profile,
+        layout=layout,
+        segments=tuple(segments),
+        trimmed=trimmed,
+        metadata={"job_id": str(job.id), "task": job.task},
+    )

@@ -1,0 +1,146 @@
+"""The values that flow from rendering to planning to execution.
+
+A ``RenderedRequest`` is one job turned into an API request: an ordered tuple of
+``Segment``s (the prompt, static content first) plus the profile's settings. Segments are
+what the planner's prefix tree is built from, so each carries its token count and a digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pipeline.profiles import Profile
+
+SegmentKind = Literal["format", "instructions", "context", "article", "history", "job"]
+Role = Literal["developer", "user", "assistant"]
+Layout = Literal["instructions_first", "article_first"]
+
+# Token accounting of the message-array form: every message costs its text's tokens plus a
+# small fixed overhead (role and separators), and each request a little more. The simulator
+# bills with the same numbers, so forecasts and limiter estimates match its usage.
+MESSAGE_OVERHEAD_TOKENS = 4
+REQUEST_OVERHEAD_TOKENS = 3
+
+
+def digest(*parts: str) -> str:
+    """A short stable hash of ``parts`` (hex, 32 chars)."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One message of the prompt: its role, text, token count (incl. overhead) and digest.
+
+    ``kind == "format"`` is a pseudo-segment with no message: the output schema and model,
+    which the API places before everything else, so requests that differ there share nothing.
+    """
+
+    kind: SegmentKind
+    role: Role
+    text: str
+    tokens: int
+    digest: str
+
+    @property
+    def is_message(self) -> bool:
+        """False for the ``format`` pseudo-segment."""
+        return self.kind != "format"
+
+
+@dataclass(frozen=True)
+class RenderedRequest:
+    """A job rendered for its profile, ready to be planned and sent."""
+
+    job_id: int
+    article_id: int
+    task: str
+    profile: Profile
+    layout: Layout
+    segments: tuple[Segment, ...]
+    trimmed: dict[str, int] | None = None
+    previous_response_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        """The model the request goes to."""
+        return self.profile.model
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Estimated input tokens, as the API will count them."""
+        return REQUEST_OVERHEAD_TOKENS + sum(s.tokens for s in self.segments)
+
+    @property
+    def estimated_tokens(self) -> int:
+        """What the request weighs against a tokens-per-minute limit (input + output cap)."""
+        return self.prompt_tokens + self.profile.max_output_tokens
+
+    def messages(self) -> list[dict[str, str]]:
+        """The ``input`` message array."""
+        return [{"role": s.role, "content": s.text} for s in self.segments if s.is_message]
+
+    def body(self, *, prompt_cache_key: str | None = None) -> dict[str, Any]:
+        """The ``POST /v1/responses`` parameters; fields a profile leaves out stay out."""
+        p = self.profile
+        body: dict[str, Any] = {
+            "model": p.model,
+            "input": self.messages(),
+            "max_output_tokens": p.max_output_tokens,
+            "store": p.store,
+        }
+        if not p.is_reasoning:
+            if p.temperature is not None:
+                body["temperature"] = p.temperature
+            if p.top_p is not None:
+                body["top_p"] = p.top_p
+        else:
+            reasoning: dict[str, str] = {}
+            if p.reasoning_effort is not None:
+                reasoning["effort"] = p.reasoning_effort
+            if p.reasoning_summary is not None:
+                reasoning["summary"] = p.reasoning_summary
+            if reasoning:
+                body["reasoning"] = reasoning
+        if p.output_schema is not None:
+            body["text"] = {
+                "format": {
+                    "type": "json_schema",
+                    "name": p.schema_name,
+                    "schema": dict(p.output_schema),
+                    "strict": True,
+                }
+            }
+        if p.service_tier is not None:
+            body["service_tier"] = p.service_tier
+        if self.previous_response_id is not None:
+            body["previous_response_id"] = self.previous_response_id
+        if prompt_cache_key is not None:
+            body["prompt_cache_key"] = prompt_cache_key
+        if self.metadata:
+            body["metadata"] = dict(self.metadata)
+        return body
+
+
+# Request fields that change neither the prompt nor the output: left out of the response
+# cache key so a re-run or a duplicate request with another job id still hits.
+_NOT_IN_CACHE_KEY = ("metadata", "prompt_cache_key", "stream", "store", "service_tier")
+CACHE_KEY_VERSION = "v1"
+
+
+def canonical_request(body: dict[str, Any]) -> str:
+    """The canonical JSON of a request for the response cache (sorted keys, compact)."""
+    kept = {k: v for k, v in body.items() if k not in _NOT_IN_CACHE_KEY}
+    return json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def response_cache_key(body: dict[str, Any]) -> str:
+    """Version tag plus the hash of the canonical request; a new canonical form means a new tag."""
+    return f"{CACHE_KEY_VERSION}:{hashlib.sha256(canonical_request(body).encode()).hexdigest()}"
