@@ -1,9 +1,91 @@
-"""(being written)"""
+"""``contentgen simulate``: run the local Responses API simulator in the foreground."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from pydantic import ValidationError
+
+from pipeline.cli.common import console, handle_errors
+from pipeline.errors import ConfigError
+from pipeline.simulator import SimulatorConfig, serve_forever
+
+_ENV = "CONTENTGEN_SIM_"
+
+
+def _opt(name: str, help: str) -> Any:
+    """A typer option that falls back to ``CONTENTGEN_SIM_<NAME>``."""
+    env = _ENV + name.lstrip("-").replace("-", "_").upper()
+    return typer.Option(name, help=help, envvar=env)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add the ``simulate`` command to ``app``."""
+
+    @app.command()
+    @handle_errors
+    def simulate(
+        host: Annotated[str, _opt("--host", "Interface to listen on.")] = "127.0.0.1",
+        port: Annotated[int, _opt("--port", "Port (0 picks a free one).")] = 8000,
+        rpm: Annotated[int, _opt("--rpm", "Requests per minute per model.")] = 10_000,
+        tpm: Annotated[int, _opt("--tpm", "Tokens per minute per model.")] = 10_000_000,
+        latency_scale: Annotated[
+            float, _opt("--latency-scale", "Multiply simulated latency (0: answer at once).")
+        ] = 1.0,
+        fail_rate: Annotated[float, _opt("--fail-rate", "Share of HTTP 500 answers.")] = 0.0,
+        overload_rate: Annotated[float, _opt("--overload-rate", "Share of HTTP 503.")] = 0.0,
+        seed: Annotated[int, _opt("--seed", "Seed of text and fault draws.")] = 0,
+        cache_machines: Annotated[int, _opt("--cache-machines", "Prompt-cache machines.")] = 8,
+        cache_ttl_s: Annotated[float, _opt("--cache-ttl-s", "Idle cache expiry (s).")] = 300.0,
+        drop_rate: Annotated[float, _opt("--drop-rate", "Share of dropped connections.")] = 0.0,
+        slow_rate: Annotated[float, _opt("--slow-rate", "Share of slow answers.")] = 0.0,
+        flex_unavailable_rate: Annotated[
+            float, _opt("--flex-unavailable-rate", "Share of flex requests refused with a 429.")
+        ] = 0.0,
+        stream_fail_rate: Annotated[
+            float, _opt("--stream-fail-rate", "Share of streams ending in response.failed.")
+        ] = 0.0,
+        batch_speed: Annotated[float, _opt("--batch-speed", "Batch progress speed-up.")] = 1.0,
+        pricing: Annotated[
+            Path | None, _opt("--pricing", "pricing.toml (default: <config dir>/pricing.toml).")
+        ] = None,
+    ) -> None:
+        """Serve a local OpenAI Responses/Files/Batches API with caching, limits and faults.
+
+        Point the pipeline (or any openai SDK client) at the printed base URL, e.g.
+        OPENAI_BASE_URL=http://127.0.0.1:8000/v1. The ledger of what it billed is at
+        GET /_sim/ledger; faults can be scripted with POST /_sim/script.
+
+        Example: contentgen simulate --port 8000 --rpm 500 --tpm 200000 --fail-rate 0.02
+        """
+        try:
+            config = SimulatorConfig(
+                host=host,
+                port=port,
+                rpm=rpm,
+                tpm=tpm,
+                latency_scale=latency_scale,
+                fail_rate=fail_rate,
+                overload_rate=overload_rate,
+                seed=seed,
+                cache_machines=cache_machines,
+                cache_ttl_s=cache_ttl_s,
+                drop_rate=drop_rate,
+                slow_rate=slow_rate,
+                flex_unavailable_rate=flex_unavailable_rate,
+                stream_fail_rate=stream_fail_rate,
+                batch_speed=batch_speed,
+                pricing_path=pricing,
+            )
+        except ValidationError as exc:
+            raise ConfigError(f"invalid simulator option: {exc.errors()[0]['msg']}") from exc
+
+        def ready(base_url: str) -> None:
+            console.print(f"Simulator listening on {base_url}  (Ctrl-C stops it)", highlight=False)
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve_forever(config, on_ready=ready))

@@ -1,0 +1,348 @@
+"""Validating a ``POST /v1/responses`` body and building Response objects (API-NOTES §2).
+
+``prepare`` turns a JSON body into a ``Prepared`` request or raises the API's 400; the
+``*_object`` functions build the JSON the SDK parses (ids ``resp_``/``msg_``/``rs_``, echoed
+parameters, output items, usage with ``cached_tokens`` and ``cache_write_tokens``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.errors import PricingError
+from pipeline.pricing import PriceTable, Tier
+from pipeline.simulator import apierrors
+from pipeline.simulator.apierrors import SimAPIError
+from pipeline.simulator.models import default_effort, is_reasoning_model, sampling_allowed
+from pipeline.simulator.prompt import PromptError, RenderedPrompt, generation_key, render_prompt
+from pipeline.simulator.text import Generation, GenerationRequest
+
+MIN_OUTPUT_TOKENS = 16
+_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+_SUMMARIES = ("auto", "concise", "detailed")
+_SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority", "fast", "ultrafast")
+_RETENTIONS = ("in_memory", "24h")
+
+
+def new_id(prefix: str) -> str:
+    """An id like the API's: ``resp_``, ``msg_``, ``rs_`` + 48 hex digits."""
+    return prefix + secrets.token_hex(24)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated request: its prompt, budget, tier and generation inputs."""
+
+    body: dict[str, Any]
+    model: str
+    tier: Tier
+    effort: str | None
+    summary: str | None
+    prompt: RenderedPrompt
+    generation: GenerationRequest
+    max_output_tokens: int | None
+    stream: bool
+    store: bool
+
+    @property
+    def input_tokens(self) -> int:
+        """``usage.input_tokens`` of this request."""
+        return len(self.prompt.ids)
+
+    @property
+    def service_tier(self) -> str:
+        """The tier the answer reports (auto/default/omitted -> ``default``)."""
+        return "flex" if self.tier == "flex" else "default"
+
+    def estimate(self, default_output: int) -> int:
+        """Tokens taken from the TPM bucket: input + max_output_tokens (or ``default_output``)."""
+        budget = self.max_output_tokens if self.max_output_tokens is not None else default_output
+        return self.input_tokens + budget
+
+
+def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise apierrors.invalid_type(name, "a decimal")
+    if not low <= value <= high:
+        raise apierrors.invalid_value(
+            name, f"Invalid '{name}': expected a value between {low:g} and {high:g}."
+        )
+    return float(value)
+
+
+def _max_output_tokens(body: dict[str, Any]) -> int | None:
+    value = body.get("max_output_tokens")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise apierrors.invalid_type("max_output_tokens", "an integer")
+    if value < MIN_OUTPUT_TOKENS:
+        raise apierrors.below_minimum("max_output_tokens", MIN_OUTPUT_TOKENS, value)
+    return value
+
+
+def _reasoning(body: dict[str, Any], model: str) -> tuple[str | None, str | None]:
+    reasoning = body.get("reasoning")
+    if reasoning is None:
+        return default_effort(model), None
+    if not isinstance(reasoning, dict):
+        raise apierrors.invalid_type("reasoning", "an object")
+    effort, summary = reasoning.get("effort"), reasoning.get("summary")
+    if effort is not None and effort not in _EFFORTS:
+        raise apierrors.invalid_value("reasoning.effort", f"Invalid value: '{effort}'.")
+    if summary is not None and summary not in _SUMMARIES:
+        raise apierrors.invalid_value("reasoning.summary", f"Invalid value: '{summary}'.")
+    if not is_reasoning_model(model):
+        if effort is not None:
+            # Wording UNCONFIRMED (API-NOTES §4: reasoning on a non-reasoning model).
+            raise apierrors.unsupported_parameter("reasoning.effort")
+        return None, None
+    return effort or default_effort(model), summary
+
+
+def _metadata(body: dict[str, Any]) -> None:
+    metadata = body.get("metadata")
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict):
+        raise apierrors.invalid_type("metadata", "an object")
+    if len(metadata) > 16:
+        raise apierrors.invalid_value(
+            "metadata",
+            "Invalid 'metadata': too many properties. Expected an object with at most 16 "
+            f"properties, but got {len(metadata)} instead.",
+        )
+    for key, value in metadata.items():
+        if len(key) > 64 or not isinstance(value, str) or len(value) > 512:
+            raise apierrors.invalid_value(
+                f"metadata.{key}",
+                "Invalid 'metadata': keys are at most 64 characters and values strings of at "
+                "most 512 characters.",
+            )
+
+
+def _text_format(body: dict[str, Any]) -> dict[str, Any] | None:
+    text = body.get("text")
+    if text is None:
+        return None
+    if not isinstance(text, dict):
+        raise apierrors.invalid_type("text", "an object")
+    fmt = text.get("format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_schema", "json_object"):
+        raise apierrors.invalid_value("text.format.type", "Invalid value for 'text.format.type'.")
+    if fmt["type"] == "json_schema":
+        for field in ("name", "schema"):
+            if fmt.get(field) is None:
+                raise apierrors.missing_parameter(f"text.format.{field}")
+        if not isinstance(fmt["schema"], dict):
+            raise apierrors.invalid_type("text.format.schema", "an object")
+    return fmt if fmt["type"] != "text" else None
+
+
+def _tier(body: dict[str, Any], model: str, prices: PriceTable) -> Tier:
+    tier = body.get("service_tier")
+    if tier is None:
+        return "standard"
+    if tier not in _SERVICE_TIERS:
+        raise apierrors.invalid_value("service_tier", f"Invalid value: '{tier}'.")
+    if tier != "flex":
+        return "standard"
+    if _has_flex(prices, model):
+        return "flex"
+    # Wording UNCONFIRMED: flex is offered for a few models only (API-NOTES §8).
+    raise apierrors.invalid_value(
+        "service_tier", f"Flex processing is not available for model '{model}'."
+    )
+
+
+def _has_flex(prices: PriceTable, model: str) -> bool:
+    try:
+        prices.price(model, "flex")
+    except PricingError:
+        return False
+    return True
+
+
+def prepare(
+    body: Any,
+    prices: PriceTable,
+    seed: int,
+    history: Callable[[str], Sequence[int] | None],
+) -> Prepared:
+    """Validate ``body`` like the API and render its prompt.
+
+    ``history(response_id)`` returns a stored conversation (None when unknown or not stored).
+    Raises ``SimAPIError`` with the API's 400 body.
+    """
+    if not isinstance(body, dict):
+        raise apierrors.invalid_json()
+    model = body.get("model")
+    if not model:
+        raise apierrors.missing_parameter("model")
+    if not isinstance(model, str):
+        raise apierrors.invalid_type("model", "a string")
+    if not prices.knows(model):
+        raise apierrors.model_not_found(model)
+    max_output = _max_output_tokens(body)
+    effort, summary = _reasoning(body, model)
+    temperature = _number(body, "temperature", 0, 2)
+    top_p = _number(body, "top_p", 0, 1)
+    for name, value in (("temperature", temperature), ("top_p", top_p)):
+        if value is not None and not sampling_allowed(model, effort):
+            raise apierrors.unsupported_parameter(name)
+    _metadata(body)
+    fmt = _text_format(body)
+    tier = _tier(body, model, prices)
+    retention = body.get("prompt_cache_retention")
+    if retention is not None and retention not in _RETENTIONS:
+        raise apierrors.invalid_value("prompt_cache_retention", f"Invalid value: '{retention}'.")
+    previous: Sequence[int] = ()
+    previous_id = body.get("previous_response_id")
+    if previous_id is not None:
+        found = history(str(previous_id))
+        if found is None:
+            raise apierrors.previous_response_not_found(str(previous_id))
+        previous = found
+    try:
+        prompt = render_prompt(body, previous)
+    except PromptError as exc:
+        raise SimAPIError(400, str(exc), param=exc.param, code="invalid_value") from exc
+    generation = GenerationRequest(
+        model=model,
+        key=generation_key(body, seed, prompt.ids),
+        max_output_tokens=max_output,
+        temperature=1.0 if temperature is None else temperature,
+        top_p=1.0 if top_p is None else top_p,
+        effort=effort if effort != "none" else None,
+        summary=summary is not None,
+        text_format=fmt,
+    )
+    return Prepared(
+        body=body,
+        model=model,
+        tier=tier,
+        effort=effort,
+        summary=summary,
+        prompt=prompt,
+        generation=generation,
+        max_output_tokens=max_output,
+        stream=bool(body.get("stream")),
+        store=body.get("store", True) is not False,
+    )
+
+
+def usage_object(prep: Prepared, gen: Generation | None, cached_tokens: int) -> dict[str, Any]:
+    """``usage`` with the inclusive ``input_tokens`` and both input details (§1.2)."""
+    output = gen.output_tokens if gen else 0
+    return {
+        "input_tokens": prep.input_tokens,
+        "input_tokens_details": {"cached_tokens": cached_tokens, "cache_write_tokens": 0},
+        "output_tokens": output,
+        "output_tokens_details": {"reasoning_tokens": gen.reasoning_tokens if gen else 0},
+        "total_tokens": prep.input_tokens + output,
+    }
+
+
+def reasoning_item(item_id: str, summary: str | None) -> dict[str, Any]:
+    """A reasoning output item (summary text only when the request asked for a summary)."""
+    parts = [{"type": "summary_text", "text": summary}] if summary else []
+    return {"id": item_id, "type": "reasoning", "summary": parts}
+
+
+def message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
+    """An assistant message with one ``output_text`` part."""
+    return {
+        "id": item_id,
+        "type": "message",
+        "status": status,
+        "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}],
+        "role": "assistant",
+    }
+
+
+@dataclass(frozen=True)
+class OutputIds:
+    """Ids of one response and its output items."""
+
+    response: str
+    reasoning: str
+    message: str
+
+    @classmethod
+    def new(cls) -> OutputIds:
+        """Fresh random ids."""
+        return cls(new_id("resp_"), new_id("rs_"), new_id("msg_"))
+
+
+def output_items(prep: Prepared, gen: Generation, ids: OutputIds) -> list[dict[str, Any]]:
+    """The output list: reasoning item first for reasoning models, then the message."""
+    items: list[dict[str, Any]] = []
+    if prep.generation.effort is not None:
+        items.append(reasoning_item(ids.reasoning, gen.summary if prep.summary else None))
+    if gen.has_message:
+        items.append(
+            message_item(ids.message, gen.text, "incomplete" if gen.incomplete else "completed")
+        )
+    return items
+
+
+def response_object(
+    prep: Prepared,
+    response_id: str,
+    created_at: int,
+    *,
+    status: str,
+    output: list[dict[str, Any]] | None = None,
+    usage: dict[str, Any] | None = None,
+    completed_at: int | None = None,
+    error: dict[str, Any] | None = None,
+    service_tier: str | None = None,
+) -> dict[str, Any]:
+    """A Response object echoing the request's parameters with the API's defaults filled."""
+    body = prep.body
+    fmt = prep.generation.text_format
+    incomplete = {"reason": "max_output_tokens"} if status == "incomplete" else None
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "status": status,
+        "background": False,
+        "billing": {"payer": "developer"},
+        "completed_at": completed_at,
+        "error": error,
+        "frequency_penalty": 0.0,
+        "incomplete_details": incomplete,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": prep.max_output_tokens,
+        "max_tool_calls": body.get("max_tool_calls"),
+        "model": prep.model,
+        "output": output if output is not None else [],
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "presence_penalty": 0.0,
+        "previous_response_id": body.get("previous_response_id"),
+        "prompt_cache_key": body.get("prompt_cache_key"),
+        "prompt_cache_retention": body.get("prompt_cache_retention") or "in_memory",
+        "reasoning": {"effort": prep.effort, "summary": prep.summary},
+        "safety_identifier": body.get("safety_identifier"),
+        "service_tier": service_tier or prep.service_tier,
+        "store": prep.store,
+        "temperature": body.get("temperature", 1.0),
+        "text": {"format": fmt or {"type": "text"}, "verbosity": "medium"},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_logprobs": body.get("top_logprobs", 0),
+        "top_p": body.get("top_p", 1.0),
+        "truncation": body.get("truncation", "disabled"),
+        "usage": usage,
+        "user": body.get("user"),
+        "metadata": body.get("metadata") or {},
+    }

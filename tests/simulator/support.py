@@ -1,0 +1,57 @@
+"""Helpers the simulator tests share (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+
+from pipeline.pricing import Tier, Usage, load_pricing
+from pipeline.simulator import SimulatorServer
+from pipeline.simulator.testing import sync_client
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+KEY_POINTS_SCHEMA: dict[str, Any] = json.loads((CONFIG_DIR / "schemas/key_points.json").read_text())
+PRICES = load_pricing(CONFIG_DIR / "pricing.toml")
+
+# About 1,800 tokens of stable text: long enough for the 1024-token caching minimum.
+LONG_INSTRUCTIONS = "You are the night editor of a regional newspaper. " + " ".join(
+    f"Rule {i}: keep sentence {i} short, factual and attributed to a named source."
+    for i in range(1, 100)
+)
+
+
+def sdk(server: SimulatorServer, **options: Any) -> openai.OpenAI:
+    """A synchronous SDK client for ``server`` (no retries unless asked)."""
+    return sync_client(server, **options)
+
+
+def admin(server: SimulatorServer, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """Call a ``/_sim/`` hook over HTTP."""
+    with httpx.Client(base_url=server.root_url) as http:
+        return http.request(method, path, **kwargs)
+
+
+def usage_of(response: Any) -> Usage:
+    """The SDK response's usage as a pricing ``Usage``."""
+    u = response.usage
+    return Usage(
+        u.input_tokens,
+        u.input_tokens_details.cached_tokens,
+        u.output_tokens,
+        u.output_tokens_details.reasoning_tokens,
+    )
+
+
+def ledger_cost(
+    server: SimulatorServer, model: str | None = None, tier: Tier = "standard"
+) -> Decimal:
+    """A cost from the ledger (total, or one model and tier)."""
+    data = server.ledger()
+    if model is None:
+        return Decimal(data["totals"]["cost_usd"])
+    return Decimal(data["models"][model][tier]["cost_usd"])
