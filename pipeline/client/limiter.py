@@ -1,0 +1,278 @@
+"""Client-side rate limiting: token buckets for requests/min and tokens/min.
+
+The server meters an account with two continuously refilling buckets whose capacity is the
+per-minute limit (a full bucket refills in one minute) and which start full. We keep a local
+copy of both and admit a request only when both hold enough, so the pipe stays full without
+provoking 429s:
+
+- ``acquire(tokens)`` waits, first come first served, until both buckets allow the request
+  and no 429 penalty is running, then takes one request and ``tokens`` tokens. The estimate is
+  prompt tokens + ``max_output_tokens``, as the server counts it before generating.
+- ``observe(headers)`` follows the six ``x-ratelimit-*`` headers of every response: the
+  ``limit-*`` values set capacity and refill rate (and switch a bucket on when the limit was
+  not configured); the ``remaining-*`` values pull the local level down when the server knows
+  less is left (other workers on the account, estimates that differ). They never raise it:
+  a stale, optimistic header must not cause a burst.
+- ``penalize(retry_after_s)`` after a 429 blocks every sender until the hint has passed.
+
+With a continuous bucket, ``reset-*`` is redundant ((limit - remaining) / rate); it is parsed
+and reported in ``snapshot()`` for the progress display, not used for admission.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pipeline.client.clock import SYSTEM_CLOCK, Clock
+from pipeline.client.durations import parse_go_duration
+
+log = logging.getLogger("contentgen.limiter")
+
+WINDOW_S = 60.0
+# Float rounding after sleeping exactly the computed wait must not cost another loop.
+_EPSILON = 1e-9
+
+
+class _Bucket:
+    """A continuously refilling bucket; its level may go below zero (debt) for oversize takes."""
+
+    def __init__(self, capacity: float, level: float | None = None) -> None:
+        self.capacity = capacity
+        self.level = capacity if level is None else min(level, capacity)
+
+    @property
+    def rate_per_s(self) -> float:
+        return self.capacity / WINDOW_S
+
+    def refill(self, elapsed_s: float) -> None:
+        if elapsed_s > 0:
+            self.level = min(self.capacity, self.level + elapsed_s * self.rate_per_s)
+
+    def wait_s(self, amount: float) -> float:
+        """Seconds until ``amount`` can be taken (more than capacity needs a full bucket)."""
+        missing = min(amount, self.capacity) - self.level
+        if missing <= _EPSILON * max(1.0, self.capacity):
+            return 0.0
+        return missing / self.rate_per_s
+
+    def set_capacity(self, capacity: float) -> None:
+        self.capacity = capacity
+        self.level = min(self.level, capacity)
+
+
+@dataclass(frozen=True)
+class LimiterStats:
+    """What the limiter admitted and what it knows about the limits, for progress display."""
+
+    rpm_limit: int | None
+    tpm_limit: int | None
+    requests_per_min: int
+    tokens_per_min: int
+    requests_total: int
+    tokens_total: int
+    requests_available: float | None
+    tokens_available: float | None
+    waiting: int
+    blocked_for_s: float
+    penalties: int
+    server_reset_requests_s: float | None
+    server_reset_tokens_s: float | None
+
+    @property
+    def tpm_utilisation(self) -> float | None:
+        """Tokens admitted in the last minute as a share of the TPM limit."""
+        return None if not self.tpm_limit else self.tokens_per_min / self.tpm_limit
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields (and ``tpm_utilisation``) as a plain JSON-friendly dict."""
+        return {**asdict(self), "tpm_utilisation": self.tpm_utilisation}
+
+
+class RateLimiter:
+    """Token buckets for requests/min (``rpm``) and tokens/min (``tpm``); None means unlimited.
+
+    A limit left as None is switched on by the first response that carries its
+    ``x-ratelimit-limit-*`` header. Waiters are served strictly in arrival order, so a large
+    request is never starved by a stream of small ones.
+    """
+
+    def __init__(self, rpm: int | None, tpm: int | None, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
+        self._requests = _Bucket(float(rpm)) if rpm else None
+        self._tokens = _Bucket(float(tpm)) if tpm else None
+        self._last = clock.monotonic()
+        self._blocked_until = -math.inf
+        self._queue: asyncio.Lock | None = None
+        self._queue_loop: asyncio.AbstractEventLoop | None = None
+        self._waiting = 0
+        self._penalties = 0
+        self._admitted: deque[tuple[float, int]] = deque()
+        self._window_tokens = 0
+        self._requests_total = 0
+        self._tokens_total = 0
+        self._reset_requests_s: float | None = None
+        self._reset_tokens_s: float | None = None
+
+    async def acquire(self, tokens: int) -> None:
+        """Wait until one request and ``tokens`` tokens may be sent, then take them."""
+        if tokens < 0:
+            raise ValueError(f"tokens must be >= 0, got {tokens}")
+        self._waiting += 1
+        try:
+            async with self._fifo():
+                while True:
+                    now = self._refill()
+                    wait = self._wait_s(now, tokens)
+                    if wait <= 0:
+                        break
+                    await self._clock.sleep(wait)
+                self._take(now, tokens)
+        finally:
+            self._waiting -= 1
+
+    def _fifo(self) -> asyncio.Lock:
+        # asyncio.Lock wakes waiters in FIFO order. A lock belongs to one event loop; a limiter
+        # shared by successive loops (one per chunk, say) gets a fresh lock in each.
+        loop = asyncio.get_running_loop()
+        if self._queue is None or self._queue_loop is not loop:
+            self._queue = asyncio.Lock()
+            self._queue_loop = loop
+        return self._queue
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Follow a response's ``x-ratelimit-*`` headers (missing or malformed ones are ignored)."""
+        lowered = {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-ratelimit-")}
+        if not lowered:
+            return
+        self._refill()
+        self._requests = self._follow(self._requests, lowered, "requests")
+        self._tokens = self._follow(self._tokens, lowered, "tokens")
+        reset_requests = _duration(lowered.get("x-ratelimit-reset-requests"))
+        reset_tokens = _duration(lowered.get("x-ratelimit-reset-tokens"))
+        if reset_requests is not None:
+            self._reset_requests_s = reset_requests
+        if reset_tokens is not None:
+            self._reset_tokens_s = reset_tokens
+
+    def penalize(self, retry_after_s: float) -> None:
+        """After a 429: send nothing for ``retry_after_s`` (extends a pause, never shortens it)."""
+        now = self._clock.monotonic()
+        self._blocked_until = max(self._blocked_until, now + max(0.0, retry_after_s))
+        self._penalties += 1
+        log.info("rate limited: pausing all requests for %.3fs", max(0.0, retry_after_s))
+
+    @property
+    def rpm(self) -> int | None:
+        """The requests/min limit in force (configured or learnt from headers), None if none."""
+        return _limit(self._requests)
+
+    @property
+    def tpm(self) -> int | None:
+        """The tokens/min limit in force (configured or learnt from headers), None if none."""
+        return _limit(self._tokens)
+
+    def stats(self) -> dict[str, Any]:
+        """``snapshot()`` as a plain dict for progress displays and run artifacts.
+
+        Keys: ``rpm_limit``, ``tpm_limit``, ``requests_per_min``, ``tokens_per_min`` (admitted
+        in the last 60 s), ``requests_total``, ``tokens_total``, ``requests_available``,
+        ``tokens_available``, ``waiting``, ``blocked_for_s``, ``penalties``,
+        ``server_reset_requests_s``, ``server_reset_tokens_s``, ``tpm_utilisation``.
+        """
+        return self.snapshot().as_dict()
+
+    def snapshot(self) -> LimiterStats:
+        """Limits, availability and what was admitted (last minute and total), typed."""
+        now = self._refill()
+        self._prune(now)
+        return LimiterStats(
+            rpm_limit=_limit(self._requests),
+            tpm_limit=_limit(self._tokens),
+            requests_per_min=len(self._admitted),
+            tokens_per_min=self._window_tokens,
+            requests_total=self._requests_total,
+            tokens_total=self._tokens_total,
+            requests_available=None if self._requests is None else self._requests.level,
+            tokens_available=None if self._tokens is None else self._tokens.level,
+            waiting=self._waiting,
+            blocked_for_s=max(0.0, self._blocked_until - now),
+            penalties=self._penalties,
+            server_reset_requests_s=self._reset_requests_s,
+            server_reset_tokens_s=self._reset_tokens_s,
+        )
+
+    def _refill(self) -> float:
+        now = self._clock.monotonic()
+        elapsed = now - self._last
+        for bucket in (self._requests, self._tokens):
+            if bucket is not None:
+                bucket.refill(elapsed)
+        self._last = max(self._last, now)
+        return now
+
+    def _wait_s(self, now: float, tokens: int) -> float:
+        wait = self._blocked_until - now
+        if self._requests is not None:
+            wait = max(wait, self._requests.wait_s(1))
+        if self._tokens is not None:
+            wait = max(wait, self._tokens.wait_s(tokens))
+        return wait
+
+    def _take(self, now: float, tokens: int) -> None:
+        if self._requests is not None:
+            self._requests.level -= 1
+        if self._tokens is not None:
+            self._tokens.level -= tokens
+        self._admitted.append((now, tokens))
+        self._window_tokens += tokens
+        self._requests_total += 1
+        self._tokens_total += tokens
+        self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        while self._admitted and self._admitted[0][0] <= now - WINDOW_S:
+            _, tokens = self._admitted.popleft()
+            self._window_tokens -= tokens
+
+    @staticmethod
+    def _follow(bucket: _Bucket | None, headers: Mapping[str, str], kind: str) -> _Bucket | None:
+        limit = _number(headers.get(f"x-ratelimit-limit-{kind}"))
+        remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
+        if limit is not None and limit > 0:
+            if bucket is None:
+                bucket = _Bucket(limit, remaining)
+            elif bucket.capacity != limit:
+                log.info("server %s limit is %d per minute (was %d)", kind, limit, bucket.capacity)
+                bucket.set_capacity(limit)
+        if bucket is not None and remaining is not None:
+            bucket.level = min(bucket.level, remaining)
+        return bucket
+
+
+def _limit(bucket: _Bucket | None) -> int | None:
+    return None if bucket is None else round(bucket.capacity)
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _duration(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_go_duration(value)
+    except ValueError:
+        return None

@@ -1,0 +1,160 @@
+"""``ResponsesClient``: from a rendered request body to an ``Outcome``.
+
+The path of one request: response cache (a hit is served at zero cost, no attempt made) ->
+for each attempt: rate limiter -> one API call -> the limiter follows the response headers ->
+on a 429 the limiter pauses every sender for the server's hint -> the retry policy decides.
+A finished result is stored in the response cache.
+
+Decisions:
+
+- ``incomplete`` results are cached as well as ``completed`` ones: they are real, paid-for
+  outputs, and the same request would be truncated the same way again. A profile that raises
+  ``max_output_tokens`` changes the request, hence the key, so it is not served the old one.
+- With caching on, identical requests in flight at the same time are sent once: later ones wait
+  for the first and are served like a cache hit (``from_cache=True``, attempts 0). If the
+  first fails, they get the same error.
+- A 429 without a hint still pauses the limiter briefly (``DEFAULT_429_PAUSE_S``), so the
+  queue behind it does not run into the same wall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pipeline.client.api import ResponsesCaller
+from pipeline.client.cache import ResultCache
+from pipeline.client.clock import SYSTEM_CLOCK, Clock
+from pipeline.client.limiter import RateLimiter
+from pipeline.client.result import APIResult
+from pipeline.client.retry import RetryPolicy
+from pipeline.client.validation import validate_json_output
+from pipeline.errors import APIError, RateLimited
+from pipeline.requests import response_cache_key
+
+__all__ = ["DEFAULT_429_PAUSE_S", "Outcome", "ResponsesClient", "validate_json_output"]
+
+DEFAULT_429_PAUSE_S = 1.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What generating one request came to.
+
+    Exactly one of ``result`` and ``error`` is set. ``from_cache`` results keep the usage of
+    the original call for reference; the caller records them at zero cost. ``attempts`` counts
+    API calls made for this request (0 when served from the cache).
+    """
+
+    result: APIResult | None
+    error: APIError | None
+    attempts: int
+    from_cache: bool = False
+    cache_key: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when there is a result (completed or incomplete)."""
+        return self.result is not None
+
+
+class ResponsesClient:
+    """Sends requests through the response cache, the rate limiter and the retry policy.
+
+    ``timeout_s`` bounds each attempt (the SDK's per-request timeout).
+    """
+
+    def __init__(
+        self,
+        api: ResponsesCaller,
+        *,
+        cache: ResultCache,
+        limiter: RateLimiter,
+        retry: RetryPolicy,
+        clock: Clock = SYSTEM_CLOCK,
+        timeout_s: float = 120.0,
+    ) -> None:
+        self._api = api
+        self._cache = cache
+        self._limiter = limiter
+        self._retry = retry
+        self._clock = clock
+        self._timeout_s = timeout_s
+        self._inflight: dict[str, asyncio.Future[Outcome]] = {}
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The rate limiter (its ``stats()`` feed the progress display)."""
+        return self._limiter
+
+    async def generate(
+        self,
+        request_body: Mapping[str, Any],
+        *,
+        estimated_tokens: int,
+        stream: bool,
+        cache_ttl_s: int | None,
+        cache_enabled: bool,
+        job_id: int,
+    ) -> Outcome:
+        """Generate one request: from the cache when possible, else through the API.
+
+        ``estimated_tokens`` is what the request weighs against the TPM limit (prompt tokens
+        plus ``max_output_tokens``, see ``RenderedRequest.estimated_tokens``).
+        """
+        key = response_cache_key(dict(request_body))
+        if not cache_enabled:
+            return await self._send(request_body, key, estimated_tokens, stream, job_id)
+
+        while True:
+            cached = self._cache.get(key)
+            if cached is not None:
+                return Outcome(cached, None, attempts=0, from_cache=True, cache_key=key)
+            leader = self._inflight.get(key)
+            if leader is None:
+                break
+            try:
+                first = await asyncio.shield(leader)
+            except asyncio.CancelledError:
+                if leader.cancelled():  # the first sender was cancelled, not us: go again
+                    continue
+                raise
+            return replace(first, attempts=0, from_cache=first.result is not None)
+
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            outcome = await self._send(request_body, key, estimated_tokens, stream, job_id)
+            if outcome.result is not None:
+                self._cache.put(key, outcome.result, cache_ttl_s)
+        except BaseException:
+            future.cancel()
+            raise
+        finally:
+            del self._inflight[key]
+        future.set_result(outcome)
+        return outcome
+
+    async def _send(
+        self,
+        body: Mapping[str, Any],
+        key: str,
+        estimated_tokens: int,
+        stream: bool,
+        job_id: int,
+    ) -> Outcome:
+        async def attempt(number: int) -> APIResult:
+            await self._limiter.acquire(estimated_tokens)
+            try:
+                return await self._api.call(
+                    body, stream=stream, timeout_s=self._timeout_s, on_headers=self._limiter.observe
+                )
+            except RateLimited as exc:
+                pause = exc.retry_after_s if exc.retry_after_s is not None else DEFAULT_429_PAUSE_S
+                self._limiter.penalize(pause)
+                raise
+
+        attempted = await self._retry.run(attempt, job_id=job_id)
+        return Outcome(attempted.value, attempted.error, attempted.attempts, cache_key=key)
