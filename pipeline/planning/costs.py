@@ -1,0 +1,70 @@
+"""What a plan should cost, before anything is sent (the dry run), and what caching saves."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+from pipeline.planning.planner import Plan
+from pipeline.pricing import PriceTable, TierPrice, Usage, cost_usd, tier_of
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Expected tokens and cost of a plan, and its cost if nothing were cached."""
+
+    requests: int
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+    uncached_cost_usd: Decimal
+
+    @property
+    def savings_usd(self) -> Decimal:
+        """What the expected prompt-cache hits save."""
+        return self.uncached_cost_usd - self.cost_usd
+
+    @property
+    def cached_ratio(self) -> float:
+        """Expected cached share of input tokens."""
+        return self.cached_tokens / self.input_tokens if self.input_tokens else 0.0
+
+
+def forecast(
+    plan: Plan, prices: PriceTable, *, output_ratio: float = 0.5, on: dt.date | None = None
+) -> Forecast:
+    """Price ``plan``: its prompt and expected cached tokens, output at ``output_ratio``.
+
+    Output is guessed as ``output_ratio`` of each request's ``max_output_tokens`` (reasoning
+    included, as the API bills it). Each request is priced at its profile's tier (``flex``
+    or standard) on the day ``on`` (default: the newest prices). Raises ``PricingError`` for
+    a model without a price, so a run is refused before any request is sent.
+    """
+    if output_ratio < 0:
+        raise ValueError(f"output_ratio must be >= 0, got {output_ratio}")
+    price_of: dict[tuple[str, str | None], TierPrice] = {}
+    input_tokens = cached_tokens = output_tokens = 0
+    cost = uncached = Decimal(0)
+    for planned in plan.requests:
+        request = planned.request
+        key = (request.model, request.profile.service_tier)
+        price = price_of.get(key)
+        if price is None:
+            price = price_of[key] = prices.price(request.model, tier_of(key[1]), on)
+        output = round(output_ratio * request.profile.max_output_tokens)
+        usage = Usage(request.prompt_tokens, planned.expected_cached_tokens, output)
+        input_tokens += usage.input_tokens
+        cached_tokens += usage.cached_tokens
+        output_tokens += output
+        cost += cost_usd(usage, price)
+        uncached += cost_usd(Usage(usage.input_tokens, 0, output), price)
+    return Forecast(
+        requests=len(plan.requests),
+        input_tokens=input_tokens,
+        cached_tokens=cached_tokens,
+        output_tokens=output_tokens,
+        cost_usd=cost,
+        uncached_cost_usd=uncached,
+    )
