@@ -1,0 +1,383 @@
+"""``contentgen report``: cost, tokens, cache savings and failures, by day/model/profile/run/....
+
+Reads the report views (``pipeline.reports``) and prints a table with an exact total, CSV or
+JSON; ``--chart`` also writes a self-contained HTML chart of daily cost by profile.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from pipeline.chart import daily_cost_chart
+from pipeline.cli.common import console, err_console, handle_errors, open_db, print_json
+from pipeline.errors import InputError
+from pipeline.reports import (
+    CostFigures,
+    CostReport,
+    Dimension,
+    Key,
+    ReportFilter,
+    RunForecast,
+    cost_report,
+    day_task_costs,
+    latest_run_id,
+    parse_day,
+    usd_places,
+    usd_text,
+)
+from pipeline.settings import get_settings
+
+
+class By(StrEnum):
+    """What a report groups by (``profile`` and ``task`` are the same thing)."""
+
+    day = "day"
+    model = "model"
+    profile = "profile"
+    task = "task"
+    run = "run"
+    section = "section"
+    batch = "batch"
+
+
+class Format(StrEnum):
+    """How a report is printed."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+_DIMENSION: dict[By, Dimension] = {
+    By.day: "day",
+    By.model: "model",
+    By.profile: "task",
+    By.task: "task",
+    By.run: "run",
+    By.section: "section",
+    By.batch: "batch",
+}
+_HEADINGS: dict[Dimension, str] = {
+    "day": "day (UTC)",
+    "model": "model",
+    "task": "profile",
+    "run": "run",
+    "section": "section",
+    "batch": "batch",
+}
+
+
+def _pct(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.1%}"
+
+
+def _key_text(key: Key) -> str:
+    return "(none)" if key is None else str(key)
+
+
+_FIGURE_HEADERS = (
+    "requests",
+    "incompl.",
+    "failed",
+    "cache hits",
+    "input tok",
+    "cached",
+    "output tok",
+    "reasoning",
+    "cost $",
+    "list $",
+    "saved $",
+    "saved",
+)
+# On a narrow terminal these columns go first (all are in --format csv/json).
+_REPORT_DROP_ORDER = (
+    "reasoning",
+    "list $",
+    "output tok",
+    "input tok",
+    "incompl.",
+    "saved",
+    "cache hits",
+    "failed",
+)
+_FORECAST_DROP_ORDER = ("kind", "state", "started (UTC)", "fc. cached")
+
+
+def _figures_cells(f: CostFigures, places: int) -> list[str]:
+    return [
+        f"{f.requests:,}",
+        f"{f.incomplete:,}",
+        f"{f.failed:,}",
+        f"{f.from_cache:,}",
+        f"{f.input_tokens:,}",
+        _pct(f.cached_ratio),
+        f"{f.output_tokens:,}",
+        f"{f.reasoning_tokens:,}",
+        usd_text(f.cost_usd, places),
+        usd_text(f.list_cost_usd, places),
+        usd_text(f.savings_usd, places),
+        _pct(f.savings_ratio),
+    ]
+
+
+def _title(report: CostReport) -> str:
+    parts = [f"Cost by {_HEADINGS[report.by]}"]
+    flt = report.filter
+    if flt.since or flt.until:
+        parts.append(f"{flt.since or '…'} to {flt.until or '…'}")
+    if flt.run_id is not None:
+        parts.append(f"run {flt.run_id}")
+    return ", ".join(parts)
+
+
+def fitted_table(
+    title: str,
+    headers: list[str],
+    rows: list[list[str]],
+    *,
+    drop_order: tuple[str, ...],
+    width: int,
+    left: int = 1,
+    total: list[str] | None = None,
+) -> tuple[Table, list[str]]:
+    """A table of ``rows`` without the columns (dropped in ``drop_order``) that do not fit.
+
+    The first ``left`` columns are left-aligned, the rest right-aligned. Returns the table and
+    the headers of the hidden columns.
+    """
+    every = [*rows, *([total] if total else [])]
+    widths = {h: max([len(h), *(len(r[i]) for r in every)]) for i, h in enumerate(headers)}
+    shown = list(headers)
+    hidden: list[str] = []
+    for name in drop_order:
+        if sum(widths[h] + 3 for h in shown) + 1 <= width:
+            break
+        if name in shown:
+            shown.remove(name)
+            hidden.append(name)
+    table = Table(title=title)
+    for h in shown:
+        table.add_column(h, justify="left" if headers.index(h) < left else "right", no_wrap=True)
+    index = [headers.index(h) for h in shown]
+    for row in rows:
+        table.add_row(*(row[i] for i in index))
+    if total:
+        table.add_section()
+        table.add_row(*(total[i] for i in index), style="bold")
+    return table, hidden
+
+
+def _hidden_note(hidden: list[str]) -> None:
+    if hidden:
+        console.print(
+            f"(hidden for width: {', '.join(hidden)}; all are in --format csv/json)",
+            markup=False,
+            highlight=False,
+            style="dim",
+        )
+
+
+def print_table(report: CostReport) -> None:
+    """The report as a rich table with a bold exact total row, then forecast against actual.
+
+    Columns that do not fit the terminal are left out (and named); CSV and JSON have them all.
+    """
+    places = usd_places(
+        money
+        for f in [*(row.figures for row in report.rows), report.total]
+        for money in (f.cost_usd, f.list_cost_usd, f.savings_usd)
+    )
+    table, hidden = fitted_table(
+        _title(report),
+        [_HEADINGS[report.by], *_FIGURE_HEADERS],
+        [[_key_text(r.key), *_figures_cells(r.figures, places)] for r in report.rows],
+        total=["total", *_figures_cells(report.total, places)],
+        drop_order=_REPORT_DROP_ORDER,
+        width=console.width,
+    )
+    console.print(table)
+    _hidden_note(hidden)
+    if not report.rows:
+        console.print("No generations match.", markup=False, highlight=False)
+    if report.runs:
+        print_forecasts(report.runs)
+
+
+def print_forecasts(runs: list[RunForecast]) -> None:
+    """Forecast (made before sending) against actual cost and cached ratio, per run."""
+    places = usd_places(
+        money
+        for run in runs
+        for money in (run.forecast_cost_usd, run.actual.cost_usd, run.cost_error_usd)
+        if money is not None
+    )
+    rows = []
+    for run in runs:
+        error = run.cost_error_usd
+        rows.append(
+            [
+                str(run.run_id),
+                run.kind,
+                run.state,
+                f"{run.started_at:%Y-%m-%d %H:%M}",
+                "-" if run.forecast_cost_usd is None else usd_text(run.forecast_cost_usd, places),
+                usd_text(run.actual.cost_usd, places),
+                "-" if error is None else ("+" if error > 0 else "") + usd_text(error, places),
+                _pct(run.forecast_cached_ratio),
+                _pct(run.actual.cached_ratio),
+            ]
+        )
+    headers = ["run", "kind", "state", "started (UTC)", "forecast $", "actual $"]
+    headers += ["diff $", "fc. cached", "cached"]
+    table, hidden = fitted_table(
+        "Forecast vs actual",
+        headers,
+        rows,
+        drop_order=_FORECAST_DROP_ORDER,
+        width=console.width,
+        left=4,
+    )
+    console.print(table)
+    _hidden_note(hidden)
+
+
+def _row_dict(key_column: str, key: Key, figures: CostFigures) -> dict[str, Any]:
+    return {key_column: key, **figures.as_dict()}
+
+
+def _forecast_dict(run: RunForecast) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "kind": run.kind,
+        "mode": run.mode,
+        "state": run.state,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "budget_usd": run.budget_usd,
+        "forecast_cost_usd": run.forecast_cost_usd,
+        "forecast_cached_ratio": run.forecast_cached_ratio,
+        "cost_usd": run.actual.cost_usd,
+        "cached_ratio": run.actual.cached_ratio,
+        "cost_error_usd": run.cost_error_usd,
+    }
+
+
+def report_json(report: CostReport) -> dict[str, Any]:
+    """The report as JSON-ready data (money as exact decimal strings once printed)."""
+    return {
+        "by": report.key_column,
+        "filter": report.filter.as_dict(),
+        "rows": [_row_dict(report.key_column, r.key, r.figures) for r in report.rows],
+        "total": report.total.as_dict(),
+        "runs": [_forecast_dict(r) for r in report.runs],
+    }
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return str(value)
+
+
+def write_csv(report: CostReport) -> None:
+    """One line per group, then a ``TOTAL`` line; money as exact decimals, USD.
+
+    By run, each line also has the run's forecast cost and cached ratio.
+    """
+    header = [report.key_column, *CostFigures().as_dict()]
+    forecasts = {run.run_id: run for run in report.runs} if report.by == "run" else {}
+    if report.by == "run":
+        header += ["forecast_cost_usd", "forecast_cached_ratio"]
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(header)
+    for row in report.rows:
+        data = _row_dict(report.key_column, row.key, row.figures)
+        forecast = forecasts.get(row.key) if isinstance(row.key, int) else None
+        data["forecast_cost_usd"] = forecast.forecast_cost_usd if forecast else None
+        data["forecast_cached_ratio"] = forecast.forecast_cached_ratio if forecast else None
+        writer.writerow([_csv_value(data[h]) for h in header])
+    total = _row_dict(report.key_column, "TOTAL", report.total)
+    writer.writerow([_csv_value(total.get(h)) for h in header])
+
+
+def _run_id(session: Session, run: str | None) -> int | None:
+    if run is None:
+        return None
+    if run.strip().lower() == "last":
+        return latest_run_id(session)
+    try:
+        return int(run)
+    except ValueError:
+        raise InputError(f"--run: not a run id: {run!r} (a number or `last`)") from None
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``report`` to ``app``."""
+
+    @app.command("report")
+    @handle_errors
+    def report(
+        by: By = typer.Option(
+            By.profile, "--by", help="Group by day, model, profile (= task), run, section or batch."
+        ),
+        since: str | None = typer.Option(
+            None, "--since", help="From this UTC day: YYYY-MM-DD, today, yesterday or 7d."
+        ),
+        until: str | None = typer.Option(
+            None, "--until", help="Up to and including this UTC day (same forms as --since)."
+        ),
+        run: str | None = typer.Option(
+            None, "--run", help="Only this run's generations: a run id or `last`."
+        ),
+        fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+        as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+        chart: Path | None = typer.Option(
+            None,
+            "--chart",
+            help="Also write an HTML chart of daily cost by profile with the cached ratio.",
+            dir_okay=False,
+        ),
+    ) -> None:
+        """Cost, tokens, cached ratio, savings and failures, from the database.
+
+        Money is exact USD. Savings: what the same tokens would have cost
+        uncached at the standard price, minus what they cost.
+        With --by run or --run, each run's forecast is set against its
+        actual cost and cached ratio. Days are UTC; --until is inclusive.
+
+        Example: `contentgen report --since yesterday --chart cost.html`
+        """
+        today = dt.datetime.now(dt.UTC).date()
+        first = parse_day(since, today) if since else None
+        last = parse_day(until, today) if until else None
+        engine, sessions = open_db(get_settings())
+        try:
+            with sessions() as session:
+                flt = ReportFilter(since=first, until=last, run_id=_run_id(session, run))
+                result = cost_report(session, _DIMENSION[by], flt)
+                chart_rows = day_task_costs(session, flt) if chart is not None else []
+        finally:
+            engine.dispose()
+        if chart is not None:
+            try:
+                chart.write_text(daily_cost_chart(chart_rows), encoding="utf-8")
+            except OSError as exc:
+                raise InputError(f"cannot write chart {chart}: {exc.strerror}") from exc
+            err_console.print(f"wrote chart {chart}", markup=False, highlight=False)
+        if as_json or fmt is Format.json:
+            print_json(report_json(result))
+        elif fmt is Format.csv:
+            write_csv(result)
+        else:
+            print_table(result)
