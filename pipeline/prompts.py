@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pipeline.db.jobs import ClaimedJob
 from pipeline.profiles import DEFAULT_PARTS, Part, Profile
@@ -35,6 +36,12 @@ class Turn:
     answer: str
 
 
+@lru_cache(maxsize=1024)
+def _static_segment(kind: SegmentKind, role: Role, text: str, model: str) -> Segment:
+    # Instructions and contexts repeat in every request: tokenise and hash them once.
+    return _segment(kind, role, text, model)
+
+
 def _segment(kind: SegmentKind, role: Role, text: str, model: str) -> Segment:
     return Segment(
         kind=kind,
@@ -45,11 +52,24 @@ def _segment(kind: SegmentKind, role: Role, text: str, model: str) -> Segment:
     )
 
 
+def schema_text(profile: Profile) -> str | None:
+    """The output format as the API places it before the instructions (canonical JSON)."""
+    if profile.output_schema is None:
+        return None
+    fmt = {"type": "json_schema", "name": profile.schema_name}
+    fmt_full = {**fmt, "schema": dict(profile.output_schema), "strict": True}
+    return json.dumps(fmt_full, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def format_segment(profile: Profile) -> Segment:
-    """The pseudo-segment for what precedes the prompt: model, output schema, reasoning effort."""
-    schema = json.dumps(profile.output_schema, sort_keys=True) if profile.output_schema else ""
-    key = f"{profile.model}|{schema}|{profile.reasoning_effort or ''}"
-    return Segment(kind="format", role="developer", text="", tokens=0, digest=digest(key))
+    """The pseudo-segment for what precedes the messages: model, output schema, effort.
+
+    The schema is part of the prompt (and of its cached prefix), so it carries its tokens.
+    """
+    schema = schema_text(profile)
+    tokens = 0 if schema is None else count_tokens(schema, profile.model) + MESSAGE_OVERHEAD_TOKENS
+    key = f"{profile.model}|{schema or ''}|{profile.reasoning_effort or ''}"
+    return Segment(kind="format", role="developer", text="", tokens=tokens, digest=digest(key))
 
 
 def article_text(job: ClaimedJob, body: str) -> str:
@@ -97,12 +117,14 @@ def render(
     segments: list[Segment] = [format_segment(profile)]
     for part in parts_for(profile, layout):
         if part == "instructions":
-            segments.append(_segment("instructions", "developer", profile.instructions, model))
+            segments.append(
+                _static_segment("instructions", "developer", profile.instructions, model)
+            )
         elif part == "contexts":
             for ctx in profile.contexts:
                 text = ctx.for_section(job.section)
                 if text is not None:
-                    segments.append(_segment("context", "developer", text, model))
+                    segments.append(_static_segment("context", "developer", text, model))
         elif part == "article":
             segments.append(_segment("article", "user", article_text(job, body), model))
             for turn in history:

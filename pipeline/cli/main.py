@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from pipeline.cli import db_cmd, jobs_cmd, simulate_cmd
+from pipeline.cli import (
+    db_cmd,
+    demo_cmd,
+    jobs_cmd,
+    prices_cmd,
+    report_cmd,
+    run_cmd,
+    serve_cmd,
+    simulate_cmd,
+)
 
 app = typer.Typer(
     name="contentgen",
@@ -18,5 +27,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (db_cmd, jobs_cmd, simulate_cmd):
+for module in (
+    db_cmd,
+    jobs_cmd,
+    run_cmd,
+    demo_cmd,
+    simulate_cmd,
+    prices_cmd,
+    report_cmd,
+    serve_cmd,
+):
     module.register(app)

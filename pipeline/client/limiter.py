@@ -276,3 +276,45 @@ def _duration(value: str | None) -> float | None:
         return parse_go_duration(value)
     except ValueError:
         return None
+
+
+class ModelLimiters:
+    """One ``RateLimiter`` per model: OpenAI's limits (and their headers) are per model.
+
+    Each starts from the configured limits and then follows its own model's headers.
+    """
+
+    def __init__(self, rpm: int | None, tpm: int | None, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._rpm = rpm
+        self._tpm = tpm
+        self._clock = clock
+        self._by_model: dict[str, RateLimiter] = {}
+
+    def for_model(self, model: str) -> RateLimiter:
+        """The limiter of ``model`` (created on first use)."""
+        limiter = self._by_model.get(model)
+        if limiter is None:
+            limiter = self._by_model[model] = RateLimiter(self._rpm, self._tpm, self._clock)
+        return limiter
+
+    @property
+    def models(self) -> dict[str, RateLimiter]:
+        """The limiters created so far, by model."""
+        return dict(self._by_model)
+
+    def limits(self, model: str) -> tuple[int | None, int | None]:
+        """(rpm, tpm) known for ``model``: learnt from headers, else configured."""
+        limiter = self._by_model.get(model)
+        if limiter is None:
+            return self._rpm, self._tpm
+        return limiter.rpm, limiter.tpm
+
+    def stats(self) -> dict[str, Any]:
+        """Admitted requests/tokens per minute summed over models, plus each model's stats."""
+        per_model = {model: lim.stats() for model, lim in self._by_model.items()}
+        return {
+            "requests_per_min": sum(s["requests_per_min"] for s in per_model.values()),
+            "tokens_per_min": sum(s["tokens_per_min"] for s in per_model.values()),
+            "tpm_limit": sum(s["tpm_limit"] or 0 for s in per_model.values()) or self._tpm,
+            "models": per_model,
+        }

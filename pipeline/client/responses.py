@@ -27,7 +27,7 @@ from typing import Any
 from pipeline.client.api import ResponsesCaller
 from pipeline.client.cache import ResultCache
 from pipeline.client.clock import SYSTEM_CLOCK, Clock
-from pipeline.client.limiter import RateLimiter
+from pipeline.client.limiter import ModelLimiters, RateLimiter
 from pipeline.client.result import APIResult
 from pipeline.client.retry import RetryPolicy
 from pipeline.client.validation import validate_json_output
@@ -71,7 +71,7 @@ class ResponsesClient:
         api: ResponsesCaller,
         *,
         cache: ResultCache,
-        limiter: RateLimiter,
+        limiter: RateLimiter | ModelLimiters,
         retry: RetryPolicy,
         clock: Clock = SYSTEM_CLOCK,
         timeout_s: float = 120.0,
@@ -85,8 +85,13 @@ class ResponsesClient:
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
 
     @property
-    def limiter(self) -> RateLimiter:
-        """The rate limiter (its ``stats()`` feed the progress display)."""
+    def limiter(self) -> RateLimiter | ModelLimiters:
+        """The rate limiter(s) (``stats()`` feeds the progress display)."""
+        return self._limiter
+
+    def _limiter_for(self, body: Mapping[str, Any]) -> RateLimiter:
+        if isinstance(self._limiter, ModelLimiters):
+            return self._limiter.for_model(str(body.get("model", "")))
         return self._limiter
 
     async def generate(
@@ -145,15 +150,17 @@ class ResponsesClient:
         stream: bool,
         job_id: int,
     ) -> Outcome:
+        limiter = self._limiter_for(body)
+
         async def attempt(number: int) -> APIResult:
-            await self._limiter.acquire(estimated_tokens)
+            await limiter.acquire(estimated_tokens)
             try:
                 return await self._api.call(
-                    body, stream=stream, timeout_s=self._timeout_s, on_headers=self._limiter.observe
+                    body, stream=stream, timeout_s=self._timeout_s, on_headers=limiter.observe
                 )
             except RateLimited as exc:
                 pause = exc.retry_after_s if exc.retry_after_s is not None else DEFAULT_429_PAUSE_S
-                self._limiter.penalize(pause)
+                limiter.penalize(pause)
                 raise
 
         attempted = await self._retry.run(attempt, job_id=job_id)

@@ -1,0 +1,91 @@
+"""``contentgen run``: generate the queued jobs (or show the plan with ``--dry-run``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+import typer
+
+from pipeline.cli.common import JSON_OPTION, handle_errors, print_json
+from pipeline.cli.display import print_summary, progress_display
+from pipeline.dryrun import dry_run
+from pipeline.errors import InputError
+from pipeline.runner import RunOptions, run_batch
+from pipeline.settings import get_settings
+
+
+def parse_tasks(tasks: str | None) -> tuple[str, ...] | None:
+    """``summary,headline`` -> ('summary', 'headline'); empty means all tasks."""
+    if not tasks:
+        return None
+    return tuple(t.strip() for t in tasks.split(",") if t.strip())
+
+
+def parse_budget(budget: str | None) -> Decimal | None:
+    """A USD amount as an exact Decimal."""
+    if budget is None:
+        return None
+    try:
+        value = Decimal(budget)
+    except InvalidOperation as exc:
+        raise InputError(f"--budget-usd: not a number: {budget!r}") from exc
+    if value <= 0:
+        raise InputError("--budget-usd must be positive")
+    return value
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run`` to ``app``."""
+
+    @app.command("run")
+    @handle_errors
+    def run(
+        limit: int | None = typer.Option(None, "--limit", min=1, help="Run at most N jobs."),
+        tasks: str | None = typer.Option(
+            None, "--tasks", help="Comma-separated tasks to run (default: all)."
+        ),
+        batch: str | None = typer.Option(None, "--batch", help="Only jobs with this batch label."),
+        concurrency: int | None = typer.Option(
+            None,
+            "--concurrency",
+            min=1,
+            help="Requests in flight at most (CONTENTGEN_CONCURRENCY).",
+        ),
+        dry: bool = typer.Option(
+            False, "--dry-run", help="Print the plan and forecast; send nothing, change nothing."
+        ),
+        budget_usd: str | None = typer.Option(
+            None, "--budget-usd", help="Stop sending before the run's spend would pass this."
+        ),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+        as_json: bool = JSON_OPTION,
+    ) -> None:
+        """Generate the queued jobs: claim, plan for cache hits, call the API, record cost.
+
+        Ctrl-C (or SIGTERM) stops cleanly: in-flight requests finish, unsent jobs go back to
+        the queue, and the summary is printed.
+
+        Example: contentgen run --tasks summary,headline --limit 1000 --concurrency 64
+        """
+        settings = get_settings()
+        options = RunOptions(
+            limit=limit,
+            tasks=parse_tasks(tasks),
+            batch_label=batch,
+            concurrency=concurrency,
+            budget_usd=parse_budget(budget_usd),
+            parameters={"limit": limit, "tasks": tasks, "batch": batch, "dry_run": dry},
+        )
+        if dry:
+            report = dry_run(settings, options)
+            if as_json:
+                print_json(report.as_dict())
+            else:
+                print_summary(report.as_dict(), title="Dry run: plan and forecast (nothing sent)")
+            return
+        with progress_display(quiet or as_json) as on_progress:
+            summary = run_batch(settings, options, progress=on_progress, handle_signals=True)
+        if as_json:
+            print_json(summary.as_dict())
+        else:
+            print_summary(summary.as_dict(), title=f"Run {summary.run_id}")

@@ -1,0 +1,49 @@
+"""Read-only queries that change nothing (dry runs, displays)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pipeline.db.jobs import ClaimedJob
+from pipeline.db.models import Article, Job
+
+
+def peek_queued(
+    session: Session,
+    n: int,
+    *,
+    tasks: Sequence[str] | None = None,
+    batch_label: str | None = None,
+    offset_id: int = 0,
+) -> list[ClaimedJob]:
+    """The next ``n`` queued jobs in claim order, without claiming them (for dry runs)."""
+    query = (
+        select(Job, Article)
+        .join(Article, Article.id == Job.article_id)
+        .where(Job.state == "queued", Job.id > offset_id)
+    )
+    if tasks:
+        query = query.where(Job.task.in_(list(tasks)))
+    if batch_label is not None:
+        query = query.where(Job.batch_label == batch_label)
+    rows = session.execute(query.order_by(Job.id).limit(n))
+    return [
+        ClaimedJob(
+            id=job.id,
+            task=job.task,
+            attempts=job.attempts,
+            batch_label=job.batch_label,
+            article_id=article.id,
+            source_id=article.source_id,
+            title=article.title,
+            body=article.body,
+            section=article.section,
+            url=article.url,
+            published_at=article.published_at,
+            metadata=article.meta,
+        )
+        for job, article in rows
+    ]

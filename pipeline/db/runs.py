@@ -1,0 +1,133 @@
+"""Run rows: opened when a run starts, closed with totals computed from its generations."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from pipeline.db.models import Generation, Run, utcnow
+
+
+@dataclass(frozen=True)
+class RunTotals:
+    """What a run's generations add up to (read from the database, the source of truth)."""
+
+    requests: int
+    succeeded: int
+    failed: int
+    incomplete: int
+    from_cache: int
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_usd: Decimal
+    list_cost_usd: Decimal
+
+    @property
+    def cached_ratio(self) -> float:
+        """Cached share of input tokens."""
+        return self.cached_tokens / self.input_tokens if self.input_tokens else 0.0
+
+
+def open_run(
+    session: Session,
+    *,
+    kind: str,
+    trigger: str,
+    mode: str = "realtime",
+    worker: str | None = None,
+    flow_run_id: str | None = None,
+    batch_label: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    budget_usd: Decimal | None = None,
+) -> int:
+    """Insert a run in state ``running`` and return its id."""
+    run = Run(
+        kind=kind,
+        trigger=trigger,
+        mode=mode,
+        worker=worker,
+        flow_run_id=flow_run_id,
+        batch_label=batch_label,
+        parameters=parameters,
+        budget_usd=budget_usd,
+        state="running",
+        started_at=utcnow(),
+    )
+    session.add(run)
+    session.commit()
+    return run.id
+
+
+def run_totals(session: Session, run_id: int) -> RunTotals:
+    """Sum the run's generations."""
+    g = Generation
+    row = session.execute(
+        select(
+            func.count(),
+            func.sum(case((g.status == "completed", 1), else_=0)),
+            func.sum(case((g.status == "failed", 1), else_=0)),
+            func.sum(case((g.status == "incomplete", 1), else_=0)),
+            func.sum(case((g.from_cache, 1), else_=0)),
+            func.sum(g.input_tokens),
+            func.sum(g.cached_tokens),
+            func.sum(g.output_tokens),
+            func.sum(g.reasoning_tokens),
+            func.sum(g.cost_usd),
+            func.sum(g.list_cost_usd),
+        ).where(g.run_id == run_id)
+    ).one()
+    n = [int(v or 0) for v in row[:9]]
+    return RunTotals(
+        requests=n[0],
+        succeeded=n[1],
+        failed=n[2],
+        incomplete=n[3],
+        from_cache=n[4],
+        input_tokens=n[5],
+        cached_tokens=n[6],
+        output_tokens=n[7],
+        reasoning_tokens=n[8],
+        cost_usd=row[9] or Decimal(0),
+        list_cost_usd=row[10] or Decimal(0),
+    )
+
+
+def close_run(
+    session: Session,
+    run_id: int,
+    *,
+    state: str,
+    stop_reason: str | None = None,
+    forecast_cost_usd: Decimal | None = None,
+    forecast_cached_ratio: float | None = None,
+    finished_at: dt.datetime | None = None,
+) -> RunTotals:
+    """Store the run's totals and final state; returns the totals."""
+    totals = run_totals(session, run_id)
+    values: dict[str, Any] = {
+        "state": state,
+        "stop_reason": stop_reason,
+        "finished_at": finished_at or utcnow(),
+        "requests": totals.requests,
+        "succeeded": totals.succeeded,
+        "failed": totals.failed + totals.incomplete,
+        "input_tokens": totals.input_tokens,
+        "cached_tokens": totals.cached_tokens,
+        "output_tokens": totals.output_tokens,
+        "reasoning_tokens": totals.reasoning_tokens,
+        "cost_usd": totals.cost_usd,
+    }
+    if forecast_cost_usd is not None:
+        values["forecast_cost_usd"] = forecast_cost_usd
+    if forecast_cached_ratio is not None:
+        values["forecast_cached_ratio"] = forecast_cached_ratio
+    session.execute(update(Run).where(Run.id == run_id).values(**values))
+    session.commit()
+    return totals

@@ -1,0 +1,116 @@
+"""``contentgen run --dry-run``: the plan and its forecast for the queued jobs; sends nothing.
+
+Reads queued jobs in claim-sized pages without claiming them, renders and plans them exactly
+as a run would (same layouts, same buckets), and prices the plan with and without caching.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from pipeline.db.queries import peek_queued
+from pipeline.planning import Forecast, choose_layouts, forecast, plan
+from pipeline.prompts import render
+from pipeline.requests import Layout
+from pipeline.runner import RunOptions, load_config
+from pipeline.settings import Settings
+
+DEFAULT_PLANNED_RPM = 600.0
+
+
+@dataclass
+class DryRunReport:
+    """What a run over the queue would send and is expected to cost."""
+
+    jobs: int = 0
+    by_task: Counter[str] = field(default_factory=Counter)
+    layouts: dict[str, Layout] = field(default_factory=dict)
+    groups: int = 0
+    buckets: int = 0
+    primers: int = 0
+    trimmed: int = 0
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    uncached_cost_usd: Decimal = Decimal(0)
+
+    def add(self, fc: Forecast) -> None:
+        """Fold one chunk's forecast in."""
+        self.input_tokens += fc.input_tokens
+        self.cached_tokens += fc.cached_tokens
+        self.output_tokens += fc.output_tokens
+        self.cost_usd += fc.cost_usd
+        self.uncached_cost_usd += fc.uncached_cost_usd
+
+    @property
+    def cached_ratio(self) -> float:
+        """Expected cached share of input tokens."""
+        return self.cached_tokens / self.input_tokens if self.input_tokens else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values for JSON."""
+        return {
+            "jobs": self.jobs,
+            "by_task": dict(self.by_task),
+            "layouts": dict(self.layouts),
+            "groups": self.groups,
+            "buckets": self.buckets,
+            "primers": self.primers,
+            "trimmed_articles": self.trimmed,
+            "input_tokens": self.input_tokens,
+            "expected_cached_tokens": self.cached_tokens,
+            "expected_cached_ratio": round(self.cached_ratio, 4),
+            "expected_output_tokens": self.output_tokens,
+            "forecast_cost_usd": str(self.cost_usd),
+            "forecast_uncached_cost_usd": str(self.uncached_cost_usd),
+            "forecast_savings_usd": str(self.uncached_cost_usd - self.cost_usd),
+        }
+
+
+def planned_rpm(settings: Settings, estimated_tokens: float) -> float:
+    """The send rate a run will aim at: the RPM limit, or the TPM limit over request size."""
+    rpm = float(settings.rpm_limit or DEFAULT_PLANNED_RPM)
+    if settings.tpm_limit and estimated_tokens > 0:
+        rpm = min(rpm, settings.tpm_limit / estimated_tokens)
+    return rpm
+
+
+def dry_run(settings: Settings, options: RunOptions) -> DryRunReport:
+    """Plan and price the queued jobs a run with ``options`` would take."""
+    config = load_config(settings)
+    report = DryRunReport()
+    chunk = options.chunk_size or settings.claim_chunk
+    last_id = 0
+    warm: frozenset[str] = frozenset()
+    layouts: dict[str, Layout] | None = None
+    remaining = options.limit
+    while remaining is None or remaining > 0:
+        n = chunk if remaining is None else min(chunk, remaining)
+        with config.sessions() as session:
+            jobs = peek_queued(
+                session, n, tasks=options.tasks, batch_label=options.batch_label, offset_id=last_id
+            )
+        if not jobs:
+            break
+        last_id = jobs[-1].id
+        if remaining is not None:
+            remaining -= len(jobs)
+        if layouts is None:
+            layouts = choose_layouts(jobs, config.profiles)
+            report.layouts = layouts
+        requests = [render(job, config.profiles[job.task], layouts[job.task]) for job in jobs]
+        per_request = sum(r.estimated_tokens for r in requests) / len(requests)
+        chunk_plan = plan(requests, planned_rpm=planned_rpm(settings, per_request), warm=warm)
+        warm = warm | chunk_plan.warmed
+        report.jobs += len(jobs)
+        report.by_task.update(job.task for job in jobs)
+        report.groups += len(chunk_plan.groups)
+        report.buckets += sum(g.buckets for g in chunk_plan.groups)
+        report.primers += sum(1 for p in chunk_plan.requests if p.is_primer)
+        report.trimmed += sum(1 for r in requests if r.trimmed)
+        report.add(forecast(chunk_plan, config.prices))
+    return report

@@ -1,0 +1,141 @@
+"""Turning one request's outcome into a generation row and the job's next state.
+
+Token counts are stored as the API reported them; cost is derived from them with the price
+in effect today, at the tier the API says it used. A response-cache hit consumed no tokens
+and is stored at zero cost with ``from_cache``. ``list_cost_usd`` is what the same tokens
+would have cost at the standard price without any cache discount: the base for savings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from pipeline.client.api import APIResult
+from pipeline.db.models import Generation
+from pipeline.pricing import PriceTable, Tier, TierPrice, Usage, cost_usd, tier_of
+from pipeline.requests import RenderedRequest
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a result means for the job: the generation to store and how the job ends."""
+
+    generation: Generation
+    succeeded: bool
+    permanent: bool
+    error: str | None
+
+
+def list_price(price: TierPrice) -> TierPrice:
+    """The same tier's rates without the cache discount."""
+    return TierPrice(input=price.input, cached_input=price.input, output=price.output)
+
+
+def _validated_json(text: str, schema: Any) -> tuple[dict[str, Any] | None, str | None]:
+    from pipeline.client.responses import validate_json_output
+
+    parsed, error = validate_json_output(text, schema)
+    if error is not None:
+        return None, error
+    return (parsed if isinstance(parsed, dict) else {"value": parsed}), None
+
+
+def judge(
+    request: RenderedRequest,
+    result: APIResult,
+    *,
+    run_id: int,
+    prices: PriceTable,
+    attempts: int,
+    from_cache: bool,
+    cache_key: str | None,
+    tier_override: Tier | None = None,
+    batch_id: str | None = None,
+    today: dt.date | None = None,
+) -> Verdict:
+    """Price and classify a response: completed (schema-valid) succeeds, anything else fails."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    model = result.model or request.model
+    tier: Tier = tier_override or tier_of(result.service_tier)
+    usage = Usage() if from_cache else result.usage
+    price = prices.price(model, tier, today)
+    standard = prices.price(model, "standard", today)
+    output_json = None
+    error = None
+    status: str = result.status
+    if status == "completed" and request.profile.output_schema is not None:
+        output_json, error = _validated_json(result.output_text, request.profile.output_schema)
+        if error is not None:
+            status = "failed"
+            error = f"output does not match the {request.profile.schema_name} schema: {error}"
+    if status == "incomplete":
+        error = f"incomplete: {result.incomplete_reason or 'unknown reason'}"
+    generation = Generation(
+        job_id=request.job_id,
+        run_id=run_id,
+        task=request.task,
+        status=status,
+        incomplete_reason=result.incomplete_reason if status == "incomplete" else None,
+        error=error,
+        response_id=result.response_id,
+        request_model=request.model,
+        model=result.model,
+        output_text=result.output_text,
+        output_json=output_json,
+        reasoning_summary=result.reasoning_summary,
+        input_tokens=usage.input_tokens,
+        cached_tokens=usage.cached_tokens,
+        output_tokens=usage.output_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        cost_usd=cost_usd(usage, price),
+        list_cost_usd=cost_usd(usage, list_price(standard)),
+        price_tier=tier,
+        service_tier=result.service_tier,
+        latency_ms=None if result.latency_s is None else round(result.latency_s * 1000),
+        ttft_ms=None if result.ttft_s is None else round(result.ttft_s * 1000),
+        attempts=attempts,
+        from_cache=from_cache,
+        prompt_cache_key=cache_key,
+        batch_id=batch_id,
+        previous_response_id=request.previous_response_id,
+        trimmed=request.trimmed,
+    )
+    # Truncated or schema-invalid output would come back the same if sent again: final.
+    return Verdict(generation, succeeded=status == "completed", permanent=True, error=error)
+
+
+def failure(
+    request: RenderedRequest,
+    message: str,
+    *,
+    run_id: int,
+    attempts: int,
+    cache_key: str | None,
+    permanent: bool,
+) -> Verdict:
+    """A request that got no usable response (nothing billed): a failed generation."""
+    generation = Generation(
+        job_id=request.job_id,
+        run_id=run_id,
+        task=request.task,
+        status="failed",
+        error=message[:4000],
+        request_model=request.model,
+        cost_usd=Decimal(0),
+        list_cost_usd=Decimal(0),
+        attempts=attempts,
+        prompt_cache_key=cache_key,
+        previous_response_id=request.previous_response_id,
+        trimmed=request.trimmed,
+    )
+    return Verdict(generation, succeeded=False, permanent=permanent, error=message)
+
+
+def summary_json(verdict: Verdict) -> str:
+    """One line describing a verdict (for logs)."""
+    g = verdict.generation
+    return json.dumps({"job_id": g.job_id, "status": g.status, "error": verdict.error})

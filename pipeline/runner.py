@@ -1,0 +1,489 @@
+"""The run: claim -> render -> plan -> call -> record, streaming chunk by chunk.
+
+Start reading here. ``run_batch`` claims jobs in chunks with a lease, renders each for its
+profile, plans each chunk for prompt-cache hits, sends the requests concurrently at the rate
+limit through the client stack (response cache -> limiter -> retry -> API), and records every
+result as it arrives in its own short transaction. A stop (SIGINT/SIGTERM, or ``stop()``)
+ends claiming, lets in-flight calls finish, and hands unsent jobs back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.budget import Budget, worst_case_cost
+from pipeline.client.responses import Outcome, ResponsesClient
+from pipeline.db import jobs
+from pipeline.db.engine import make_engine, require_migrated, session_factory
+from pipeline.db.runs import RunTotals, close_run, open_run
+from pipeline.errors import PermanentAPIError, PricingError
+from pipeline.execution import Dispatcher
+from pipeline.planning import Plan, PlannedRequest, choose_layouts, forecast, plan
+from pipeline.pricing import PriceTable, load_pricing
+from pipeline.profiles import Profile, load_profiles
+from pipeline.progress import Progress
+from pipeline.prompts import render
+from pipeline.recording import Verdict, failure, judge
+from pipeline.requests import Layout, RenderedRequest
+from pipeline.settings import Settings
+from pipeline.wiring import ClientStack, build_client_stack
+
+log = logging.getLogger("contentgen.run")
+DEFAULT_PLANNED_RPM = 600.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What to run: which jobs, how hard, and how the run is labelled."""
+
+    limit: int | None = None
+    tasks: tuple[str, ...] | None = None
+    batch_label: str | None = None
+    concurrency: int | None = None
+    kind: str = "cli"
+    trigger: str = "cli"
+    flow_run_id: str | None = None
+    parameters: dict[str, Any] | None = None
+    budget_usd: Decimal | None = None
+    chunk_size: int | None = None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The outcome of a run, read back from the database."""
+
+    run_id: int
+    state: str
+    stop_reason: str | None
+    totals: RunTotals
+    claimed: int
+    released: int
+    lost_leases: int
+    wall_s: float
+    expected_cached_ratio: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values for JSON output and Prefect results."""
+        t = self.totals
+        return {
+            "run_id": self.run_id,
+            "state": self.state,
+            "stop_reason": self.stop_reason,
+            "requests": t.requests,
+            "succeeded": t.succeeded,
+            "failed": t.failed,
+            "incomplete": t.incomplete,
+            "from_cache": t.from_cache,
+            "input_tokens": t.input_tokens,
+            "cached_tokens": t.cached_tokens,
+            "output_tokens": t.output_tokens,
+            "reasoning_tokens": t.reasoning_tokens,
+            "cached_ratio": round(t.cached_ratio, 4),
+            "expected_cached_ratio": round(self.expected_cached_ratio, 4),
+            "cost_usd": str(t.cost_usd),
+            "list_cost_usd": str(t.list_cost_usd),
+            "claimed": self.claimed,
+            "released": self.released,
+            "lost_leases": self.lost_leases,
+            "wall_s": round(self.wall_s, 2),
+        }
+
+
+@dataclass
+class Config:
+    """Everything a run reads from config/ and the database, loaded once."""
+
+    profiles: dict[str, Profile]
+    prices: PriceTable
+    sessions: sessionmaker[Session]
+
+
+def load_config(settings: Settings) -> Config:
+    """Read profiles and prices, check every model is priced, connect to a migrated database."""
+    profiles = load_profiles(settings.config_dir)
+    prices = load_pricing(settings.config_dir / "pricing.toml")
+    unpriced = sorted({p.model for p in profiles.values() if not prices.knows(p.model)})
+    if unpriced:
+        raise PricingError(f"no price for model(s) {unpriced} in config/pricing.toml")
+    engine = make_engine(settings.database_url)
+    require_migrated(engine)
+    return Config(profiles, prices, session_factory(engine))
+
+
+def _owner(run_id: int) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:run{run_id}"
+
+
+@dataclass
+class _RunState:
+    run_id: int
+    owner: str
+    held: set[int] = field(default_factory=set)
+    claimed: int = 0
+    released: int = 0
+    lost_leases: int = 0
+    layouts: dict[str, Layout] | None = None
+    warm: frozenset[str] = frozenset()
+    expected_cached: int = 0
+    prompt_tokens: int = 0
+    forecast_usd: Decimal = Decimal(0)
+    stop_reason: str | None = None
+
+
+class Runner:
+    """One run over the queue; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: RunOptions,
+        *,
+        config: Config,
+        stack: ClientStack,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.config = config
+        self.stack = stack
+        self.client: ResponsesClient = stack.client
+        self.progress = Progress(limit_tpm=settings.tpm_limit)
+        self._on_progress = progress
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contentgen-db")
+        self._stop = asyncio.Event()
+        concurrency = options.concurrency or settings.concurrency
+        self._dispatcher: Dispatcher[PlannedRequest] = Dispatcher(
+            self._send, concurrency=concurrency
+        )
+        self._state: _RunState | None = None
+        self.budget = None if options.budget_usd is None else Budget(options.budget_usd)
+        self._refused: list[int] = []
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Stop claiming and sending; in-flight calls finish, unsent jobs are released."""
+        if self._state is not None and self._state.stop_reason is None:
+            self._state.stop_reason = reason
+        self._stop.set()
+        self._dispatcher.stop()
+
+    async def _db_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db, lambda: fn(*args, **kwargs))
+
+    # -- claiming, rendering, planning -------------------------------------------------
+
+    def _claim(self, n: int) -> list[jobs.ClaimedJob]:
+        with self.config.sessions() as session:
+            return jobs.claim(
+                session,
+                self._st.owner,
+                n,
+                lease_s=self.settings.lease_s,
+                tasks=self.options.tasks,
+                batch_label=self.options.batch_label,
+            )
+
+    @property
+    def _st(self) -> _RunState:
+        assert self._state is not None
+        return self._state
+
+    def _planned_rpm(self, requests: list[RenderedRequest]) -> float:
+        """The send rate the plan can expect: the tightest model's RPM or TPM over request size."""
+        rates = []
+        for model in {r.model for r in requests}:
+            rpm, tpm = self.stack.limiter.limits(model)
+            rate = float(rpm or DEFAULT_PLANNED_RPM)
+            sizes = [r.estimated_tokens for r in requests if r.model == model]
+            if tpm:
+                rate = min(rate, tpm / max(sum(sizes) / len(sizes), 1.0))
+            rates.append(rate)
+        return sum(rates) if rates else DEFAULT_PLANNED_RPM
+
+    def _render_chunk(self, claimed: list[jobs.ClaimedJob]) -> tuple[list[RenderedRequest], Plan]:
+        profiles = self.config.profiles
+        st = self._st
+        if st.layouts is None:
+            st.layouts = choose_layouts(claimed, profiles)
+        requests = [render(job, profiles[job.task], st.layouts[job.task]) for job in claimed]
+        chunk_plan = plan(requests, planned_rpm=self._planned_rpm(requests), warm=st.warm)
+        st.warm = st.warm | chunk_plan.warmed
+        st.expected_cached += chunk_plan.expected_cached_tokens
+        st.prompt_tokens += chunk_plan.prompt_tokens
+        st.forecast_usd += forecast(chunk_plan, self.config.prices).cost_usd
+        return requests, chunk_plan
+
+    async def _feed(self) -> None:
+        """Claim, render and plan chunks while the dispatcher runs low, until the queue is empty."""
+        st = self._st
+        chunk = self.options.chunk_size or self.settings.claim_chunk
+        remaining = self.options.limit
+        low_water = max(self._dispatcher_concurrency * 2, chunk // 2)
+        try:
+            while not self._stop.is_set():
+                if self._dispatcher.pending > low_water:
+                    await asyncio.sleep(0.02)
+                    continue
+                n = chunk if remaining is None else min(chunk, remaining)
+                if n <= 0:
+                    break
+                claimed: list[jobs.ClaimedJob] = await self._db_call(self._claim, n)
+                if not claimed:
+                    break
+                st.held.update(job.id for job in claimed)
+                st.claimed += len(claimed)
+                if remaining is not None:
+                    remaining -= len(claimed)
+                self.progress.queued_seen(len(claimed))
+                requests, chunk_plan = await asyncio.to_thread(self._render_chunk, claimed)
+                if self._stop.is_set():
+                    await self._release([r.job_id for r in requests])
+                    break
+                self._dispatcher.add(
+                    list(chunk_plan.requests), [p.wait_for for p in chunk_plan.requests]
+                )
+        finally:
+            self._dispatcher.close()
+
+    @property
+    def _dispatcher_concurrency(self) -> int:
+        return self.options.concurrency or self.settings.concurrency
+
+    # -- sending and recording -----------------------------------------------------------
+
+    async def _send(self, planned: PlannedRequest) -> None:
+        request = planned.request
+        profile = request.profile
+        body = request.body(prompt_cache_key=planned.cache_key)
+        reserved = Decimal(0)
+        if self.budget is not None:
+            reserved = worst_case_cost(request, self.config.prices)
+            if not self.budget.reserve(reserved):
+                # Not sent: the job stays queued for a later run with more budget.
+                self._refused.append(request.job_id)
+                self.stop("budget")
+                return
+        self.progress.started()
+        outcome: Outcome = await self.client.generate(
+            body,
+            estimated_tokens=request.estimated_tokens,
+            stream=profile.stream,
+            cache_enabled=profile.cache.enabled,
+            cache_ttl_s=profile.cache.ttl_s,
+            job_id=request.job_id,
+        )
+        verdict = self._judge(planned, outcome)
+        if self.budget is not None:
+            self.budget.settle(reserved, verdict.generation.cost_usd)
+        await self._db_call(self._record, verdict)
+        self.progress.finished(verdict.generation, verdict.succeeded)
+        self._emit()
+
+    def _judge(self, planned: PlannedRequest, outcome: Outcome) -> Verdict:
+        request = planned.request
+        if outcome.result is not None:
+            return judge(
+                request,
+                outcome.result,
+                run_id=self._st.run_id,
+                prices=self.config.prices,
+                attempts=outcome.attempts,
+                from_cache=outcome.from_cache,
+                cache_key=planned.cache_key,
+            )
+        error = outcome.error
+        permanent = isinstance(error, PermanentAPIError)
+        return failure(
+            request,
+            f"{type(error).__name__}: {error}",
+            run_id=self._st.run_id,
+            attempts=outcome.attempts,
+            cache_key=planned.cache_key,
+            permanent=permanent,
+        )
+
+    def _record(self, verdict: Verdict) -> None:
+        st = self._st
+        g = verdict.generation
+        with self.config.sessions() as session:
+            if verdict.succeeded:
+                held = jobs.complete(session, g.job_id, st.owner, g)
+            else:
+                state = jobs.fail(
+                    session,
+                    g.job_id,
+                    st.owner,
+                    verdict.error or "failed",
+                    generation=g,
+                    max_attempts=self.settings.max_attempts,
+                    permanent=verdict.permanent,
+                )
+                held = state != "lost"
+        st.held.discard(g.job_id)
+        if not held:
+            st.lost_leases += 1
+            log.warning("job %s: lease lost before its result was recorded", g.job_id)
+
+    async def _release(self, job_ids: list[int]) -> None:
+        if not job_ids:
+            return
+
+        def release() -> int:
+            with self.config.sessions() as session:
+                return jobs.release(session, job_ids, self._st.owner)
+
+        released: int = await self._db_call(release)
+        self._st.released += released
+        self._st.held.difference_update(job_ids)
+
+    async def _heartbeat(self) -> None:
+        """Keep the leases of jobs we hold from expiring during a long run."""
+        interval = max(self.settings.lease_s / 3, 1.0)
+        while True:
+            await asyncio.sleep(interval)
+            held = sorted(self._st.held)
+
+            def extend(ids: list[int] = held) -> int:
+                with self.config.sessions() as session:
+                    return jobs.extend_leases(session, ids, self._st.owner, self.settings.lease_s)
+
+            await self._db_call(extend)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            self._emit()
+
+    def _emit(self) -> None:
+        if self._on_progress is not None:
+            self.progress.in_flight = self._dispatcher.in_flight
+            self.progress.limiter = self.stack.limiter.stats()
+            self._on_progress(self.progress)
+
+    # -- the run -------------------------------------------------------------------------
+
+    async def run(self) -> RunSummary:
+        """Execute the run and return its summary (read back from the database)."""
+        started = time.monotonic()
+        with self.config.sessions() as session:
+            requeued = jobs.requeue_expired(session, max_attempts=self.settings.max_attempts)
+            if requeued:
+                log.info("returned %d jobs with expired leases to the queue", requeued)
+            run_id = open_run(
+                session,
+                kind=self.options.kind,
+                trigger=self.options.trigger,
+                flow_run_id=self.options.flow_run_id,
+                batch_label=self.options.batch_label,
+                parameters=self.options.parameters,
+                budget_usd=self.options.budget_usd,
+                worker=socket.gethostname(),
+            )
+        self._state = _RunState(run_id=run_id, owner=_owner(run_id))
+        background = [
+            asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._tick()),
+        ]
+        feeder = asyncio.create_task(self._feed())
+        try:
+            await self._dispatcher.run()
+            if self._stop.is_set():
+                feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+            unsent = self._dispatcher.take_unsent()
+            await self._release([p.request.job_id for p in unsent] + self._refused)
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            st = self._st
+            state = "stopped" if st.stop_reason else "finished"
+            expected_ratio = st.expected_cached / st.prompt_tokens if st.prompt_tokens else 0.0
+
+            def finish() -> RunTotals:
+                with self.config.sessions() as session:
+                    return close_run(
+                        session,
+                        run_id,
+                        state=state,
+                        stop_reason=st.stop_reason,
+                        forecast_cached_ratio=expected_ratio,
+                        forecast_cost_usd=st.forecast_usd,
+                    )
+
+            totals: RunTotals = await self._db_call(finish)
+            self._db.shutdown(wait=True)
+            await self.stack.aclose()
+        self._emit()
+        return RunSummary(
+            run_id=run_id,
+            state=state,
+            stop_reason=st.stop_reason,
+            totals=totals,
+            claimed=st.claimed,
+            released=st.released,
+            lost_leases=st.lost_leases,
+            wall_s=time.monotonic() - started,
+            expected_cached_ratio=expected_ratio,
+        )
+
+
+async def run_batch_async(
+    settings: Settings,
+    options: RunOptions | None = None,
+    *,
+    stack: ClientStack | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    on_runner: Callable[[Runner], None] | None = None,
+) -> RunSummary:
+    """Run the pipeline once over the queue (see ``Runner``); the async entry point."""
+    options = options or RunOptions()
+    config = load_config(settings)
+    if options.concurrency is not None:
+        settings = settings.model_copy(update={"concurrency": options.concurrency})
+    stack = stack or build_client_stack(settings)
+    runner = Runner(settings, options, config=config, stack=stack, progress=progress)
+    if on_runner is not None:
+        on_runner(runner)
+    return await runner.run()
+
+
+def run_batch(
+    settings: Settings,
+    options: RunOptions | None = None,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    handle_signals: bool = False,
+) -> RunSummary:
+    """Run the pipeline once over the queue; the synchronous entry point for CLI and flows.
+
+    With ``handle_signals`` SIGINT/SIGTERM stop the run cleanly (finish in-flight calls,
+    release unsent jobs) instead of killing it.
+    """
+
+    async def main() -> RunSummary:
+        def install(runner: Runner) -> None:
+            if not handle_signals:
+                return
+            import signal
+
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, runner.stop, f"signal {sig.name}")
+
+        return await run_batch_async(
+            settings, replace(options or RunOptions()), progress=progress, on_runner=install
+        )
+
+    return asyncio.run(main())

@@ -1,0 +1,77 @@
+"""Production wiring of the client stack: SDK client, API caller, limiter, retry, cache.
+
+The SDK's own retries are off (``max_retries=0``): ``client/retry.py`` is the one retry layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import openai
+
+from pipeline.client.api import ResponsesAPI
+from pipeline.client.cache import NullCache, ResponseCache, ResultCache
+from pipeline.client.clock import SYSTEM_CLOCK, Clock
+from pipeline.client.limiter import ModelLimiters
+from pipeline.client.responses import ResponsesClient
+from pipeline.client.retry import RetryPolicy
+from pipeline.errors import ConfigError
+from pipeline.settings import Settings
+
+
+@dataclass
+class ClientStack:
+    """The parts a run sends requests through, and the resources to close afterwards."""
+
+    client: ResponsesClient
+    limiter: ModelLimiters
+    cache: ResultCache
+    sdk: openai.AsyncOpenAI | None = None
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and the response cache."""
+        if self.sdk is not None:
+            await self.sdk.close()
+        close = getattr(self.cache, "close", None)
+        if close is not None:
+            close()
+
+
+def make_sdk_client(settings: Settings) -> openai.AsyncOpenAI:
+    """An ``AsyncOpenAI`` with SDK retries off and our timeout; needs a key (or a base URL)."""
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    if not key:
+        raise ConfigError(
+            "OPENAI_API_KEY is not set (to rehearse offline, run `contentgen simulate` and set "
+            "OPENAI_BASE_URL=http://127.0.0.1:8000/v1 OPENAI_API_KEY=sk-simulator)"
+        )
+    return openai.AsyncOpenAI(
+        api_key=key,
+        base_url=settings.openai_base_url,
+        max_retries=0,
+        timeout=settings.request_timeout_s,
+    )
+
+
+def build_client_stack(
+    settings: Settings,
+    *,
+    sdk: openai.AsyncOpenAI | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    retry: RetryPolicy | None = None,
+    use_cache: bool = True,
+) -> ClientStack:
+    """Wire the client stack from settings (tests pass their own SDK client or retry policy)."""
+    sdk = sdk or make_sdk_client(settings)
+    limiter = ModelLimiters(settings.rpm_limit, settings.tpm_limit, clock)
+    cache: ResultCache = ResponseCache(settings.cache_dir) if use_cache else NullCache()
+    secrets = [settings.openai_api_key.get_secret_value()] if settings.openai_api_key else []
+    client = ResponsesClient(
+        ResponsesAPI(sdk, clock=clock, secrets=secrets),
+        cache=cache,
+        limiter=limiter,
+        retry=retry or RetryPolicy(clock=clock),
+        clock=clock,
+        timeout_s=settings.request_timeout_s,
+    )
+    return ClientStack(client=client, limiter=limiter, cache=cache, sdk=sdk)
