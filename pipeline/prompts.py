@@ -25,7 +25,7 @@ from pipeline.requests import (
     SegmentKind,
     digest,
 )
-from pipeline.tokens import count_tokens, truncate
+from pipeline.tokens import count_tokens, fit
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,20 @@ def schema_text(profile: Profile) -> str | None:
     fmt = {"type": "json_schema", "name": profile.schema_name}
     fmt_full = {**fmt, "schema": dict(profile.output_schema), "strict": True}
     return json.dumps(fmt_full, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _article_segment(job: ClaimedJob, body: str, body_tokens: int, model: str) -> Segment:
+    # The body was just tokenised to fit its budget; count only the short header again.
+    # (Joining the two can differ from a full re-count by a token at the seam: immaterial.)
+    header = article_text(job, "")
+    text = header + body
+    return Segment(
+        kind="article",
+        role="user",
+        text=text,
+        tokens=count_tokens(header, model) + body_tokens + MESSAGE_OVERHEAD_TOKENS,
+        digest=digest("article", "user", text),
+    )
 
 
 def format_segment(profile: Profile) -> Segment:
@@ -112,7 +126,7 @@ def render(
     whole prompt is this one's prefix.
     """
     model = profile.model
-    body, removed = truncate(job.body, profile.article_token_budget, model)
+    body, body_tokens, removed = fit(job.body, profile.article_token_budget, model)
     trimmed = {"article_tokens_removed": removed} if removed else None
     segments: list[Segment] = [format_segment(profile)]
     for part in parts_for(profile, layout):
@@ -126,7 +140,7 @@ def render(
                 if text is not None:
                     segments.append(_static_segment("context", "developer", text, model))
         elif part == "article":
-            segments.append(_segment("article", "user", article_text(job, body), model))
+            segments.append(_article_segment(job, body, body_tokens, model))
             for turn in history:
                 segments.append(_segment("history", "user", turn.instruction, model))
                 segments.append(_segment("history", "assistant", turn.answer, model))

@@ -29,6 +29,7 @@ from pipeline.db.engine import make_engine, require_migrated, session_factory
 from pipeline.db.runs import RunTotals, close_run, open_run
 from pipeline.errors import PermanentAPIError, PricingError
 from pipeline.execution import Dispatcher
+from pipeline.modes import for_mode
 from pipeline.planning import Plan, PlannedRequest, choose_layouts, forecast, plan
 from pipeline.pricing import PriceTable, load_pricing
 from pipeline.profiles import Profile, load_profiles
@@ -41,6 +42,7 @@ from pipeline.wiring import ClientStack, build_client_stack
 
 log = logging.getLogger("contentgen.run")
 DEFAULT_PLANNED_RPM = 600.0
+BURST_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class RunOptions:
     parameters: dict[str, Any] | None = None
     budget_usd: Decimal | None = None
     chunk_size: int | None = None
+    mode: str = "realtime"  # realtime | flex (batch and auto: pipeline.batchmode.dispatch)
 
 
 @dataclass(frozen=True)
@@ -209,15 +212,22 @@ class Runner:
             if tpm:
                 rate = min(rate, tpm / max(sum(sizes) / len(sizes), 1.0))
             rates.append(rate)
-        return sum(rates) if rates else DEFAULT_PLANNED_RPM
+        # The limiter starts with a full minute's allowance, so the first minute can carry up
+        # to twice the steady rate: size the cache-key buckets for that peak, or they overflow.
+        return BURST_FACTOR * (sum(rates) if rates else DEFAULT_PLANNED_RPM)
 
     def _render_chunk(self, claimed: list[jobs.ClaimedJob]) -> tuple[list[RenderedRequest], Plan]:
-        profiles = self.config.profiles
+        profiles = for_mode(self.config.profiles, self.config.prices, self.options.mode)
         st = self._st
         if st.layouts is None:
             st.layouts = choose_layouts(claimed, profiles)
         requests = [render(job, profiles[job.task], st.layouts[job.task]) for job in claimed]
-        chunk_plan = plan(requests, planned_rpm=self._planned_rpm(requests), warm=st.warm)
+        chunk_plan = plan(
+            requests,
+            planned_rpm=self._planned_rpm(requests),
+            warm=st.warm,
+            expect_more=len(claimed) >= (self.options.chunk_size or self.settings.claim_chunk),
+        )
         st.warm = st.warm | chunk_plan.warmed
         st.expected_cached += chunk_plan.expected_cached_tokens
         st.prompt_tokens += chunk_plan.prompt_tokens
@@ -384,6 +394,7 @@ class Runner:
                 session,
                 kind=self.options.kind,
                 trigger=self.options.trigger,
+                mode=self.options.mode,
                 flow_run_id=self.options.flow_run_id,
                 batch_label=self.options.batch_label,
                 parameters=self.options.parameters,

@@ -89,3 +89,12 @@ def truncate(text: str, max_tokens: int, model: str) -> tuple[str, int]:
     if len(ids) <= max_tokens:
         return text, 0
     return enc.decode(ids[:max_tokens]), len(ids) - max_tokens
+
+
+def fit(text: str, max_tokens: int, model: str) -> tuple[str, int, int]:
+    """``text`` cut to ``max_tokens``: (text, its token count, tokens removed); one encode."""
+    enc = encoding_for(model)
+    ids = enc.encode_ordinary(text)
+    if len(ids) <= max_tokens:
+        return text, len(ids), 0
+    return enc.decode(ids[:max_tokens]), max_tokens, len(ids) - max_tokens

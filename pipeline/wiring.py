@@ -12,6 +12,7 @@ import openai
 from pipeline.client.api import ResponsesAPI
 from pipeline.client.cache import NullCache, ResponseCache, ResultCache
 from pipeline.client.clock import SYSTEM_CLOCK, Clock
+from pipeline.client.flex import FlexPolicy
 from pipeline.client.limiter import ModelLimiters
 from pipeline.client.responses import ResponsesClient
 from pipeline.client.retry import RetryPolicy
@@ -73,5 +74,8 @@ def build_client_stack(
         retry=retry or RetryPolicy(clock=clock),
         clock=clock,
         timeout_s=settings.request_timeout_s,
+        flex=FlexPolicy(
+            timeout_s=settings.flex_timeout_s, fallback_after_s=settings.flex_fallback_s
+        ),
     )
     return ClientStack(client=client, limiter=limiter, cache=cache, sdk=sdk)

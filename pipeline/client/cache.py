@@ -44,7 +44,10 @@ class ResponseCache:
     """``APIResult``s on disk, with per-entry time to live. Close it (or use ``with``) when done."""
 
     def __init__(self, directory: Path | str, *, now: Callable[[], float] | None = None) -> None:
-        self._cache = diskcache.Cache(str(directory))
+        # cull_limit=0: diskcache would otherwise measure the cache's size on every set
+        # (a query per write on the hot path); expired entries are dropped once at open.
+        self._cache = diskcache.Cache(str(directory), cull_limit=0)
+        self._cache.expire()
         self._now = now if now is not None else time.time
 
     def get(self, key: str) -> APIResult | None:

@@ -15,28 +15,34 @@ Decisions:
   first fails, they get the same error.
 - A 429 without a hint still pauses the limiter briefly (``DEFAULT_429_PAUSE_S``), so the
   queue behind it does not run into the same wall.
+- A flex request (``service_tier: "flex"``) gets the flex timeout and, when flex stays
+  unavailable past the deadline, falls back to the default tier (``client/flex.py``); its
+  "resource unavailable" 429s do not pause the limiter. ``attempts`` counts both stages.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.client.api import ResponsesCaller
 from pipeline.client.cache import ResultCache
 from pipeline.client.clock import SYSTEM_CLOCK, Clock
+from pipeline.client.flex import FlexPolicy, fallback_body, is_flex, is_flex_unavailable
 from pipeline.client.limiter import ModelLimiters, RateLimiter
 from pipeline.client.result import APIResult
-from pipeline.client.retry import RetryPolicy
+from pipeline.client.retry import Attempted, RetryPolicy, describe
 from pipeline.client.validation import validate_json_output
-from pipeline.errors import APIError, RateLimited
+from pipeline.errors import APIError, RateLimited, RetryableAPIError
 from pipeline.requests import response_cache_key
 
 __all__ = ["DEFAULT_429_PAUSE_S", "Outcome", "ResponsesClient", "validate_json_output"]
 
 DEFAULT_429_PAUSE_S = 1.0
+log = logging.getLogger("contentgen.flex")
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,8 @@ class Outcome:
 class ResponsesClient:
     """Sends requests through the response cache, the rate limiter and the retry policy.
 
-    ``timeout_s`` bounds each attempt (the SDK's per-request timeout).
+    ``timeout_s`` bounds each attempt (the SDK's per-request timeout); ``flex`` sets the
+    timeout and the fallback deadline of flex requests.
     """
 
     def __init__(
@@ -75,6 +82,7 @@ class ResponsesClient:
         retry: RetryPolicy,
         clock: Clock = SYSTEM_CLOCK,
         timeout_s: float = 120.0,
+        flex: FlexPolicy | None = None,
     ) -> None:
         self._api = api
         self._cache = cache
@@ -82,6 +90,7 @@ class ResponsesClient:
         self._retry = retry
         self._clock = clock
         self._timeout_s = timeout_s
+        self._flex = flex or FlexPolicy()
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
 
     @property
@@ -150,18 +159,63 @@ class ResponsesClient:
         stream: bool,
         job_id: int,
     ) -> Outcome:
+        if is_flex(body):
+            return await self._send_flex(body, key, estimated_tokens, stream, job_id)
+        attempted = await self._retry.run(
+            self._attempt(body, estimated_tokens, stream, self._timeout_s), job_id=job_id
+        )
+        return Outcome(attempted.value, attempted.error, attempted.attempts, cache_key=key)
+
+    async def _send_flex(
+        self,
+        body: Mapping[str, Any],
+        key: str,
+        estimated_tokens: int,
+        stream: bool,
+        job_id: int,
+    ) -> Outcome:
+        """The flex stage until the deadline, then the same body at the default tier."""
+        flex = self._flex
+        stage = self._retry.within(
+            max_total_s=flex.fallback_after_s, max_attempts=flex.max_attempts
+        )
+        first = await stage.run(
+            self._attempt(body, estimated_tokens, stream, flex.timeout_s), job_id=job_id
+        )
+        if first.ok or not isinstance(first.error, RetryableAPIError):
+            return Outcome(first.value, first.error, first.attempts, cache_key=key)
+        assert first.error is not None
+        log.warning(
+            "flex fallback job=%s after attempts=%d cause=%s: resending at the default tier",
+            job_id,
+            first.attempts,
+            describe(first.error),
+            extra={"job_id": job_id, "attempt": first.attempts, "cause": describe(first.error)},
+        )
+        fallback = fallback_body(body, flex.fallback_tier)
+        second: Attempted[APIResult] = await self._retry.run(
+            self._attempt(fallback, estimated_tokens, stream, self._timeout_s), job_id=job_id
+        )
+        attempts = first.attempts + second.attempts
+        return Outcome(second.value, second.error, attempts, cache_key=key)
+
+    def _attempt(
+        self, body: Mapping[str, Any], estimated_tokens: int, stream: bool, timeout_s: float
+    ) -> Callable[[int], Awaitable[APIResult]]:
+        """One attempt at ``body``: wait for the limiter, call, follow the headers."""
         limiter = self._limiter_for(body)
 
         async def attempt(number: int) -> APIResult:
             await limiter.acquire(estimated_tokens)
             try:
                 return await self._api.call(
-                    body, stream=stream, timeout_s=self._timeout_s, on_headers=limiter.observe
+                    body, stream=stream, timeout_s=timeout_s, on_headers=limiter.observe
                 )
             except RateLimited as exc:
+                if is_flex(body) and is_flex_unavailable(exc):
+                    raise  # flex capacity, not our rate: other requests need not wait
                 pause = exc.retry_after_s if exc.retry_after_s is not None else DEFAULT_429_PAUSE_S
                 limiter.penalize(pause)
                 raise
 
-        attempted = await self._retry.run(attempt, job_id=job_id)
-        return Outcome(attempted.value, attempted.error, attempted.attempts, cache_key=key)
+        return attempt

@@ -49,7 +49,7 @@ def choose_layouts(
     *,
     render: RenderFn = render_job,
     planned_rpm: float | None = None,
-    max_articles: int = 256,
+    max_articles: int = 64,
     max_exhaustive: int = 8,
     min_cacheable: int = 1024,
     step: int = 128,

@@ -105,8 +105,12 @@ def plan(
     max_bucket_rpm: float = 12.0,
     min_cacheable: int = 1024,
     step: int = 128,
+    expect_more: bool = False,
 ) -> Plan:
     """Plan ``requests``: depth-first order, cache keys by group and bucket, and waits.
+
+    ``expect_more`` says more chunks of the same run follow within the minute: the group's keys
+    are then sized by rate alone, since the next chunk will reuse them straight away.
 
     Definitions (depths in segment tokens, see ``planning.tree``):
 
@@ -176,7 +180,7 @@ def plan(
             len(article_bucket),
             planned_rpm=planned_rpm,
             max_bucket_rpm=max_bucket_rpm,
-            continuing=f"{gid}-0" in warm,
+            continuing=expect_more or f"{gid}-0" in warm,
         )
         bucket_keys = [f"{gid}-{b}" for b in range(buckets)]
         is_warm = [key in warm for key in bucket_keys]
