@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import pool
 
 from pipeline.db.engine import make_engine
+from pipeline.db.migrate import include_object
 from pipeline.db.models import Base
 from pipeline.settings import get_settings
 
@@ -32,6 +33,7 @@ def run_migrations_online() -> None:
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            include_object=include_object,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -96,7 +96,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.create_index('ix_jobs_batch_label', ['batch_label'], unique=False)
-        batch_op.create_index('ix_jobs_claim', ['state', 'priority', 'id'], unique=False)
+        batch_op.create_index('ix_jobs_claim', ['state', sa.text('priority DESC'), 'id'], unique=False)
         batch_op.create_index('ix_jobs_lease', ['state', 'lease_expires_at'], unique=False)
 
     op.create_table('generations',

@@ -1,9 +1,316 @@
-"""(being written)"""
+"""``contentgen enqueue`` and ``contentgen jobs``: put articles in the queue and look at it."""
 
 from __future__ import annotations
 
+import sys
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+
 import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy.exc import OperationalError
+
+from pipeline.cli.common import (
+    JSON_OPTION,
+    console,
+    err_console,
+    handle_errors,
+    open_db,
+    print_json,
+)
+from pipeline.db import jobs
+from pipeline.db.models import JOB_STATES
+from pipeline.errors import ConfigError, DatabaseError, InputError, PipelineError
+from pipeline.intake import DEFAULT_MAX_BODY_CHARS, Format, Rejection, read_chunks
+from pipeline.profiles import load_profiles
+from pipeline.settings import get_settings
+
+jobs_app = typer.Typer(
+    help="Count jobs by state, task and batch; re-queue failed ones.\n\n"
+    "Example: `contentgen jobs --batch evening`",
+)
+_PLAIN_PROGRESS_BYTES = 5_000_000  # below this a file goes by too fast to need progress lines
+
+
+def _say(text: str, *, err: bool = False) -> None:
+    (err_console if err else console).print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _split(tasks: str | None) -> list[str]:
+    return [t.strip() for t in (tasks or "").split(",") if t.strip()]
+
+
+def check_tasks(requested: Sequence[str], known: Sequence[str], where: Path) -> None:
+    """Raise one ``ConfigError`` line naming the unknown tasks and listing the known ones."""
+    if not requested:
+        raise ConfigError(f"no task given: choose from {', '.join(sorted(known))}")
+    unknown = [t for t in requested if t not in known]
+    if unknown:
+        raise ConfigError(
+            f"unknown task(s) {', '.join(unknown)}: {where} defines {', '.join(sorted(known))}"
+        )
+
+
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    # A connection lost or a database locked mid-way is one line, not a traceback; what was
+    # committed before stays committed.
+    try:
+        yield
+    except OperationalError as exc:
+        raise DatabaseError(f"database error: {exc.orig or exc}") from exc
+
+
+class _Progress:
+    """A rich bar on a terminal, plain lines every 10% otherwise (only for big files)."""
+
+    def __init__(self, path: Path, size: int, quiet: bool) -> None:
+        self.path, self.size, self.rows, self._next = path, size, 0, 10
+        self.bar: Progress | None = None
+        self.plain = not quiet and not err_console.is_terminal and size >= _PLAIN_PROGRESS_BYTES
+        if not quiet and err_console.is_terminal:
+            self.bar = Progress(
+                TextColumn("enqueue"),
+                BarColumn(),
+                DownloadColumn(),
+                TextColumn("{task.fields[rows]:,} rows"),
+                TimeRemainingColumn(),
+                console=err_console,
+                transient=True,
+            )
+            self.task = self.bar.add_task("enqueue", total=size or None, rows=0)
+            self.bar.start()
+
+    def update(self, bytes_read: int, rows: int) -> None:
+        self.rows += rows
+        if self.bar is not None:
+            self.bar.update(self.task, completed=bytes_read, rows=self.rows)
+        elif self.plain and self.size and bytes_read * 100 >= self._next * self.size:
+            percent = bytes_read * 100 // self.size
+            _say(f"{self.path}: {percent}% read, {self.rows:,} rows", err=True)
+            self._next = percent // 10 * 10 + 10
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _check_file(path: Path) -> int:
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
+    return path.stat().st_size
+
+
+def enqueue_cmd(
+    file: Path = typer.Argument(
+        ...,
+        help="JSONL or CSV file with the fields id, title, body and optionally section, url, "
+        "published_at (ISO 8601), metadata (a JSON object).",
+        metavar="FILE",
+        show_default=False,
+    ),
+    tasks: str = typer.Option(
+        ..., "--tasks", "-t", help="Comma-separated tasks from profiles.toml, e.g. summary,headline"
+    ),
+    batch: str | None = typer.Option(
+        None, "--batch", help="Label the jobs (ad-hoc runs and counts can select by it)."
+    ),
+    priority: int = typer.Option(0, "--priority", help="Higher priorities are claimed first."),
+    fmt: str | None = typer.Option(
+        None, "--format", help="jsonl or csv (default: from the file name or content)."
+    ),
+    max_body_chars: int = typer.Option(
+        DEFAULT_MAX_BODY_CHARS,
+        "--max-body-chars",
+        min=1,
+        envvar="CONTENTGEN_MAX_BODY_CHARS",
+        help="Rows with a longer body are rejected.",
+    ),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Add the articles of FILE to the database and queue a job per article and task.
+
+    Enqueueing the same file again changes nothing.
+    An article whose title, body or section changed has its jobs re-queued.
+    A bad row is reported as FILE:LINE: reason and skipped; the valid rows
+    are kept, and the exit code is 1 when any row was rejected.
+
+    Example: `contentgen enqueue samples/articles.jsonl -t summary,headline --batch demo`
+    """
+    settings = get_settings()
+    if fmt not in (None, "jsonl", "csv"):
+        raise InputError(f"--format must be jsonl or csv, not {fmt!r}")
+    if batch is not None and not 0 < len(batch) <= jobs.MAX_BATCH_LABEL:
+        raise InputError(f"--batch must have 1 to {jobs.MAX_BATCH_LABEL} characters")
+    size = _check_file(file)
+    task_list = _split(tasks)
+    profiles_file = settings.config_dir / "profiles.toml"
+    check_tasks(task_list, list(load_profiles(settings.config_dir)), profiles_file)
+    engine, sessions = open_db(settings)
+    total, rows = jobs.EnqueueResult(), 0
+    rejections: list[Rejection] = []
+    progress = _Progress(file, size, quiet=json_out)
+    try:
+        with sessions() as session, _database_errors():
+            chunks = read_chunks(file, max_body_chars=max_body_chars, fmt=cast(Format | None, fmt))
+            for chunk in chunks:
+                for rejection in chunk.rejections:
+                    sys.stderr.write(f"{rejection}\n")
+                rejections.extend(chunk.rejections)
+                if chunk.articles:
+                    total += jobs.enqueue(
+                        session, chunk.articles, task_list, batch_label=batch, priority=priority
+                    )
+                rows += chunk.rows
+                progress.update(chunk.bytes_read, chunk.rows)
+    finally:
+        progress.close()
+        engine.dispose()
+    _report_enqueue(file, rows, total, rejections, json_out)
+    if rejections:
+        raise typer.Exit(1)
+
+
+def _report_enqueue(
+    file: Path,
+    rows: int,
+    total: jobs.EnqueueResult,
+    rejections: list[Rejection],
+    json_out: bool,
+) -> None:
+    if json_out:
+        print_json(
+            {
+                "file": str(file),
+                "rows": rows,
+                **total.as_dict(),
+                "rejected": len(rejections),
+                "rejections": [{"line": r.line, "reason": r.reason} for r in rejections],
+            }
+        )
+        return
+    _say(
+        f"{file}: {rows:,} rows; jobs: {total.accepted:,} accepted, {total.unchanged:,} "
+        f"unchanged, {total.requeued:,} re-queued; {len(rejections):,} rows rejected "
+        f"(articles: {total.articles_new:,} new, {total.articles_updated:,} updated)"
+    )
+    if rejections:
+        _say(
+            f"{len(rejections):,} rows were rejected (listed above); the valid rows were kept",
+            err=True,
+        )
+
+
+@jobs_app.callback(invoke_without_command=True)
+@handle_errors
+def jobs_cmd(
+    ctx: typer.Context,
+    batch: str | None = typer.Option(None, "--batch", help="Only jobs with this batch label."),
+    tasks: str | None = typer.Option(None, "--tasks", "-t", help="Only these tasks (a,b)."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Count jobs by state, per task and batch label.
+
+    Example: `contentgen jobs --tasks summary --json`
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = get_settings()
+    wanted = _split(tasks)
+    engine, sessions = open_db(settings)
+    try:
+        with sessions() as session, _database_errors():
+            counts = jobs.job_counts(session)
+    finally:
+        engine.dispose()
+    counts = [
+        c
+        for c in counts
+        if (batch is None or c.batch_label == batch) and (not wanted or c.task in wanted)
+    ]
+    by_state = {state: sum(c.count for c in counts if c.state == state) for state in JOB_STATES}
+    if json_out:
+        print_json(
+            {
+                "counts": [vars(c) for c in counts],
+                "by_state": by_state,
+                "total": sum(by_state.values()),
+            }
+        )
+        return
+    _print_counts(counts, by_state)
+
+
+def _print_counts(counts: list[jobs.JobCount], by_state: dict[str, int]) -> None:
+    if not counts:
+        _say("no jobs")
+        return
+    grid: dict[tuple[str, str | None], dict[str, int]] = defaultdict(dict)
+    for c in counts:
+        grid[(c.task, c.batch_label)][c.state] = c.count
+    shown = [state for state in JOB_STATES if by_state[state]]  # keeps the table narrow
+    table = Table("task", "batch", *shown, "total")
+    for (task, label), states in sorted(grid.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        cells = [str(states.get(state, 0)) for state in shown]
+        table.add_row(task, label or "-", *cells, str(sum(states.values())))
+    totals: list[Any] = [str(by_state[state]) for state in shown]
+    table.add_row("[b]all[/]", "", *totals, f"[b]{sum(by_state.values())}[/]", end_section=True)
+    console.print(table)
+
+
+@jobs_app.command("requeue")
+@handle_errors
+def requeue_cmd(
+    failed: bool = typer.Option(False, "--failed", help="Re-queue failed jobs, attempts reset."),
+    expired: bool = typer.Option(
+        False, "--expired", help="Return jobs whose lease expired (a worker died) to the queue."
+    ),
+    tasks: str | None = typer.Option(None, "--tasks", "-t", help="Only these tasks (a,b)."),
+    batch: str | None = typer.Option(None, "--batch", help="Only jobs with this batch label."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Put failed jobs back in the queue (--failed), or jobs whose lease expired (--expired).
+
+    --tasks and --batch narrow --failed; --expired applies to every job.
+
+    Example: `contentgen jobs requeue --failed --tasks summary --batch evening`
+    """
+    if not failed and not expired:
+        raise PipelineError("say what to re-queue: --failed and/or --expired")
+    settings = get_settings()
+    engine, sessions = open_db(settings)
+    result = {"failed_requeued": 0, "expired_requeued": 0}
+    try:
+        with sessions() as session, _database_errors():
+            if failed:
+                result["failed_requeued"] = jobs.requeue_failed(
+                    session, tasks=_split(tasks) or None, batch_label=batch
+                )
+            if expired:
+                result["expired_requeued"] = jobs.requeue_expired(
+                    session, max_attempts=settings.max_attempts
+                )
+    finally:
+        engine.dispose()
+    if json_out:
+        print_json(result)
+        return
+    if failed:
+        _say(f"re-queued {result['failed_requeued']:,} failed job(s)")
+    if expired:
+        _say(
+            f"{result['expired_requeued']:,} job(s) with an expired lease returned to the queue "
+            "(or failed, when out of attempts)"
+        )
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command("enqueue")(handle_errors(enqueue_cmd))
+    app.add_typer(jobs_app, name="jobs")

@@ -8,19 +8,51 @@ SKIP LOCKED) RETURNING``; SQLite the same ``UPDATE ... RETURNING`` inside ``BEGI
 (see ``db.engine``). A claim carries a lease; a lease that expires returns the job to the
 queue, so a killed worker loses only its in-flight calls. Completion writes the job's new
 state and its generation in one transaction, and only if the caller still holds the lease.
+
+Enqueueing is bulk: a chunk of articles costs a handful of statements (select the known ones,
+insert the new ones, update the changed ones, insert jobs with ON CONFLICT DO NOTHING, re-queue
+the jobs whose article changed), so 100,000 articles go in within seconds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from itertools import islice
+from typing import Any, cast
 
-from sqlalchemy import Select, and_, func, select, update
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    Select,
+    String,
+    Table,
+    and_,
+    case,
+    func,
+    literal,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
+from pipeline.db.articles import dialect_insert, one_of, store_articles
 from pipeline.db.models import Article, Generation, Job, utcnow
+from pipeline.intake import ArticleIn
+
+ENQUEUE_CHUNK = 2_000  # articles per transaction; keeps every IN (...) under SQLite's limits
+MAX_BATCH_LABEL = 128  # the column's length
+_JOBS = cast(Table, Job.__table__)
+
+
+def _batched(items: Iterable[ArticleIn], size: int) -> Iterator[list[ArticleIn]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 @dataclass(frozen=True)
@@ -98,38 +130,55 @@ def claim(
         .execution_options(synchronize_session=False)
     )
     ids = sorted(row[0] for row in claimed)
-    rows = []
+    rows: list[Any] = []
     if ids:
+        # Columns, not entities: a Job already in this session's identity map would come back
+        # with its old attributes (state, attempts) instead of the ones just written.
         rows = list(
             session.execute(
-                select(Job, Article)
+                select(
+                    Job.id,
+                    Job.task,
+                    Job.attempts,
+                    Job.batch_label,
+                    Article.id,
+                    Article.source_id,
+                    Article.title,
+                    Article.body,
+                    Article.section,
+                    Article.url,
+                    Article.published_at,
+                    Article.meta,
+                )
                 .join(Article, Article.id == Job.article_id)
                 .where(Job.id.in_(ids))
                 .order_by(Job.id)
             )
         )
     session.commit()
-    return [
-        ClaimedJob(
-            id=job.id,
-            task=job.task,
-            attempts=job.attempts,
-            batch_label=job.batch_label,
-            article_id=article.id,
-            source_id=article.source_id,
-            title=article.title,
-            body=article.body,
-            section=article.section,
-            url=article.url,
-            published_at=article.published_at,
-            metadata=article.meta,
-        )
-        for job, article in rows
-    ]
+    return [ClaimedJob(*row) for row in rows]
+
+
+JOBS: Table = Job.__table__  # type: ignore[assignment]
+GENERATIONS: Table = Generation.__table__  # type: ignore[assignment]
+
+
+def insert_generation(session: Session, generation: Generation) -> None:
+    """Insert ``generation`` with one Core statement (the ORM's unit of work costs more per
+    row than the rest of a result's recording; results are written one by one as they come).
+    """
+    columns = Generation.__table__.columns
+    values = {
+        column.key: value
+        for column in columns
+        if (value := generation.__dict__.get(column.key)) is not None
+    }
+    session.execute(GENERATIONS.insert(), [values])
 
 
 def _owned(job_id: int, owner: str) -> Any:
-    return and_(Job.id == job_id, Job.lease_owner == owner, Job.state == "running")
+    c = JOBS.c
+    return and_(c.id == job_id, c.lease_owner == owner, c.state == "running")
 
 
 def complete(session: Session, job_id: int, owner: str, generation: Generation) -> bool:
@@ -140,8 +189,10 @@ def complete(session: Session, job_id: int, owner: str, generation: Generation) 
     job's state is left to whoever holds it now.
     """
     now = utcnow()
+    # Core statements on the tables: this runs once per result, and the ORM's bulk paths
+    # cost several times more CPU than the SQL itself.
     result = session.execute(
-        update(Job)
+        JOBS.update()
         .where(_owned(job_id, owner))
         .values(
             state="succeeded",
@@ -150,9 +201,8 @@ def complete(session: Session, job_id: int, owner: str, generation: Generation) 
             last_error=None,
             updated_at=now,
         )
-        .execution_options(synchronize_session=False)
     )
-    session.add(generation)
+    insert_generation(session, generation)
     session.commit()
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -176,7 +226,7 @@ def fail(
         select(Job.attempts).where(_owned(job_id, owner)).with_for_update()
     ).scalar_one_or_none()
     if generation is not None:
-        session.add(generation)
+        insert_generation(session, generation)
     if job is None:
         session.commit()
         return "lost"
@@ -297,3 +347,214 @@ def queued_count(
     if batch_label is not None:
         query = query.where(Job.batch_label == batch_label)
     return int(session.execute(query).scalar_one())
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    """What an ``enqueue`` did, counted in jobs (the first three) and articles (the last two).
+
+    ``accepted``: jobs created. ``unchanged``: (article, task) already there with the same
+    content, left alone. ``requeued``: jobs put back in the queue because their article's
+    content changed.
+    """
+
+    accepted: int = 0
+    unchanged: int = 0
+    requeued: int = 0
+    articles_new: int = 0
+    articles_updated: int = 0
+
+    def __add__(self, other: EnqueueResult) -> EnqueueResult:
+        return EnqueueResult(
+            *(
+                a + b
+                for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other), strict=True)
+            )
+        )
+
+    @property
+    def jobs(self) -> int:
+        """Every (article, task) pair looked at."""
+        return self.accepted + self.unchanged + self.requeued
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts as a plain dict (for ``--json``)."""
+        return dataclasses.asdict(self)
+
+
+def _task_states(tasks: Sequence[str], start_states: Mapping[str, str]) -> Any:
+    """The requested tasks with their start state, as a tiny table to join articles with."""
+    rows = [
+        select(
+            literal(task, String).label("task"),
+            literal(start_states.get(task, "queued"), String).label("state"),
+            literal(n, Integer).label("n"),
+        )
+        for n, task in enumerate(tasks)
+    ]
+    return (rows[0] if len(rows) == 1 else union_all(*rows)).subquery("requested")
+
+
+def _enqueue_chunk(
+    session: Session,
+    chunk: Sequence[ArticleIn],
+    tasks: Sequence[str],
+    *,
+    batch_label: str | None,
+    priority: int,
+    start_states: Mapping[str, str],
+    now: dt.datetime,
+) -> EnqueueResult:
+    stored = store_articles(session, chunk, now=now)
+    ids = list(stored.ids.values())
+    articles = cast(Table, Article.__table__)
+    requested = _task_states(tasks, start_states)
+    # One INSERT ... SELECT makes every missing (article, task) job; existing pairs conflict
+    # and are skipped, so no per-row work happens in Python.
+    new_jobs = (
+        select(
+            articles.c.id,
+            requested.c.task,
+            requested.c.state,
+            literal(priority, Integer),
+            literal(0, Integer),
+            literal(batch_label, String),
+            articles.c.content_hash,
+            literal(now, DateTime),
+            literal(now, DateTime),
+        )
+        .select_from(articles.join(requested, true()))
+        # (SQLite's upsert also needs this WHERE after INSERT ... SELECT to parse.)
+        .where(one_of(session, articles.c.id, ids))
+        .order_by(articles.c.id, requested.c.n)  # job ids follow the input and task order
+    )
+    columns = [
+        "article_id",
+        "task",
+        "state",
+        "priority",
+        "attempts",
+        "batch_label",
+        "content_hash",
+        "created_at",
+        "updated_at",
+    ]
+    insert_jobs = (
+        dialect_insert(session, _JOBS)
+        .from_select(columns, new_jobs)
+        .on_conflict_do_nothing(index_elements=["article_id", "task"])
+        # SQLAlchemy keeps an INSERT's rowcount only when asked (psycopg loses it otherwise).
+        .execution_options(preserve_rowcount=True)
+    )
+    accepted = int(session.execute(insert_jobs).rowcount)  # type: ignore[attr-defined]
+    requeued = 0
+    if stored.known:
+        requeued = _requeue_changed(
+            session,
+            stored.known,
+            tasks,
+            start_states,
+            batch_label=batch_label,
+            priority=priority,
+            now=now,
+        )
+    return EnqueueResult(
+        accepted=accepted,
+        unchanged=len(ids) * len(tasks) - accepted - requeued,
+        requeued=requeued,
+        articles_new=stored.new,
+        articles_updated=stored.updated,
+    )
+
+
+def _requeue_changed(
+    session: Session,
+    article_ids: list[int],
+    tasks: Sequence[str],
+    start_states: Mapping[str, str],
+    *,
+    batch_label: str | None,
+    priority: int,
+    now: dt.datetime,
+) -> int:
+    """Re-queue the jobs whose content hash no longer matches their article's; how many."""
+    articles = cast(Table, Article.__table__)
+    current = (
+        select(articles.c.content_hash).where(articles.c.id == _JOBS.c.article_id).scalar_subquery()
+    )
+    state: Any = literal("queued", String)
+    waiting = {task: s for task, s in start_states.items() if task in tasks and s != "queued"}
+    if waiting:
+        state = case(waiting, value=_JOBS.c.task, else_=literal("queued", String))
+    # Whatever state the job was in (even running: that worker's completion will find its
+    # lease gone), the new content needs a new generation with fresh attempts.
+    values: dict[str, Any] = {
+        "state": state,
+        "content_hash": current,
+        "attempts": 0,
+        "priority": priority,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "last_error": None,
+        "wait_reason": None,
+        "updated_at": now,
+    }
+    if batch_label is not None:
+        values["batch_label"] = batch_label
+    result = session.execute(
+        update(_JOBS)
+        .where(
+            one_of(session, _JOBS.c.article_id, article_ids),
+            _JOBS.c.task.in_(list(tasks)),
+            _JOBS.c.content_hash != current,
+        )
+        .values(values)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def enqueue(
+    session: Session,
+    articles: Iterable[ArticleIn],
+    tasks: Sequence[str],
+    *,
+    batch_label: str | None = None,
+    priority: int = 0,
+    start_states: Mapping[str, str] | None = None,
+    chunk_size: int = ENQUEUE_CHUNK,
+    now: dt.datetime | None = None,
+) -> EnqueueResult:
+    """Store ``articles`` and a job per (article, task); commits after every chunk.
+
+    Idempotent: an (article, task) already there with the same content is left alone. When an
+    article comes back with a different title, body or section, the article is updated and its
+    jobs for ``tasks`` go back to the queue with fresh attempts (and take ``batch_label`` and
+    ``priority``). Other fields that changed (url, published_at, metadata) are updated without
+    re-queueing. ``start_states`` maps a task to the state its new or re-queued jobs start in
+    (default ``queued``; a chained task's jobs start ``waiting``).
+    """
+    tasks = list(dict.fromkeys(tasks))
+    if not tasks:
+        raise ValueError("enqueue needs at least one task")
+    if batch_label is not None and not 0 < len(batch_label) <= MAX_BATCH_LABEL:
+        raise ValueError(f"a batch label has 1 to {MAX_BATCH_LABEL} characters")
+    states = dict(start_states or {})
+    if not set(states.values()) <= {"queued", "waiting"}:
+        raise ValueError(f"jobs start 'queued' or 'waiting', not {sorted(set(states.values()))}")
+    total = EnqueueResult()
+    for chunk in _batched(articles, chunk_size):
+        try:
+            total += _enqueue_chunk(
+                session,
+                chunk,
+                tasks,
+                batch_label=batch_label,
+                priority=priority,
+                start_states=states,
+                now=now or utcnow(),
+            )
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+    return total

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -81,7 +82,8 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         UniqueConstraint("article_id", "task"),
-        Index("ix_jobs_claim", "state", "priority", "id"),
+        # Matches the claim's ORDER BY priority DESC, id, so a claim reads the index in order.
+        Index("ix_jobs_claim", "state", text("priority DESC"), "id"),
         Index("ix_jobs_lease", "state", "lease_expires_at"),
         Index("ix_jobs_batch_label", "batch_label"),
     )
@@ -187,3 +189,82 @@ class Price(Base):
     input_usd_per_mtok: Mapped[Decimal] = mapped_column(Rate)
     cached_input_usd_per_mtok: Mapped[Decimal | None] = mapped_column(Rate)
     output_usd_per_mtok: Mapped[Decimal] = mapped_column(Rate)
+
+
+BATCH_STATUSES = (
+    "preparing",  # row, items and job leases stored; nothing uploaded yet
+    "held",  # waiting for the model's other batches to end (a split after token_limit_exceeded)
+    "uploaded",  # input file uploaded, batch not created yet
+    "validating",
+    "in_progress",
+    "finalizing",
+    "cancelling",
+    "completed",
+    "failed",
+    "expired",
+    "cancelled",
+)
+
+
+class Batch(Base):
+    """One Batch API batch: one model's requests in one input file (batch mode).
+
+    Stored before anything is uploaded and updated as soon as each id exists, so a restarted
+    run re-attaches to it instead of uploading its jobs again. ``ref`` names it at the
+    provider (file name and metadata) so a crash between upload and storing the id is found.
+    ``worker`` holds the row during a local step so two processes never both upload or
+    ingest it. ``ingested_at`` is set once its results are recorded and its jobs released.
+    """
+
+    __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_open", "ingested_at", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(64), unique=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"))
+    model: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="preparing")
+    batch_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    input_file_id: Mapped[str | None] = mapped_column(String(128))
+    output_file_id: Mapped[str | None] = mapped_column(String(128))
+    error_file_id: Mapped[str | None] = mapped_column(String(128))
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    completed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    list_cost_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    error: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # Which process is doing a local step (upload, create, ingest) right now, and until when.
+    worker: Mapped[str | None] = mapped_column(String(128))
+    worker_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    ingested_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class BatchItem(Base):
+    """One request of a batch: its ``custom_id`` and the job (and attempt) it answers.
+
+    ``layout`` and ``prompt_cache_key`` let the request be rendered again exactly (to judge
+    its result after a restart, or to re-submit it in a split). ``state`` is ``pending`` until
+    its line is recorded (``succeeded``/``failed``/``requeued``) or it moves to a split.
+    """
+
+    __tablename__ = "batch_items"
+    __table_args__ = (
+        UniqueConstraint("batch_row_id", "custom_id"),
+        Index("ix_batch_items_job", "job_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_row_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    custom_id: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    task: Mapped[str] = mapped_column(String(64))
+    layout: Mapped[str] = mapped_column(String(32))
+    prompt_cache_key: Mapped[str | None] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
