@@ -108,6 +108,11 @@ class ProfileSpec(BaseModel):
                 )
         elif self.reasoning_effort is not None or self.reasoning_summary is not None:
             raise ValueError(f"{self.model} is not a reasoning model: remove reasoning_*")
+        unknown = set(_PLACEHOLDER.findall(self.job_template)) - set(JOB_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"job_template uses unknown field(s) {sorted(unknown)}; known: {list(JOB_FIELDS)}"
+            )
         if self.chain_via == "previous_response_id" and not self.store:
             raise ValueError("chain_via = 'previous_response_id' needs store = true")
         return self
@@ -291,4 +296,12 @@ def load_profiles(config_dir: Path, filename: str = "profiles.toml") -> dict[str
     for task, profile in profiles.items():
         if profile.follows is not None and profile.follows not in profiles:
             raise ConfigError(f"{file}: profiles.{task}.follows: unknown task {profile.follows!r}")
+        seen = [task]
+        parent = profile.follows
+        while parent is not None:
+            if parent in seen:
+                chain = " -> ".join([*seen, parent])
+                raise ConfigError(f"{file}: profiles.{task}.follows: a cycle ({chain})")
+            seen.append(parent)
+            parent = profiles[parent].follows
     return profiles

@@ -10,8 +10,6 @@ recorded on the request, never silent.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 
 from pipeline.db.jobs import ClaimedJob
@@ -28,17 +26,14 @@ from pipeline.requests import (
 from pipeline.tokens import count_tokens, fit
 
 
-@dataclass(frozen=True)
-class Turn:
-    """An earlier turn of a chained conversation: the instruction and the model's answer."""
-
-    instruction: str
-    answer: str
-
-
 @lru_cache(maxsize=1024)
 def _static_segment(kind: SegmentKind, role: Role, text: str, model: str) -> Segment:
     # Instructions and contexts repeat in every request: tokenise and hash them once.
+    return _segment(kind, role, text, model)
+
+
+def segment(kind: SegmentKind, role: Role, text: str, model: str) -> Segment:
+    """A prompt segment with its token count (incl. message overhead) and digest."""
     return _segment(kind, role, text, model)
 
 
@@ -117,16 +112,15 @@ def render(
     profile: Profile,
     layout: Layout,
     *,
-    history: Sequence[Turn] = (),
+    article_budget: int | None = None,
 ) -> RenderedRequest:
     """Turn ``job`` into a request for ``profile`` laid out as ``layout``.
 
-    ``history`` holds earlier turns (task chains): each is sent as the instruction it answered
-    plus the answer as an assistant message, after the article, so the earlier request's
-    whole prompt is this one's prefix.
+    ``article_budget`` overrides the profile's article token budget (chains trim with it).
     """
     model = profile.model
-    body, body_tokens, removed = fit(job.body, profile.article_token_budget, model)
+    budget = profile.article_token_budget if article_budget is None else article_budget
+    body, body_tokens, removed = fit(job.body, budget, model)
     trimmed = {"article_tokens_removed": removed} if removed else None
     segments: list[Segment] = [format_segment(profile)]
     for part in parts_for(profile, layout):
@@ -141,9 +135,6 @@ def render(
                     segments.append(_static_segment("context", "developer", text, model))
         elif part == "article":
             segments.append(_article_segment(job, body, body_tokens, model))
-            for turn in history:
-                segments.append(_segment("history", "user", turn.instruction, model))
-                segments.append(_segment("history", "assistant", turn.answer, model))
         else:
             segments.append(_segment("job", "user", job_text(job, profile), model))
     return RenderedRequest(

@@ -28,6 +28,7 @@ class Verdict:
     succeeded: bool
     permanent: bool
     error: str | None
+    article_id: int | None = None
 
 
 def list_price(price: TierPrice) -> TierPrice:
@@ -105,7 +106,13 @@ def judge(
         trimmed=request.trimmed,
     )
     # Truncated or schema-invalid output would come back the same if sent again: final.
-    return Verdict(generation, succeeded=status == "completed", permanent=True, error=error)
+    return Verdict(
+        generation,
+        succeeded=status == "completed",
+        permanent=True,
+        error=error,
+        article_id=request.article_id,
+    )
 
 
 def failure(
@@ -132,7 +139,13 @@ def failure(
         previous_response_id=request.previous_response_id,
         trimmed=request.trimmed,
     )
-    return Verdict(generation, succeeded=False, permanent=permanent, error=message)
+    return Verdict(
+        generation,
+        succeeded=False,
+        permanent=permanent,
+        error=message,
+        article_id=request.article_id,
+    )
 
 
 def summary_json(verdict: Verdict) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -26,7 +26,7 @@ from pipeline.db import jobs
 from pipeline.db.models import JOB_STATES
 from pipeline.errors import ConfigError, DatabaseError, InputError, PipelineError
 from pipeline.intake import DEFAULT_MAX_BODY_CHARS, Format, Rejection, read_chunks
-from pipeline.profiles import load_profiles
+from pipeline.profiles import Profile, load_profiles
 from pipeline.settings import get_settings
 
 jobs_app = typer.Typer(
@@ -42,6 +42,17 @@ def _say(text: str, *, err: bool = False) -> None:
 
 def _split(tasks: str | None) -> list[str]:
     return [t.strip() for t in (tasks or "").split(",") if t.strip()]
+
+
+def with_parents(tasks: Sequence[str], profiles: Mapping[str, Profile]) -> list[str]:
+    """``tasks`` plus every task they follow (a chained task is useless without its parent)."""
+    result = list(tasks)
+    for task in tasks:
+        parent = profiles[task].follows
+        while parent is not None and parent not in result:
+            result.insert(0, parent)
+            parent = profiles[parent].follows
+    return result
 
 
 def check_tasks(requested: Sequence[str], known: Sequence[str], where: Path) -> None:
@@ -151,7 +162,11 @@ def enqueue_cmd(
     size = _check_file(file)
     task_list = _split(tasks)
     profiles_file = settings.config_dir / "profiles.toml"
-    check_tasks(task_list, list(load_profiles(settings.config_dir)), profiles_file)
+    profiles = load_profiles(settings.config_dir)
+    check_tasks(task_list, list(profiles), profiles_file)
+    task_list = with_parents(task_list, profiles)
+    follows = {t: p.follows for t, p in profiles.items() if p.follows and t in task_list}
+    start_states = {task: "waiting" for task in follows}
     engine, sessions = open_db(settings)
     total, rows = jobs.EnqueueResult(), 0
     rejections: list[Rejection] = []
@@ -165,10 +180,17 @@ def enqueue_cmd(
                 rejections.extend(chunk.rejections)
                 if chunk.articles:
                     total += jobs.enqueue(
-                        session, chunk.articles, task_list, batch_label=batch, priority=priority
+                        session,
+                        chunk.articles,
+                        task_list,
+                        batch_label=batch,
+                        priority=priority,
+                        start_states=start_states,
                     )
                 rows += chunk.rows
                 progress.update(chunk.bytes_read, chunk.rows)
+            if follows:
+                jobs.release_ready_followers(session, follows)
     finally:
         progress.close()
         engine.dispose()

@@ -159,7 +159,7 @@ def claim(
     return [ClaimedJob(*row) for row in rows]
 
 
-JOBS: Table = Job.__table__  # type: ignore[assignment]
+JOBS = _JOBS
 GENERATIONS: Table = Generation.__table__  # type: ignore[assignment]
 
 
@@ -181,12 +181,21 @@ def _owned(job_id: int, owner: str) -> Any:
     return and_(c.id == job_id, c.lease_owner == owner, c.state == "running")
 
 
-def complete(session: Session, job_id: int, owner: str, generation: Generation) -> bool:
+def complete(
+    session: Session,
+    job_id: int,
+    owner: str,
+    generation: Generation,
+    *,
+    article_id: int | None = None,
+    followers: Sequence[str] = (),
+) -> bool:
     """Mark the job succeeded and store its generation, in one transaction.
 
     Returns False when ``owner`` no longer holds the lease (it expired and the job went back
     to the queue): the generation is still stored, because its tokens were paid for, but the
-    job's state is left to whoever holds it now.
+    job's state is left to whoever holds it now. ``followers`` are the tasks chained after
+    this one: their jobs for ``article_id`` go (back) to the queue, since their input is new.
     """
     now = utcnow()
     # Core statements on the tables: this runs once per result, and the ORM's bulk paths
@@ -203,8 +212,65 @@ def complete(session: Session, job_id: int, owner: str, generation: Generation) 
         )
     )
     insert_generation(session, generation)
+    held = bool(result.rowcount)  # type: ignore[attr-defined]
+    if held and followers and article_id is not None:
+        c = JOBS.c
+        session.execute(
+            JOBS.update()
+            .where(
+                c.article_id == article_id,
+                c.task.in_(list(followers)),
+                c.state.in_(("waiting", "succeeded", "failed")),
+            )
+            # One above the parent's priority: claimed next, while the shared prefix is warm.
+            .values(
+                state="queued",
+                attempts=0,
+                wait_reason=None,
+                last_error=None,
+                priority=c.priority + 1,
+                updated_at=now,
+            )
+        )
     session.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return held
+
+
+def hold_followers(
+    session: Session, article_id: int, followers: Sequence[str], reason: str
+) -> None:
+    """Tell waiting followers why they still wait (their parent failed or was cut short)."""
+    c = JOBS.c
+    session.execute(
+        JOBS.update()
+        .where(c.article_id == article_id, c.task.in_(list(followers)), c.state == "waiting")
+        .values(wait_reason=reason[:4000], updated_at=utcnow())
+    )
+
+
+def release_ready_followers(session: Session, follows: Mapping[str, str]) -> int:
+    """Queue waiting jobs whose parent task already succeeded for the same article.
+
+    ``follows`` maps a chained task to the task it follows. Enqueue and each run call this,
+    so a chain added after its parent ran, or a promotion lost in a crash, still proceeds.
+    """
+    moved = 0
+    for child, parent in follows.items():
+        p = JOBS.alias("parent")
+        c = JOBS.c
+        done = (
+            select(p.c.id)
+            .where(p.c.article_id == c.article_id, p.c.task == parent, p.c.state == "succeeded")
+            .exists()
+        )
+        result = session.execute(
+            JOBS.update()
+            .where(c.task == child, c.state == "waiting", done)
+            .values(state="queued", wait_reason=None, updated_at=utcnow())
+        )
+        moved += int(result.rowcount)  # type: ignore[attr-defined]
+    session.commit()
+    return moved
 
 
 def fail(

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pipeline.chains import ParentOutput
 from pipeline.db.jobs import ClaimedJob
-from pipeline.db.models import Article, Job
+from pipeline.db.models import Article, Generation, Job
 
 
 def peek_queued(
@@ -47,3 +48,33 @@ def peek_queued(
         )
         for job, article in rows
     ]
+
+
+def parent_outputs(
+    session: Session, article_ids: Sequence[int], parent_tasks: Sequence[str]
+) -> dict[tuple[int, str], ParentOutput]:
+    """The newest completed output of each parent task for these articles (task chains)."""
+    if not article_ids or not parent_tasks:
+        return {}
+    rows = session.execute(
+        select(
+            Job.article_id,
+            Job.task,
+            Job.id,
+            Generation.output_text,
+            Generation.response_id,
+            Generation.prompt_cache_key,
+        )
+        .join(Generation, Generation.job_id == Job.id)
+        .where(
+            Job.article_id.in_(list(article_ids)),
+            Job.task.in_(list(parent_tasks)),
+            Job.state == "succeeded",
+            Generation.status == "completed",
+        )
+        .order_by(Generation.id)
+    )
+    found: dict[tuple[int, str], ParentOutput] = {}
+    for article_id, task, job_id, text, response_id, cache_key in rows:
+        found[(article_id, task)] = ParentOutput(job_id, task, text or "", response_id, cache_key)
+    return found

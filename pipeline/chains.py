@@ -1,0 +1,152 @@
+"""Task chains: a task that follows another is sent as the next turn of the same conversation.
+
+With the default ``chain_via = "history"`` (stateless, works with ``store=False``) the child's
+prompt is the parent's prompt exactly as it was sent, then the parent's answer as an assistant
+message, then the child's instructions and per-job part. The parent's whole prompt is thus the
+child's prefix, and the article is served from the prompt cache on the second turn. With
+``chain_via = "previous_response_id"`` (needs ``store = true``) the API holds the earlier turn
+and the request carries only the new one.
+
+Context management, when the child's prompt would pass the profile's ``input_token_budget``:
+first earlier turns are dropped, oldest first (assistant answers before the parent's; the
+parent's own answer is always kept), then the article is trimmed to fit (never below
+``MIN_ARTICLE_TOKENS``). Either changes the prefix, so the trimmed request misses the cache; the
+generation records what was trimmed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from pipeline.db.jobs import ClaimedJob
+from pipeline.planning import Plan, cacheable
+from pipeline.profiles import Profile
+from pipeline.prompts import format_segment, job_text, render, segment
+from pipeline.requests import REQUEST_OVERHEAD_TOKENS, Layout, RenderedRequest, Segment
+
+MIN_ARTICLE_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class ParentOutput:
+    """What the parent step produced for one article: its answer, ids and cache key."""
+
+    job_id: int
+    task: str
+    answer: str
+    response_id: str | None
+    cache_key: str | None
+
+
+@dataclass(frozen=True)
+class ChainedRequest:
+    """A child request and the cache key its parent used (so it lands on the same machine)."""
+
+    request: RenderedRequest
+    parent_cache_key: str | None
+    parent_prompt_tokens: int
+
+
+def _tokens(segments: list[Segment]) -> int:
+    return REQUEST_OVERHEAD_TOKENS + sum(s.tokens for s in segments)
+
+
+def _turn(profile: Profile, job: ClaimedJob) -> list[Segment]:
+    model = profile.model
+    return [
+        segment("instructions", "developer", profile.instructions, model),
+        segment("job", "user", job_text(job, profile), model),
+    ]
+
+
+def render_child(
+    job: ClaimedJob,
+    profile: Profile,
+    parent_profile: Profile,
+    parent_layout: Layout,
+    parent: ParentOutput,
+) -> ChainedRequest:
+    """Render ``job`` as the turn after ``parent`` (see the module docstring)."""
+    parent_job = replace(job, id=parent.job_id, task=parent.task)
+    sent = render(parent_job, parent_profile, parent_layout)
+    if profile.chain_via == "previous_response_id" and parent.response_id:
+        request = RenderedRequest(
+            job_id=job.id,
+            article_id=job.article_id,
+            task=job.task,
+            profile=profile,
+            layout=parent_layout,
+            segments=(format_segment(profile), *_turn(profile, job)),
+            previous_response_id=parent.response_id,
+            metadata={"job_id": str(job.id), "task": job.task},
+        )
+        return ChainedRequest(request, parent.cache_key, sent.prompt_tokens)
+    answer = segment("history", "assistant", parent.answer, profile.model)
+    earlier = [s for s in sent.segments if s.is_message]
+    trimmed: dict[str, int] = dict(sent.trimmed or {})
+    segments = [format_segment(profile), *earlier, answer, *_turn(profile, job)]
+    over = _tokens(segments) - profile.input_token_budget
+    if over > 0:
+        # 1. Earlier turns, oldest first (the parent's answer to its own parent, and so on).
+        dropped = 0
+        for old in [s for s in earlier if s.kind == "history"]:
+            if over <= 0:
+                break
+            segments.remove(old)
+            over -= old.tokens
+            dropped += 1
+        if dropped:
+            trimmed["history_turns_dropped"] = dropped
+    if over > 0:
+        # 2. The article, re-rendered with a smaller budget.
+        article = next(s for s in segments if s.kind == "article")
+        budget = max(MIN_ARTICLE_TOKENS, article.tokens - over - 16)
+        shorter = render(parent_job, parent_profile, parent_layout, article_budget=budget)
+        new_article = next(s for s in shorter.segments if s.kind == "article")
+        segments[segments.index(article)] = new_article
+        trimmed["article_tokens_removed"] = trimmed.get("article_tokens_removed", 0) + (
+            article.tokens - new_article.tokens
+        )
+    request = RenderedRequest(
+        job_id=job.id,
+        article_id=job.article_id,
+        task=job.task,
+        profile=profile,
+        layout=parent_layout,
+        segments=tuple(segments),
+        trimmed=trimmed or None,
+        metadata={"job_id": str(job.id), "task": job.task, "follows": parent.task},
+    )
+    return ChainedRequest(request, parent.cache_key, sent.prompt_tokens)
+
+
+def followers_of(profiles: Mapping[str, Profile]) -> dict[str, tuple[str, ...]]:
+    """Task -> the tasks that follow it."""
+    found: dict[str, list[str]] = {}
+    for task, profile in profiles.items():
+        if profile.follows is not None:
+            found.setdefault(profile.follows, []).append(task)
+    return {task: tuple(sorted(children)) for task, children in found.items()}
+
+
+def follow_parents(chunk_plan: Plan, chained: Mapping[int, ChainedRequest]) -> Plan:
+    """Send chained requests with their parent's cache key, expecting its prompt cached.
+
+    The parent wrote its whole prompt to the cache of the machine its key routed to; the
+    child's prefix is that prompt, so the child goes to the same key and waits for nothing.
+    """
+    planned = []
+    expected = 0
+    for p in chunk_plan.requests:
+        child = chained.get(p.request.job_id)
+        if child is not None and child.parent_cache_key is not None:
+            p = replace(
+                p,
+                cache_key=child.parent_cache_key,
+                wait_for=None,
+                expected_cached_tokens=cacheable(child.parent_prompt_tokens),
+            )
+        planned.append(p)
+        expected += p.expected_cached_tokens
+    return replace(chunk_plan, requests=tuple(planned), expected_cached_tokens=expected)
