@@ -96,11 +96,13 @@ def main() -> None:
             results[chain] = run_side(Path(tmp), args.articles, chain=chain, base_url=sim.base_url)
             results[chain]["billed"] = Decimal(sim.ledger()["totals"]["cost_usd"])
     print(f"{args.articles} articles: summary + headline on gpt-4.1-mini (simulator)")
-    header = f"{'side':12} {'headline cached':>16} {'headline $':>12} {'total cached':>13} {'total $':>11}"
-    print(header)
+    print(
+        f"{'side':12} {'headline cached':>16} {'headline $':>12} "
+        f"{'total cached':>13} {'total $':>11}"
+    )
     for chain, name in ((False, "independent"), (True, "chain")):
         r = results[chain]
-        count, inp, cached, cost = r["by_task"]["headline"]
+        _count, inp, cached, cost = r["by_task"]["headline"]
         totals = r["summary"].totals
         print(
             f"{name:12} {cached / inp:>16.1%} {cost:>12.6f} "
