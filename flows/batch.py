@@ -1,0 +1,217 @@
+"""The nightly and ad-hoc flows: chunks of the queue through the library's ``run_batch``.
+
+Each flow is thin: it turns its typed parameters into ``RunOptions`` chunk by chunk
+(``flows.chunks``), runs every chunk as one Prefect task (``generate_chunk``: one ``run_batch``
+call, asyncio inside, hundreds of requests), and publishes a table and a Markdown artifact.
+Every run row it creates carries the flow-run id, so the database leads back to the Prefect run
+and the flow-run name (``adhoc-<batch label>``, ``nightly-<date>``) leads to the batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+from prefect.runtime import flow_run
+
+from flows.artifacts import ArtifactPublisher, Publisher
+from flows.chunks import RunChunk, RunContext, TokenGate, chunk_options, run_chunks
+from flows.gate import DEFAULT_TOKEN_LIMIT, open_token_gate
+from flows.parameters import BatchParameters
+from flows.reporting import by_profile, run_markdown, table
+from pipeline.db.engine import make_engine, session_factory
+from pipeline.progress import Progress
+from pipeline.runner import RunOptions, run_batch
+from pipeline.settings import Settings, get_settings
+
+PROGRESS_LOG_INTERVAL_S = 15.0
+
+
+def trigger_of(deployment_id: object | None, auto_scheduled: bool | None) -> str:
+    """The run row's trigger: ``schedule``, ``manual`` (UI or API run of a deployment), ``api``.
+
+    Prefect's open-source server records no user, so a Custom run from the UI and a
+    ``run_deployment`` call both read as ``manual``.
+    """
+    if deployment_id is None:
+        return "api"
+    return "schedule" if auto_scheduled else "manual"
+
+
+def current_context(kind: str) -> RunContext:
+    """Kind, trigger and flow-run id of the flow run this is called in."""
+    ctx = FlowRunContext.get()
+    run = ctx.flow_run if ctx is not None else None
+    if run is None:
+        return RunContext(kind=kind, trigger="api")
+    return RunContext(
+        kind=kind,
+        trigger=trigger_of(run.deployment_id, run.auto_scheduled),
+        flow_run_id=str(run.id),
+    )
+
+
+def _label_of(batch: object) -> str | None:
+    if isinstance(batch, BatchParameters):
+        return batch.batch_label
+    if isinstance(batch, dict):
+        label = batch.get("batch_label")
+        return str(label) if label else None
+    return None
+
+
+def adhoc_run_name() -> str:
+    """``adhoc-<batch label>`` (``adhoc-all`` without a label): the run name leads to the batch."""
+    return f"adhoc-{_label_of(flow_run.parameters.get('batch')) or 'all'}"
+
+
+def nightly_run_name() -> str:
+    """``nightly-<day>``: the scheduled day in the schedule's time zone (``settings.timezone``)."""
+    scheduled = flow_run.scheduled_start_time
+    day = scheduled.astimezone(ZoneInfo(get_settings().timezone)).date()
+    return f"nightly-{day.isoformat()}"
+
+
+def _progress_logger(index: int) -> Callable[[Progress], None]:
+    logger = get_run_logger()
+    last = [time.monotonic()]
+
+    def log_progress(p: Progress) -> None:
+        now = time.monotonic()
+        if now - last[0] < PROGRESS_LOG_INTERVAL_S:
+            return
+        last[0] = now
+        logger.info(
+            "chunk %d: %d of %d claimed done, %d failed, %d in flight, $%s, %.1f req/s",
+            index,
+            p.done,
+            p.claimed,
+            p.failed,
+            p.in_flight,
+            p.cost_usd,
+            p.requests_per_s,
+        )
+
+    return log_progress
+
+
+@task(name="generate-chunk", task_run_name="chunk-{index}", cache_policy=NO_CACHE, retries=0)
+def generate_chunk(index: int, options: RunOptions) -> dict[str, Any]:
+    """Generate one chunk of jobs: one library run, its requests sent concurrently.
+
+    No task retries: the library retries API calls, and a job whose run died goes back to the
+    queue when its lease expires.
+    """
+    summary = run_batch(get_settings(), options, progress=_progress_logger(index)).as_dict()
+    get_run_logger().info(
+        "chunk %d: run %s, %s requests (%s failed), cached %.1f%%, $%s, %s",
+        index,
+        summary["run_id"],
+        summary["requests"],
+        summary["failed"],
+        summary["cached_ratio"] * 100,
+        summary["cost_usd"],
+        summary["state"],
+    )
+    return summary
+
+
+def forecast(settings: Settings, batch: BatchParameters, context: RunContext) -> dict[str, Any]:
+    """The library's dry run (``contentgen run --dry-run``): forecast only, nothing changes."""
+    from pipeline.dryrun import dry_run  # the library's dry run, as the CLI uses it
+
+    options = chunk_options(batch, context, index=0, limit=batch.limit, budget_usd=batch.budget_usd)
+    report = dry_run(settings, options)
+    return {"dry_run": True, **report.as_dict()}
+
+
+def publish_run(settings: Settings, kind: str, outcome: dict[str, Any], publish: Publisher) -> None:
+    """Publish the per-profile table and the Markdown summary of a flow run's runs."""
+    engine = make_engine(settings.database_url)
+    try:
+        with session_factory(engine)() as session:
+            rows = by_profile(session, outcome["run_ids"])
+    finally:
+        engine.dispose()
+    title = f"ContentGen {kind} run"
+    publish.table(
+        f"{kind}-cost-by-profile",
+        table(rows, "profile"),
+        f"{title}: requests, tokens, cached %, cost and savings against list price per profile.",
+    )
+    publish.markdown(f"{kind}-run-summary", run_markdown(title, outcome, rows), f"{title} summary")
+
+
+def execute_batch(
+    settings: Settings,
+    batch: BatchParameters,
+    context: RunContext,
+    *,
+    run_chunk: RunChunk,
+    publish: Publisher,
+    gate: TokenGate | None = None,
+) -> dict[str, Any]:
+    """Run ``batch`` chunk by chunk (or only forecast it), publish the report, return totals."""
+    if batch.dry_run:
+        result = forecast(settings, batch, context)
+        lines = [f"- **{k}**: {v}" for k, v in result.items() if not isinstance(v, list | dict)]
+        publish.markdown(
+            f"{context.kind}-forecast",
+            f"# ContentGen {context.kind} forecast (dry run)\n\n" + "\n".join(lines) + "\n",
+            "Forecast of cost and cache hits; nothing was sent.",
+        )
+        return result
+    outcome = run_chunks(batch, context, run_chunk, gate=gate).as_dict()
+    outcome["flow_run_id"] = context.flow_run_id
+    publish_run(settings, context.kind, outcome, publish)
+    return outcome
+
+
+def _run_flow(kind: str, batch: BatchParameters, token_limit: str | None) -> dict[str, Any]:
+    context = current_context(kind)
+    gate = None if batch.dry_run else open_token_gate(token_limit)
+    return execute_batch(
+        get_settings(),
+        batch,
+        context,
+        run_chunk=generate_chunk,
+        publish=ArtifactPublisher(),
+        gate=gate,
+    )
+
+
+@flow(name="contentgen-adhoc", flow_run_name=adhoc_run_name, persist_result=False)
+def adhoc_batch(
+    batch: BatchParameters = BatchParameters(),
+    token_limit: str | None = DEFAULT_TOKEN_LIMIT,
+) -> dict[str, Any]:
+    """Generate queued jobs now: pick tasks, a batch label, a limit, a budget.
+
+    Args:
+        batch: What to generate and how hard to drive the API.
+        token_limit: Prefect global concurrency limit (a rate limit; one slot is 1,000 tokens)
+            that all workers share for the account's tokens per minute. Skipped when the server
+            has no limit of this name.
+    """
+    return _run_flow("adhoc", batch, token_limit)
+
+
+@flow(name="contentgen-nightly", flow_run_name=nightly_run_name, persist_result=False)
+def nightly_run(
+    batch: BatchParameters = BatchParameters(),
+    token_limit: str | None = DEFAULT_TOKEN_LIMIT,
+) -> dict[str, Any]:
+    """The nightly run: generate every queued job (or what ``batch`` selects).
+
+    Args:
+        batch: What to generate and how hard to drive the API.
+        token_limit: Prefect global concurrency limit (a rate limit; one slot is 1,000 tokens)
+            that all workers share for the account's tokens per minute. Skipped when the server
+            has no limit of this name.
+    """
+    return _run_flow("nightly", batch, token_limit)

@@ -1,0 +1,135 @@
+"""Report tables for artifacts: per profile for one flow run, and the cost report.
+
+Prefect-free: the numbers come from the library (``pipeline.reports``, which reads the report
+views), and these functions only shape them into table rows and Markdown. A flow run's chunks
+are several run rows, so its per-profile figures are the sum over those runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from pipeline.reports import (
+    CostFigures,
+    CostReport,
+    ReportFilter,
+    cost_rows,
+    usd_places,
+    usd_text,
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One labelled line of a table: a profile, a day, a model, ..."""
+
+    key: str
+    figures: CostFigures
+
+
+def by_profile(session: Session, run_ids: Iterable[int]) -> list[Row]:
+    """Per profile (task): what the runs ``run_ids`` generated, summed over the runs."""
+    sums: dict[str, CostFigures] = {}
+    for run_id in run_ids:
+        for row in cost_rows(session, "task", ReportFilter(run_id=run_id)):
+            key = "(none)" if row.key is None else str(row.key)
+            sums[key] = sums.get(key, CostFigures()) + row.figures
+    return [Row(key, sums[key]) for key in sorted(sums)]
+
+
+def report_rows(report: CostReport) -> list[Row]:
+    """A library cost report as labelled rows."""
+    return [Row("(none)" if r.key is None else str(r.key), r.figures) for r in report.rows]
+
+
+def _percent(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio * 100:.1f}"
+
+
+def cells(key_name: str, row: Row, places: int = 6) -> dict[str, Any]:
+    """One row as table cells, most telling first: requests, failures, cost, savings (against
+    list price), cached %, then tokens. Money has ``places`` decimals (more when needed)."""
+    f = row.figures
+    return {
+        key_name: row.key,
+        "requests": f.requests,
+        "failures": f.failed + f.incomplete,
+        "cost USD": usd_text(f.cost_usd, places),
+        "savings USD": usd_text(f.savings_usd, places),
+        "cached %": _percent(f.cached_ratio),
+        "input tokens": f.input_tokens,
+        "cached tokens": f.cached_tokens,
+        "output tokens": f.output_tokens,
+        "list price USD": usd_text(f.list_cost_usd, places),
+    }
+
+
+def total(rows: Sequence[Row]) -> Row:
+    """The sum of ``rows``."""
+    return Row("total", sum((r.figures for r in rows), CostFigures()))
+
+
+def table(rows: Sequence[Row], key_name: str) -> list[dict[str, Any]]:
+    """Rows plus a total row, as a list of dicts (a Prefect table artifact).
+
+    Money columns share one number of decimals, enough to show every value exactly.
+    """
+    everything = [*rows, total(rows)]
+    money = [m for r in everything for m in (r.figures.cost_usd, r.figures.list_cost_usd)]
+    places = usd_places([*money, *(r.figures.savings_usd for r in everything)], minimum=4)
+    return [cells(key_name, r, places) for r in everything]
+
+
+def markdown_table(rows: Sequence[Row], key_name: str) -> str:
+    """Rows plus a total row as a Markdown table (``_No generations._`` when empty)."""
+    if not rows:
+        return "_No generations._"
+    body = table(rows, key_name)
+    header = list(body[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c[h]) for h in header) + " |" for c in body]
+    return "\n".join(lines)
+
+
+def run_markdown(title: str, outcome: dict[str, Any], rows: Sequence[Row]) -> str:
+    """The Markdown summary of a flow run: headline numbers, then the per-profile table."""
+    f = total(rows).figures
+    stop = outcome.get("stop_reason")
+    state = f"**{outcome.get('state', 'finished')}**" + (f" ({stop})" if stop else "")
+    run_ids = ", ".join(str(i) for i in outcome.get("run_ids", [])) or "none"
+    lines = [
+        f"# {title}",
+        "",
+        f"{f.requests} requests ({f.failed + f.incomplete} failed, {f.from_cache} from the "
+        f"response cache) in {outcome.get('chunks', 0)} chunk(s), {state}.",
+        "",
+        f"- Cost: **${usd_text(f.cost_usd)}** (list price ${usd_text(f.list_cost_usd)}, "
+        f"saved **${usd_text(f.savings_usd)}**)",
+        f"- Input tokens: {f.input_tokens:,}, cached {f.cached_tokens:,} "
+        f"(**{_percent(f.cached_ratio)}%**); output tokens: {f.output_tokens:,}",
+        f"- Run rows in the job database: {run_ids}",
+        "",
+        "## Per profile",
+        "",
+        markdown_table(rows, "profile"),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def report_markdown(title: str, report: CostReport) -> str:
+    """The Markdown of a cost report: the total, then one line per group."""
+    f = report.total
+    lines = [
+        f"# {title}",
+        "",
+        f"Total: **${usd_text(f.cost_usd)}** for {f.requests} requests, saved "
+        f"**${usd_text(f.savings_usd)}** against list price; cached input "
+        f"{_percent(f.cached_ratio)}%.",
+        "",
+        markdown_table(report_rows(report), report.key_column),
+    ]
+    return "\n".join(lines) + "\n"
