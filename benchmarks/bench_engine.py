@@ -93,7 +93,7 @@ def _claimed_jobs(workdir: Path, url: str) -> list:
 
     engine = make_engine(url)
     with session_factory(engine)() as session:
-        jobs = peek_queued(session, 10**9)
+        jobs, _ = peek_queued(session, 10**9)
     engine.dispose()
     return jobs
 

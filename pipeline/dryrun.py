@@ -2,6 +2,9 @@
 
 Reads queued jobs in claim-sized pages without claiming them, renders and plans them exactly
 as a run would (same layouts, same buckets), and prices the plan with and without caching.
+It also forecasts, per model, the cost and duration of each mode (realtime, flex, batch) and
+shows the mode the run takes: the one asked for, or with ``auto`` the cheapest that meets the
+deadline (``pipeline.modes``).
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ from decimal import Decimal
 from typing import Any
 
 from pipeline.db.queries import peek_queued
+from pipeline.modes import ModeChoice, ModelLoad, choose_modes, for_mode, loads_of, merge_loads
 from pipeline.planning import Forecast, choose_layouts, forecast, plan
 from pipeline.prompts import render
 from pipeline.requests import Layout
-from pipeline.runner import RunOptions, load_config
+from pipeline.runner import RunOptions, load_config, runnable_tasks
 from pipeline.settings import Settings
 
 DEFAULT_PLANNED_RPM = 600.0
@@ -37,6 +41,10 @@ class DryRunReport:
     output_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
     uncached_cost_usd: Decimal = Decimal(0)
+    mode: str = "realtime"
+    deadline_h: float = 0.0
+    loads: dict[str, ModelLoad] = field(default_factory=dict)
+    mode_choices: dict[str, ModeChoice] = field(default_factory=dict)
 
     def add(self, fc: Forecast) -> None:
         """Fold one chunk's forecast in."""
@@ -68,7 +76,31 @@ class DryRunReport:
             "forecast_cost_usd": str(self.cost_usd),
             "forecast_uncached_cost_usd": str(self.uncached_cost_usd),
             "forecast_savings_usd": str(self.uncached_cost_usd - self.cost_usd),
+            "mode": self.mode,
+            "deadline_h": self.deadline_h,
+            "modes": [choice.as_dict() for choice in self.mode_choices.values()],
         }
+
+    def mode_lines(self) -> dict[str, str]:
+        """One readable line per model: each mode's forecast and the mode chosen."""
+        lines = {}
+        for model, choice in self.mode_choices.items():
+            figures = ", ".join(
+                f"{f.mode} ${f.cost_usd:.4f} ({_duration(f.hours)})"
+                if f.available
+                else f"{f.mode} n/a"
+                for f in choice.forecasts
+            )
+            lines[f"mode {model}"] = f"{choice.mode} ({choice.reason}): {figures}"
+        return lines
+
+
+def _duration(hours: float) -> str:
+    """``0.004`` -> ``< 1 min``, ``0.5`` -> ``30 min``, ``24`` -> ``24.0 h``."""
+    minutes = hours * 60
+    if minutes < 1:
+        return "< 1 min"
+    return f"{minutes:.0f} min" if minutes < 90 else f"{hours:.1f} h"
 
 
 def planned_rpm(settings: Settings, estimated_tokens: float) -> float:
@@ -82,27 +114,34 @@ def planned_rpm(settings: Settings, estimated_tokens: float) -> float:
 def dry_run(settings: Settings, options: RunOptions) -> DryRunReport:
     """Plan and price the queued jobs a run with ``options`` would take."""
     config = load_config(settings)
-    report = DryRunReport()
+    report = DryRunReport(mode=options.mode, deadline_h=settings.deadline_h)
+    profiles = for_mode(config.profiles, config.prices, options.mode)
+    sizes: dict[str, int] = {}
     chunk = options.chunk_size or settings.claim_chunk
-    last_id = 0
+    after: tuple[int, int] | None = None
     warm: frozenset[str] = frozenset()
     layouts: dict[str, Layout] | None = None
     remaining = options.limit
     while remaining is None or remaining > 0:
         n = chunk if remaining is None else min(chunk, remaining)
         with config.sessions() as session:
-            jobs = peek_queued(
-                session, n, tasks=options.tasks, batch_label=options.batch_label, offset_id=last_id
+            jobs, after = peek_queued(
+                session,
+                n,
+                tasks=runnable_tasks(options.tasks, config.profiles),
+                batch_label=options.batch_label,
+                after=after,
             )
         if not jobs:
             break
-        last_id = jobs[-1].id
         if remaining is not None:
             remaining -= len(jobs)
         if layouts is None:
-            layouts = choose_layouts(jobs, config.profiles)
+            layouts = choose_layouts(jobs, profiles)
             report.layouts = layouts
-        requests = [render(job, config.profiles[job.task], layouts[job.task]) for job in jobs]
+        requests = [render(job, profiles[job.task], layouts[job.task]) for job in jobs]
+        for r in requests:
+            sizes[r.model] = sizes.get(r.model, 0) + r.estimated_tokens
         per_request = sum(r.estimated_tokens for r in requests) / len(requests)
         chunk_plan = plan(requests, planned_rpm=planned_rpm(settings, per_request), warm=warm)
         warm = warm | chunk_plan.warmed
@@ -113,4 +152,14 @@ def dry_run(settings: Settings, options: RunOptions) -> DryRunReport:
         report.primers += sum(1 for p in chunk_plan.requests if p.is_primer)
         report.trimmed += sum(1 for r in requests if r.trimmed)
         report.add(forecast(chunk_plan, config.prices))
+        report.loads = merge_loads(report.loads, loads_of(chunk_plan))
+    rates = {m: planned_rpm(settings, sizes[m] / load.requests) for m, load in report.loads.items()}
+    report.mode_choices = choose_modes(
+        report.loads,
+        config.prices,
+        rates_rpm=rates,
+        deadline_h=settings.deadline_h,
+        flex_slowdown=settings.flex_slowdown,
+        forced=None if options.mode == "auto" else options.mode,  # type: ignore[arg-type]
+    )
     return report

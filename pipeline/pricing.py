@@ -144,6 +144,13 @@ class PriceTable:
             raise PricingError(f"model {model!r} has no {tier} price")
         return tier_price
 
+    def tier_or_none(self, model: str, tier: Tier) -> TierPrice | None:
+        """The newest ``tier`` price of ``model``, or None when it has none."""
+        try:
+            return self.price(model, tier)
+        except PricingError:
+            return None
+
     def cost(
         self, model: str, usage: Usage, tier: Tier = "standard", on: dt.date | None = None
     ) -> Decimal:

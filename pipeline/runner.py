@@ -23,11 +23,13 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.budget import Budget, worst_case_cost
+from pipeline.chains import ChainedRequest, ParentOutput, follow_parents, followers_of, render_child
 from pipeline.client.responses import Outcome, ResponsesClient
 from pipeline.db import jobs
 from pipeline.db.engine import make_engine, require_migrated, session_factory
+from pipeline.db.queries import parent_outputs
 from pipeline.db.runs import RunTotals, close_run, open_run
-from pipeline.errors import PermanentAPIError, PricingError
+from pipeline.errors import ConfigError, PermanentAPIError, PricingError
 from pipeline.execution import Dispatcher
 from pipeline.modes import for_mode
 from pipeline.planning import Plan, PlannedRequest, choose_layouts, forecast, plan
@@ -119,9 +121,28 @@ def load_config(settings: Settings) -> Config:
     unpriced = sorted({p.model for p in profiles.values() if not prices.knows(p.model)})
     if unpriced:
         raise PricingError(f"no price for model(s) {unpriced} in config/pricing.toml")
+    for task, profile in profiles.items():
+        if profile.service_tier == "flex" and prices.tier_or_none(profile.model, "flex") is None:
+            raise PricingError(
+                f"profile {task!r} asks for service_tier 'flex', but {profile.model} has no "
+                "flex price in config/pricing.toml"
+            )
     engine = make_engine(settings.database_url)
     require_migrated(engine)
     return Config(profiles, prices, session_factory(engine))
+
+
+def runnable_tasks(
+    requested: tuple[str, ...] | None, profiles: dict[str, Profile]
+) -> tuple[str, ...]:
+    """The tasks a run may claim: the requested ones (each must have a profile), else all
+    profiled tasks, so jobs of a task whose profile was removed never block the queue."""
+    if requested:
+        unknown = sorted(set(requested) - set(profiles))
+        if unknown:
+            raise ConfigError(f"no profile for task(s) {unknown}; known: {sorted(profiles)}")
+        return requested
+    return tuple(profiles)
 
 
 def _owner(run_id: int) -> str:
@@ -170,8 +191,9 @@ class Runner:
             self._send, concurrency=concurrency
         )
         self._state: _RunState | None = None
+        self._followers: dict[str, tuple[str, ...]] = followers_of(config.profiles)
         self.budget = None if options.budget_usd is None else Budget(options.budget_usd)
-        self._refused: list[int] = []
+        self._settled = asyncio.Event()
 
     def stop(self, reason: str = "stopped") -> None:
         """Stop claiming and sending; in-flight calls finish, unsent jobs are released."""
@@ -193,7 +215,7 @@ class Runner:
                 self._st.owner,
                 n,
                 lease_s=self.settings.lease_s,
-                tasks=self.options.tasks,
+                tasks=runnable_tasks(self.options.tasks, self.config.profiles),
                 batch_label=self.options.batch_label,
             )
 
@@ -221,18 +243,59 @@ class Runner:
         st = self._st
         if st.layouts is None:
             st.layouts = choose_layouts(claimed, profiles)
-        requests = [render(job, profiles[job.task], st.layouts[job.task]) for job in claimed]
+        requests, chained = self._render_jobs(claimed, profiles, st.layouts)
         chunk_plan = plan(
             requests,
             planned_rpm=self._planned_rpm(requests),
             warm=st.warm,
-            expect_more=len(claimed) >= (self.options.chunk_size or self.settings.claim_chunk),
+            # Followers reuse their parent's key later, so a chunk's keys carry more than its
+            # own requests: size buckets by rate then too.
+            expect_more=bool(self._followers)
+            or len(claimed) >= (self.options.chunk_size or self.settings.claim_chunk),
         )
+        if chained:
+            chunk_plan = follow_parents(chunk_plan, chained)
         st.warm = st.warm | chunk_plan.warmed
         st.expected_cached += chunk_plan.expected_cached_tokens
         st.prompt_tokens += chunk_plan.prompt_tokens
         st.forecast_usd += forecast(chunk_plan, self.config.prices).cost_usd
         return requests, chunk_plan
+
+    def _render_jobs(
+        self,
+        claimed: list[jobs.ClaimedJob],
+        profiles: dict[str, Profile],
+        layouts: dict[str, Layout],
+    ) -> tuple[list[RenderedRequest], dict[int, ChainedRequest]]:
+        """Render each job; a chained task becomes the next turn after its parent's output."""
+        children = [job for job in claimed if profiles[job.task].follows]
+        parents: dict[tuple[int, str], ParentOutput] = {}
+        if children:
+            with self.config.sessions() as session:
+                parents = parent_outputs(
+                    session,
+                    [job.article_id for job in children],
+                    sorted({profiles[job.task].follows or "" for job in children}),
+                )
+        requests: list[RenderedRequest] = []
+        chained: dict[int, ChainedRequest] = {}
+        for job in claimed:
+            profile = profiles[job.task]
+            parent_task = profile.follows
+            if parent_task is None:
+                requests.append(render(job, profile, layouts[job.task]))
+                continue
+            parent = parents.get((job.article_id, parent_task))
+            if parent is None:
+                # Queued without a completed parent output (it was deleted or re-queued since):
+                # render it plainly rather than lose it; the missing turn is recorded.
+                log.warning("job %s: no completed %s output to follow", job.id, parent_task)
+                requests.append(render(job, profile, layouts[job.task]))
+                continue
+            child = render_child(job, profile, profiles[parent_task], layouts[parent_task], parent)
+            chained[job.id] = child
+            requests.append(child.request)
+        return requests, chained
 
     async def _feed(self) -> None:
         """Claim, render and plan chunks while the dispatcher runs low, until the queue is empty."""
@@ -250,6 +313,10 @@ class Runner:
                     break
                 claimed: list[jobs.ClaimedJob] = await self._db_call(self._claim, n)
                 if not claimed:
+                    if self._followers and (self._dispatcher.in_flight or self._dispatcher.pending):
+                        # A parent still running may queue its followers when it finishes.
+                        await asyncio.sleep(0.05)
+                        continue
                     break
                 st.held.update(job.id for job in claimed)
                 st.claimed += len(claimed)
@@ -272,6 +339,20 @@ class Runner:
 
     # -- sending and recording -----------------------------------------------------------
 
+    async def _reserve(self, amount: Decimal) -> bool:
+        """Reserve ``amount`` of the budget, waiting while in-flight reservations may free room.
+
+        Worst cases are reserved, and actual costs are usually far lower, so a request that does
+        not fit now may fit once in-flight ones settle; give up only when nothing is reserved.
+        """
+        assert self.budget is not None
+        while not self.budget.reserve(amount):
+            if self.budget.reserved_usd <= 0 or self._stop.is_set():
+                return False
+            self._settled.clear()
+            await self._settled.wait()
+        return True
+
     async def _send(self, planned: PlannedRequest) -> None:
         request = planned.request
         profile = request.profile
@@ -279,9 +360,8 @@ class Runner:
         reserved = Decimal(0)
         if self.budget is not None:
             reserved = worst_case_cost(request, self.config.prices)
-            if not self.budget.reserve(reserved):
-                # Not sent: the job stays queued for a later run with more budget.
-                self._refused.append(request.job_id)
+            if not await self._reserve(reserved):
+                # Not sent: the job stays held and is released to the queue at the end.
                 self.stop("budget")
                 return
         self.progress.started()
@@ -296,6 +376,7 @@ class Runner:
         verdict = self._judge(planned, outcome)
         if self.budget is not None:
             self.budget.settle(reserved, verdict.generation.cost_usd)
+            self._settled.set()
         await self._db_call(self._record, verdict)
         self.progress.finished(verdict.generation, verdict.succeeded)
         self._emit()
@@ -327,9 +408,24 @@ class Runner:
         st = self._st
         g = verdict.generation
         with self.config.sessions() as session:
+            followers = self._followers.get(g.task, ())
             if verdict.succeeded:
-                held = jobs.complete(session, g.job_id, st.owner, g)
+                held = jobs.complete(
+                    session,
+                    g.job_id,
+                    st.owner,
+                    g,
+                    article_id=verdict.article_id,
+                    followers=followers,
+                )
             else:
+                if followers and verdict.article_id is not None:
+                    jobs.hold_followers(
+                        session,
+                        verdict.article_id,
+                        followers,
+                        f"{g.task} {g.status}: {verdict.error or 'failed'}",
+                    )
                 state = jobs.fail(
                     session,
                     g.job_id,
@@ -388,6 +484,9 @@ class Runner:
         started = time.monotonic()
         with self.config.sessions() as session:
             requeued = jobs.requeue_expired(session, max_attempts=self.settings.max_attempts)
+            follows = {t: p.follows for t, p in self.config.profiles.items() if p.follows}
+            if follows:
+                jobs.release_ready_followers(session, follows)
             if requeued:
                 log.info("returned %d jobs with expired leases to the queue", requeued)
             run_id = open_run(
@@ -407,19 +506,34 @@ class Runner:
             asyncio.create_task(self._tick()),
         ]
         feeder = asyncio.create_task(self._feed())
+        failure: BaseException | None = None
         try:
-            await self._dispatcher.run()
-            if self._stop.is_set():
-                feeder.cancel()
-            await asyncio.gather(feeder, return_exceptions=True)
-            unsent = self._dispatcher.take_unsent()
-            await self._release([p.request.job_id for p in unsent] + self._refused)
+            try:
+                await self._dispatcher.run()
+            except Exception as exc:  # a bug in sending or recording: stop, keep the cause
+                failure = exc
+            finally:
+                # Never cancel the feeder: a claim it has started still commits in the DB
+                # thread. It checks the stop flag itself; once it is done and in-flight calls
+                # have finished, the jobs still held are exactly those without a result
+                # (unsent, refused by the budget, claimed during the stop): release them all.
+                self._stop.set()
+                self._dispatcher.stop()
+                (fed,) = await asyncio.gather(feeder, return_exceptions=True)
+                if isinstance(fed, Exception) and failure is None:
+                    failure = fed
+                self._dispatcher.take_unsent()
+                await self._release(sorted(self._st.held))
         finally:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             st = self._st
-            state = "stopped" if st.stop_reason else "finished"
+            if failure is not None:
+                state = "failed"
+                st.stop_reason = f"error: {type(failure).__name__}"[:64]
+            else:
+                state = "stopped" if st.stop_reason else "finished"
             expected_ratio = st.expected_cached / st.prompt_tokens if st.prompt_tokens else 0.0
 
             def finish() -> RunTotals:
@@ -436,6 +550,8 @@ class Runner:
             totals: RunTotals = await self._db_call(finish)
             self._db.shutdown(wait=True)
             await self.stack.aclose()
+        if failure is not None:
+            raise failure
         self._emit()
         return RunSummary(
             run_id=run_id,

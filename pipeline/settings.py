@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,31 @@ class Settings(BaseSettings):
     )
     timezone: str = Field(default="UTC", description="Time zone of the nightly schedule.")
     nightly_cron: str = Field(default="0 2 * * *", description="When the nightly run starts.")
+    # Cheap modes (flex processing, the Batch API) and how a run picks one: docs/modes.md.
+    default_mode: Literal["realtime", "flex", "batch", "auto"] = Field(
+        default="realtime", description="How `contentgen run` sends requests without --mode."
+    )
+    deadline_h: float = Field(
+        default=8.0, gt=0, description="Hours a run may take; --mode auto picks what meets it."
+    )
+    flex_timeout_s: float = Field(default=900.0, gt=0, description="Per-attempt flex timeout.")
+    flex_fallback_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Seconds of flex retries before a request falls back to the default tier.",
+    )
+    flex_slowdown: float = Field(
+        default=2.5, ge=1, description="How much longer flex takes than realtime (forecasts)."
+    )
+    batch_max_requests: int = Field(default=50_000, ge=1, le=50_000, description="Per file.")
+    batch_max_bytes: int = Field(
+        default=200 * 1024 * 1024, ge=1024, le=200 * 1024 * 1024, description="Per file."
+    )
+    batch_poll_s: float = Field(default=10.0, gt=0, description="First wait between polls.")
+    batch_poll_max_s: float = Field(default=300.0, gt=0, description="Longest wait between polls.")
+    batch_lease_h: float = Field(
+        default=25.0, gt=24, description="Lease of jobs in a batch (beyond the 24 h window)."
+    )
 
 
 @lru_cache(maxsize=1)

@@ -111,7 +111,12 @@ def clear(session: Session) -> None:
     the same data gets the same ids everywhere.
     """
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("TRUNCATE generations, jobs, articles, runs, prices RESTART IDENTITY"))
+        session.execute(
+            text(
+                "TRUNCATE batch_items, batches, generations, jobs, articles, runs, prices"
+                " RESTART IDENTITY"
+            )
+        )
     else:
         for model in (Generation, Job, Article, Run, Price):
             session.execute(delete(model))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from pipeline.cli import (
+    batches_cmd,
     db_cmd,
     demo_cmd,
     jobs_cmd,
@@ -31,6 +32,7 @@ for module in (
     db_cmd,
     jobs_cmd,
     run_cmd,
+    batches_cmd,
     demo_cmd,
     simulate_cmd,
     prices_cmd,

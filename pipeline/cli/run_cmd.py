@@ -6,11 +6,13 @@ from decimal import Decimal, InvalidOperation
 
 import typer
 
-from pipeline.cli.common import JSON_OPTION, handle_errors, print_json
+from pipeline.batchmode.dispatch import run_in_mode
+from pipeline.cli.common import JSON_OPTION, console, handle_errors, print_json
 from pipeline.cli.display import print_summary, progress_display
 from pipeline.dryrun import dry_run
 from pipeline.errors import InputError
-from pipeline.runner import RunOptions, run_batch
+from pipeline.modes import RUN_MODES
+from pipeline.runner import RunOptions
 from pipeline.settings import get_settings
 
 
@@ -32,6 +34,13 @@ def parse_budget(budget: str | None) -> Decimal | None:
     if value <= 0:
         raise InputError("--budget-usd must be positive")
     return value
+
+
+def parse_mode(mode: str) -> str:
+    """A run mode, checked (realtime, flex, batch or auto)."""
+    if mode not in RUN_MODES:
+        raise InputError(f"--mode: expected one of {', '.join(RUN_MODES)}, got {mode!r}")
+    return mode
 
 
 def register(app: typer.Typer) -> None:
@@ -57,6 +66,15 @@ def register(app: typer.Typer) -> None:
         budget_usd: str | None = typer.Option(
             None, "--budget-usd", help="Stop sending before the run's spend would pass this."
         ),
+        mode: str | None = typer.Option(
+            None,
+            "--mode",
+            help="realtime, flex (half price, slower), batch (Batch API, within 24 h) or auto "
+            "(per model the cheapest that meets --deadline-h). Default: CONTENTGEN_DEFAULT_MODE.",
+        ),
+        deadline_h: float | None = typer.Option(
+            None, "--deadline-h", min=0.01, help="Hours the run may take (CONTENTGEN_DEADLINE_H)."
+        ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
         as_json: bool = JSON_OPTION,
     ) -> None:
@@ -65,27 +83,47 @@ def register(app: typer.Typer) -> None:
         Ctrl-C (or SIGTERM) stops cleanly: in-flight requests finish, unsent jobs go back to
         the queue, and the summary is printed.
 
+        With --mode batch the jobs go to the Batch API and the command waits for the results
+        (Ctrl-C stops waiting; the batches go on and the next run collects them).
+
         Example: contentgen run --tasks summary,headline --limit 1000 --concurrency 64
         """
         settings = get_settings()
+        if deadline_h is not None:
+            settings = settings.model_copy(update={"deadline_h": deadline_h})
+        chosen = parse_mode(mode or settings.default_mode)
         options = RunOptions(
             limit=limit,
             tasks=parse_tasks(tasks),
             batch_label=batch,
             concurrency=concurrency,
             budget_usd=parse_budget(budget_usd),
-            parameters={"limit": limit, "tasks": tasks, "batch": batch, "dry_run": dry},
+            parameters={
+                "limit": limit,
+                "tasks": tasks,
+                "batch": batch,
+                "dry_run": dry,
+                "mode": chosen,
+            },
+            mode=chosen,
         )
         if dry:
             report = dry_run(settings, options)
             if as_json:
                 print_json(report.as_dict())
             else:
-                print_summary(report.as_dict(), title="Dry run: plan and forecast (nothing sent)")
+                shown = {k: v for k, v in report.as_dict().items() if k != "modes"}
+                print_summary(
+                    {**shown, **report.mode_lines()},
+                    title="Dry run: plan and forecast (nothing sent)",
+                )
             return
         with progress_display(quiet or as_json) as on_progress:
-            summary = run_batch(settings, options, progress=on_progress, handle_signals=True)
+            result = run_in_mode(settings, options, progress=on_progress, handle_signals=True)
         if as_json:
-            print_json(summary.as_dict())
-        else:
-            print_summary(summary.as_dict(), title=f"Run {summary.run_id}")
+            print_json(result.parts[0] if len(result.parts) == 1 else result.as_dict())
+            return
+        for choice in result.choices.values():
+            console.print(f"{choice.model}: {choice.mode} ({choice.reason})")
+        for part in result.parts:
+            print_summary(part, title=f"Run {part['run_id']} ({part.get('mode', chosen)})")

@@ -11,6 +11,10 @@ the same moment do not return together). A hint longer than ``max_retry_after_s`
 retries, as the SDK does: the server is saying "not soon". Without a hint the wait is
 exponential with jitter: ``min(max_backoff_s, base_s * 2**(n-1))`` scaled by a random factor in
 [0.5, 1]. A retry whose wait would overrun ``max_total_s`` is not taken.
+
+``within`` gives the same policy with other bounds for one stage of a call (a flex request's
+flex stage runs until its fallback deadline; see ``client/flex.py``): stages run one after the
+other, never nested, so this stays the one retry layer.
 """
 
 from __future__ import annotations
@@ -80,6 +84,24 @@ class RetryPolicy:
         self._clock = clock
         self._sleep = sleep if sleep is not None else clock.sleep
         self._rng = rng if rng is not None else random.Random()
+
+    def within(self, *, max_total_s: float, max_attempts: int | None = None) -> RetryPolicy:
+        """The same policy (waits, clock, jitter) with other bounds, for one stage of a call.
+
+        Flex requests use it for their flex stage: retried until ``max_total_s`` (the fallback
+        deadline), then sent again at the default tier under this policy's own bounds.
+        """
+        policy = RetryPolicy(
+            max_attempts=max_attempts if max_attempts is not None else self.max_attempts,
+            max_total_s=max_total_s,
+            base_s=self.base_s,
+            max_backoff_s=self.max_backoff_s,
+            max_retry_after_s=self.max_retry_after_s,
+            clock=self._clock,
+            sleep=self._sleep,
+            rng=self._rng,
+        )
+        return policy
 
     def wait_s(self, failed_attempt: int, exc: BaseException) -> float:
         """Seconds to wait after attempt number ``failed_attempt`` (1-based) failed with ``exc``."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from pipeline.chains import ParentOutput
 from pipeline.db.jobs import ClaimedJob
 from pipeline.db.models import Article, Generation, Job
+
+Cursor = tuple[int, int]  # (priority, id) of the last job seen
 
 
 def peek_queued(
@@ -18,36 +20,47 @@ def peek_queued(
     *,
     tasks: Sequence[str] | None = None,
     batch_label: str | None = None,
-    offset_id: int = 0,
-) -> list[ClaimedJob]:
-    """The next ``n`` queued jobs in claim order, without claiming them (for dry runs)."""
+    after: Cursor | None = None,
+) -> tuple[list[ClaimedJob], Cursor | None]:
+    """The next ``n`` queued jobs in claim order (priority desc, id), without claiming them.
+
+    Returns the jobs and the cursor to pass as ``after`` for the next page (dry runs).
+    """
     query = (
         select(Job, Article)
         .join(Article, Article.id == Job.article_id)
-        .where(Job.state == "queued", Job.id > offset_id)
+        .where(Job.state == "queued")
     )
+    if after is not None:
+        priority, last_id = after
+        query = query.where(
+            or_(Job.priority < priority, and_(Job.priority == priority, Job.id > last_id))
+        )
     if tasks:
         query = query.where(Job.task.in_(list(tasks)))
     if batch_label is not None:
         query = query.where(Job.batch_label == batch_label)
-    rows = session.execute(query.order_by(Job.id).limit(n))
-    return [
-        ClaimedJob(
-            id=job.id,
-            task=job.task,
-            attempts=job.attempts,
-            batch_label=job.batch_label,
-            article_id=article.id,
-            source_id=article.source_id,
-            title=article.title,
-            body=article.body,
-            section=article.section,
-            url=article.url,
-            published_at=article.published_at,
-            metadata=article.meta,
-        )
-        for job, article in rows
-    ]
+    rows = list(session.execute(query.order_by(Job.priority.desc(), Job.id).limit(n)))
+    cursor = (rows[-1][0].priority, rows[-1][0].id) if rows else None
+    return [claimed_job(job, article) for job, article in rows], cursor
+
+
+def claimed_job(job: Job, article: Article) -> ClaimedJob:
+    """A job and its article as the value the renderer takes."""
+    return ClaimedJob(
+        id=job.id,
+        task=job.task,
+        attempts=job.attempts,
+        batch_label=job.batch_label,
+        article_id=article.id,
+        source_id=article.source_id,
+        title=article.title,
+        body=article.body,
+        section=article.section,
+        url=article.url,
+        published_at=article.published_at,
+        metadata=article.meta,
+    )
 
 
 def parent_outputs(

@@ -1,0 +1,146 @@
+"""What every step of batch mode shares, and rendering a batch's requests (again).
+
+A batch's requests are rendered exactly as realtime mode renders them (same profiles, layouts,
+planner order and ``prompt_cache_key``s; a chained task as the next turn after its parent's
+output), minus ``service_tier``. The items store each request's layout and cache key, so a
+request can be rendered again byte for byte after a restart: to judge its result, or to
+re-submit it in a split.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.batchmode.files import Line, batch_line
+from pipeline.batchmode.items import Item, job_rows
+from pipeline.batchmode.remote import BatchAPI
+from pipeline.chains import ChainedRequest, ParentOutput, render_child
+from pipeline.db.jobs import ClaimedJob
+from pipeline.db.queries import parent_outputs
+from pipeline.modes import for_mode
+from pipeline.pricing import PriceTable
+from pipeline.profiles import Profile
+from pipeline.prompts import render
+from pipeline.requests import Layout, RenderedRequest
+from pipeline.runner import BURST_FACTOR, DEFAULT_PLANNED_RPM
+from pipeline.settings import Settings
+
+log = logging.getLogger("contentgen.batch")
+
+
+@dataclass
+class BatchContext:
+    """Settings, config, database, the Batch API and the run that records results."""
+
+    settings: Settings
+    profiles: dict[str, Profile]
+    prices: PriceTable
+    sessions: sessionmaker[Session]
+    api: BatchAPI
+    run_id: int
+    sleep: Callable[[float], Awaitable[None]]
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def batch_profiles(cls, profiles: dict[str, Profile], prices: PriceTable) -> dict[str, Profile]:
+        """The profiles as batch mode sends them (no ``service_tier``)."""
+        return for_mode(profiles, prices, "batch")
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add to one of the run's counters (submitted, recorded, requeued...)."""
+        self.counts[name] = self.counts.get(name, 0) + n
+
+
+def planned_rpm(settings: Settings, requests: Sequence[RenderedRequest]) -> float:
+    """The rate the realtime runner plans ``requests`` for at its start (``Runner._planned_rpm``
+    with the configured limits), so both modes give the same ``prompt_cache_key``s."""
+    rates = []
+    for model in {r.model for r in requests}:
+        rate = float(settings.rpm_limit or DEFAULT_PLANNED_RPM)
+        sizes = [r.estimated_tokens for r in requests if r.model == model]
+        if settings.tpm_limit:
+            rate = min(rate, settings.tpm_limit / max(sum(sizes) / len(sizes), 1.0))
+        rates.append(rate)
+    return BURST_FACTOR * (sum(rates) if rates else DEFAULT_PLANNED_RPM)
+
+
+def line_of(request: RenderedRequest, cid: str, attempt: int, cache_key: str | None) -> Line:
+    """A request as a batch input line."""
+    body = request.body(prompt_cache_key=cache_key)
+    return Line(
+        custom_id=cid,
+        job_id=request.job_id,
+        attempt=attempt,
+        task=request.task,
+        layout=request.layout,
+        cache_key=cache_key,
+        data=batch_line(cid, body),
+    )
+
+
+def render_jobs(
+    ctx: BatchContext, claimed: Sequence[ClaimedJob], layout_of: Callable[[ClaimedJob], Layout]
+) -> tuple[list[RenderedRequest], dict[int, ChainedRequest]]:
+    """Render jobs as ``Runner._render_jobs`` does: a chained task becomes the next turn after
+    its parent's completed output (rendered plainly, with a warning, when there is none).
+
+    ``layout_of`` gives a job's layout (for a chained job: its parent's).
+    """
+    profiles = ctx.profiles
+    children = [job for job in claimed if profiles[job.task].follows]
+    parents: dict[tuple[int, str], ParentOutput] = {}
+    if children:
+        with ctx.sessions() as session:
+            parents = parent_outputs(
+                session,
+                [job.article_id for job in children],
+                sorted({profiles[job.task].follows or "" for job in children}),
+            )
+    requests: list[RenderedRequest] = []
+    chained: dict[int, ChainedRequest] = {}
+    for job in claimed:
+        profile = profiles[job.task]
+        parent_task = profile.follows
+        parent = None if parent_task is None else parents.get((job.article_id, parent_task))
+        if parent_task is None or parent is None:
+            if parent_task is not None:
+                log.warning("job %s: no completed %s output to follow", job.id, parent_task)
+            requests.append(render(job, profile, layout_of(job)))
+            continue
+        child = render_child(job, profile, profiles[parent_task], layout_of(job), parent)
+        chained[job.id] = child
+        requests.append(child.request)
+    return requests, chained
+
+
+def rerender(ctx: BatchContext, items: Sequence[Item]) -> dict[str, RenderedRequest]:
+    """The requests of ``items`` by ``custom_id``, rendered as they were sent."""
+    with ctx.sessions() as session:
+        claimed = job_rows(session, [item.job_id for item in items])
+    layouts: dict[int, Layout] = {}
+    jobs_by_cid: dict[str, ClaimedJob] = {}
+    for item in items:
+        job = claimed.get(item.job_id)
+        if job is None or item.task not in ctx.profiles:
+            continue  # the job was deleted, or its profile removed: the item is requeued
+        layouts[job.id] = (
+            "article_first" if item.layout == "article_first" else "instructions_first"
+        )
+        jobs_by_cid[item.custom_id] = job
+    rendered, _ = render_jobs(ctx, list(jobs_by_cid.values()), lambda job: layouts[job.id])
+    by_job = {r.job_id: r for r in rendered}
+    return {cid: by_job[job.id] for cid, job in jobs_by_cid.items()}
+
+
+def lines_of(ctx: BatchContext, items: Sequence[Item]) -> list[Line]:
+    """The input lines of ``items``, in order (for a resumed upload or a split)."""
+    requests = rerender(ctx, items)
+    return [
+        line_of(requests[item.custom_id], item.custom_id, item.attempt, item.cache_key)
+        for item in items
+        if item.custom_id in requests
+    ]

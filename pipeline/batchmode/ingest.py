@@ -1,0 +1,184 @@
+"""Settling a batch that ended: record its lines, return the rest to the queue, or split it.
+
+Output and error files are read line by line, in whatever order they come, and joined to the
+batch's items on ``custom_id``. An answered line is judged like a realtime response but priced
+at the batch tier (``judge(..., tier_override="batch", batch_id=...)``); an HTTP error line is
+a failed generation (retried later unless it is a 4xx that would fail again); a line that
+never ran (``batch_expired``, ``batch_cancelled``) and an item missing from both files send the
+job back to the queue with the reason. A batch refused with ``token_limit_exceeded`` (the
+provider's enqueued-token limit) is split into two halves, each submitted once the model has
+no other batch in flight; a single request that is still refused goes back to the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pipeline.batchmode import items, store
+from pipeline.batchmode.context import BatchContext, lines_of, rerender
+from pipeline.batchmode.files import LineResult, parse_lines
+from pipeline.batchmode.remote import RemoteBatch
+from pipeline.chains import followers_of
+from pipeline.client.result import result_of
+from pipeline.recording import Verdict, failure, judge
+from pipeline.requests import RenderedRequest
+
+log = logging.getLogger("contentgen.batch")
+TOKEN_LIMIT = "token_limit_exceeded"
+
+
+def _permanent(status: int) -> bool:
+    return 400 <= status < 500 and status not in (408, 409, 429)
+
+
+def verdict_of(
+    ctx: BatchContext,
+    remote: RemoteBatch,
+    request: RenderedRequest,
+    item: items.Item,
+    line: LineResult,
+) -> Verdict | str:
+    """What one line means: a verdict to record, or (a line that never ran) the reason to
+    return its job to the queue."""
+    if line.answered:
+        assert line.body is not None
+        status = line.body.get("status")
+        if status in ("completed", "incomplete"):
+            result = result_of(line.body, latency_s=0.0, request_id=line.request_id)
+            return judge(
+                request,
+                result,
+                run_id=ctx.run_id,
+                prices=ctx.prices,
+                attempts=1,
+                from_cache=False,
+                cache_key=item.cache_key,
+                tier_override="batch",
+                batch_id=remote.id,
+            )
+        return failure(
+            request,
+            f"batch {remote.id}: response {status}",
+            run_id=ctx.run_id,
+            attempts=1,
+            cache_key=item.cache_key,
+            permanent=False,
+        )
+    if line.status_code is not None:
+        code = f" {line.error_code}" if line.error_code else ""
+        message = line.error_message or "no message"
+        return failure(
+            request,
+            f"batch {remote.id}: HTTP {line.status_code}{code}: {message}",
+            run_id=ctx.run_id,
+            attempts=1,
+            cache_key=item.cache_key,
+            permanent=_permanent(line.status_code),
+        )
+    return (
+        f"batch {remote.id} {remote.status}: {line.error_code or 'error'}: "
+        f"{line.error_message or 'the request did not run'}"
+    )
+
+
+async def ingest(ctx: BatchContext, row: store.BatchRow, remote: RemoteBatch) -> store.BatchRow:
+    """Record every line of an ended batch; return its unfinished jobs to the queue."""
+    max_attempts = ctx.settings.max_attempts
+    with ctx.sessions() as session:
+        pending = {item.custom_id: item for item in items.items(session, row.id)}
+    requests = rerender(ctx, list(pending.values()))
+    followers = followers_of(ctx.profiles)
+    for file_id, kind in ((remote.output_file_id, "output"), (remote.error_file_id, "error")):
+        if not file_id:
+            continue
+        data = await ctx.api.content(file_id)
+        for line in parse_lines(data, source=f"batch {remote.id} {kind} file"):
+            item = pending.get(line.custom_id)
+            request = requests.get(line.custom_id)
+            if item is None or request is None:
+                continue  # not ours, recorded before a restart, or cannot be rendered
+            del pending[line.custom_id]
+            outcome = verdict_of(ctx, remote, request, item, line)
+            with ctx.sessions() as session:
+                if isinstance(outcome, str):
+                    items.requeue(session, row, item, outcome, max_attempts=max_attempts)
+                    ctx.count("requeued")
+                else:
+                    items.record(
+                        session,
+                        row,
+                        item,
+                        outcome,
+                        max_attempts=max_attempts,
+                        followers=followers.get(item.task, ()),
+                    )
+                    ctx.count("recorded" if outcome.succeeded else "failed")
+    reason = f"batch {remote.id} ended {remote.status}"
+    if remote.error_text:
+        reason += f": {remote.error_text}"
+    reason += "; the request did not run"
+    for item in pending.values():
+        with ctx.sessions() as session:
+            items.requeue(session, row, item, reason, max_attempts=max_attempts)
+        ctx.count("requeued")
+    with ctx.sessions() as session:
+        closed = store.close(session, row, error=remote.error_text)
+    log.info(
+        "batch %s (%s) %s: %d recorded, %d back to the queue",
+        row.id,
+        remote.id,
+        remote.status,
+        row.requests - len(pending),
+        len(pending),
+    )
+    return closed
+
+
+async def split_refused(
+    ctx: BatchContext, row: store.BatchRow, remote: RemoteBatch
+) -> store.BatchRow:
+    """A batch over the enqueued-token limit: its requests go into two held halves."""
+    with ctx.sessions() as session:
+        pending = items.items(session, row.id)
+    lines = lines_of(ctx, pending)
+    if len(lines) < 2:
+        return await ingest(ctx, row, remote)
+    half = len(lines) // 2
+    reason = f"{remote.error_text or TOKEN_LIMIT}; re-submitted in two halves"
+    with ctx.sessions() as session:
+        children = store.split(
+            session,
+            row,
+            [lines[:half], lines[half:]],
+            lease_h=ctx.settings.batch_lease_h,
+            reason=reason,
+        )
+        left = items.items(session, row.id)  # items that could not be rendered again
+        for item in left:
+            items.requeue(session, row, item, reason, max_attempts=ctx.settings.max_attempts)
+        row = store.get_row(session, row.id)
+    ctx.count("split")
+    log.info(
+        "batch %s (%s) over the enqueued-token limit: split into batches %s",
+        row.id,
+        remote.id,
+        ", ".join(str(c.id) for c in children),
+    )
+    return row
+
+
+async def settle(ctx: BatchContext, row: store.BatchRow, remote: RemoteBatch) -> store.BatchRow:
+    """Handle a batch that reached a final status."""
+    with ctx.sessions() as session:
+        row = store.update_row(
+            session,
+            row.id,
+            status=remote.status,
+            output_file_id=remote.output_file_id,
+            error_file_id=remote.error_file_id,
+            completed=remote.completed,
+            failed=remote.failed,
+        )
+    if remote.status == "failed" and TOKEN_LIMIT in remote.error_codes:
+        return await split_refused(ctx, row, remote)
+    return await ingest(ctx, row, remote)
