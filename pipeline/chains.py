@@ -16,14 +16,22 @@ generation records what was trimmed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
 from pipeline.db.jobs import ClaimedJob
 from pipeline.planning import Plan, cacheable
 from pipeline.profiles import Profile
-from pipeline.prompts import format_segment, job_text, render, segment
-from pipeline.requests import REQUEST_OVERHEAD_TOKENS, Layout, RenderedRequest, Segment
+from pipeline.prompts import article_text, format_segment, job_text, render, segment
+from pipeline.requests import (
+    MESSAGE_OVERHEAD_TOKENS,
+    REQUEST_OVERHEAD_TOKENS,
+    Layout,
+    RenderedRequest,
+    Segment,
+)
+from pipeline.tokens import count_tokens
 
 MIN_ARTICLE_TOKENS = 64
 
@@ -60,16 +68,41 @@ def _turn(profile: Profile, job: ClaimedJob) -> list[Segment]:
     ]
 
 
+def _sent_prompt(
+    job: ClaimedJob,
+    steps: Sequence[tuple[Profile, Layout, ParentOutput]],
+    article_budget: int | None = None,
+) -> tuple[RenderedRequest, list[Segment]]:
+    """The root step's plain render and the message segments the last step was sent with."""
+    root_profile, root_layout, root_out = steps[0]
+    root_job = replace(job, id=root_out.job_id, task=root_out.task)
+    root = render(root_job, root_profile, root_layout, article_budget=article_budget)
+    messages = [s for s in root.segments if s.is_message]
+    for (_, _, before), (step_profile, _, step_out) in pairwise(steps):
+        messages.append(segment("history", "assistant", before.answer, step_profile.model))
+        messages.extend(_turn(step_profile, replace(job, id=step_out.job_id, task=step_out.task)))
+    return root, messages
+
+
 def render_child(
     job: ClaimedJob,
     profile: Profile,
     parent_profile: Profile,
     parent_layout: Layout,
     parent: ParentOutput,
+    *,
+    ancestors: Sequence[tuple[Profile, Layout, ParentOutput]] = (),
 ) -> ChainedRequest:
-    """Render ``job`` as the turn after ``parent`` (see the module docstring)."""
-    parent_job = replace(job, id=parent.job_id, task=parent.task)
-    sent = render(parent_job, parent_profile, parent_layout)
+    """Render ``job`` as the turn after ``parent`` (see the module docstring).
+
+    ``ancestors``: the steps before the parent, oldest first, when the parent follows a task
+    itself (its prompt as sent was their conversation, then its own turn).
+    """
+    steps = [*ancestors, (parent_profile, parent_layout, parent)]
+    root, earlier = _sent_prompt(job, steps)
+    parent_prompt_tokens = (
+        REQUEST_OVERHEAD_TOKENS + root.segments[0].tokens + sum(s.tokens for s in earlier)
+    )
     if profile.chain_via == "previous_response_id" and parent.response_id:
         request = RenderedRequest(
             job_id=job.id,
@@ -81,10 +114,9 @@ def render_child(
             previous_response_id=parent.response_id,
             metadata={"job_id": str(job.id), "task": job.task},
         )
-        return ChainedRequest(request, parent.cache_key, sent.prompt_tokens)
+        return ChainedRequest(request, parent.cache_key, parent_prompt_tokens)
     answer = segment("history", "assistant", parent.answer, profile.model)
-    earlier = [s for s in sent.segments if s.is_message]
-    trimmed: dict[str, int] = dict(sent.trimmed or {})
+    trimmed: dict[str, int] = dict(root.trimmed or {})
     segments = [format_segment(profile), *earlier, answer, *_turn(profile, job)]
     over = _tokens(segments) - profile.input_token_budget
     if over > 0:
@@ -99,15 +131,20 @@ def render_child(
         if dropped:
             trimmed["history_turns_dropped"] = dropped
     if over > 0:
-        # 2. The article, re-rendered with a smaller budget.
+        # 2. The article's body, re-rendered with a smaller budget (the segment also holds the
+        # title/section header and the message overhead, which stay).
         article = next(s for s in segments if s.kind == "article")
-        budget = max(MIN_ARTICLE_TOKENS, article.tokens - over - 16)
-        shorter = render(parent_job, parent_profile, parent_layout, article_budget=budget)
-        new_article = next(s for s in shorter.segments if s.kind == "article")
-        segments[segments.index(article)] = new_article
-        trimmed["article_tokens_removed"] = trimmed.get("article_tokens_removed", 0) + (
-            article.tokens - new_article.tokens
-        )
+        root_profile = steps[0][0]
+        header = count_tokens(article_text(job, ""), root_profile.model) + MESSAGE_OVERHEAD_TOKENS
+        body = article.tokens - header
+        budget = max(MIN_ARTICLE_TOKENS, body - over)
+        if budget < body:
+            shorter, _ = _sent_prompt(job, steps, article_budget=budget)
+            new_article = next(s for s in shorter.segments if s.kind == "article")
+            segments[segments.index(article)] = new_article
+            trimmed["article_tokens_removed"] = trimmed.get("article_tokens_removed", 0) + (
+                article.tokens - new_article.tokens
+            )
     request = RenderedRequest(
         job_id=job.id,
         article_id=job.article_id,
@@ -118,7 +155,7 @@ def render_child(
         trimmed=trimmed or None,
         metadata={"job_id": str(job.id), "task": job.task, "follows": parent.task},
     )
-    return ChainedRequest(request, parent.cache_key, sent.prompt_tokens)
+    return ChainedRequest(request, parent.cache_key, parent_prompt_tokens)
 
 
 def followers_of(profiles: Mapping[str, Profile]) -> dict[str, tuple[str, ...]]:

@@ -23,11 +23,10 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.budget import Budget, worst_case_cost
-from pipeline.chains import ChainedRequest, ParentOutput, follow_parents, followers_of, render_child
+from pipeline.chains import ChainedRequest, follow_parents, followers_of
 from pipeline.client.responses import Outcome, ResponsesClient
 from pipeline.db import jobs
 from pipeline.db.engine import make_engine, require_migrated, session_factory
-from pipeline.db.queries import parent_outputs
 from pipeline.db.runs import RunTotals, close_run, open_run
 from pipeline.errors import ConfigError, PermanentAPIError, PricingError
 from pipeline.execution import Dispatcher
@@ -36,8 +35,8 @@ from pipeline.planning import Plan, PlannedRequest, choose_layouts, forecast, pl
 from pipeline.pricing import PriceTable, load_pricing
 from pipeline.profiles import Profile, load_profiles
 from pipeline.progress import Progress
-from pipeline.prompts import render
 from pipeline.recording import Verdict, failure, judge
+from pipeline.rendering import render_jobs
 from pipeline.requests import Layout, RenderedRequest
 from pipeline.settings import Settings
 from pipeline.wiring import ClientStack, build_client_stack
@@ -268,34 +267,9 @@ class Runner:
         layouts: dict[str, Layout],
     ) -> tuple[list[RenderedRequest], dict[int, ChainedRequest]]:
         """Render each job; a chained task becomes the next turn after its parent's output."""
-        children = [job for job in claimed if profiles[job.task].follows]
-        parents: dict[tuple[int, str], ParentOutput] = {}
-        if children:
-            with self.config.sessions() as session:
-                parents = parent_outputs(
-                    session,
-                    [job.article_id for job in children],
-                    sorted({profiles[job.task].follows or "" for job in children}),
-                )
-        requests: list[RenderedRequest] = []
-        chained: dict[int, ChainedRequest] = {}
-        for job in claimed:
-            profile = profiles[job.task]
-            parent_task = profile.follows
-            if parent_task is None:
-                requests.append(render(job, profile, layouts[job.task]))
-                continue
-            parent = parents.get((job.article_id, parent_task))
-            if parent is None:
-                # Queued without a completed parent output (it was deleted or re-queued since):
-                # render it plainly rather than lose it; the missing turn is recorded.
-                log.warning("job %s: no completed %s output to follow", job.id, parent_task)
-                requests.append(render(job, profile, layouts[job.task]))
-                continue
-            child = render_child(job, profile, profiles[parent_task], layouts[parent_task], parent)
-            chained[job.id] = child
-            requests.append(child.request)
-        return requests, chained
+        return render_jobs(
+            self.config.sessions, claimed, profiles, lambda _job, task: layouts[task]
+        )
 
     async def _feed(self) -> None:
         """Claim, render and plan chunks while the dispatcher runs low, until the queue is empty."""

@@ -18,13 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.batchmode.files import Line, batch_line
 from pipeline.batchmode.items import Item, job_rows
 from pipeline.batchmode.remote import BatchAPI
-from pipeline.chains import ChainedRequest, ParentOutput, render_child
+from pipeline.chains import ChainedRequest
 from pipeline.db.jobs import ClaimedJob
-from pipeline.db.queries import parent_outputs
 from pipeline.modes import for_mode
 from pipeline.pricing import PriceTable
 from pipeline.profiles import Profile
-from pipeline.prompts import render
+from pipeline.rendering import render_jobs as shared_render_jobs
 from pipeline.requests import Layout, RenderedRequest
 from pipeline.runner import BURST_FACTOR, DEFAULT_PLANNED_RPM
 from pipeline.settings import Settings
@@ -85,36 +84,13 @@ def line_of(request: RenderedRequest, cid: str, attempt: int, cache_key: str | N
 def render_jobs(
     ctx: BatchContext, claimed: Sequence[ClaimedJob], layout_of: Callable[[ClaimedJob], Layout]
 ) -> tuple[list[RenderedRequest], dict[int, ChainedRequest]]:
-    """Render jobs as ``Runner._render_jobs`` does: a chained task becomes the next turn after
-    its parent's completed output (rendered plainly, with a warning, when there is none).
+    """Render jobs exactly as the runner does (``pipeline.rendering.render_jobs``).
 
-    ``layout_of`` gives a job's layout (for a chained job: its parent's).
+    ``layout_of`` gives a job's layout (for a chained job: its parent's), used for every step.
     """
-    profiles = ctx.profiles
-    children = [job for job in claimed if profiles[job.task].follows]
-    parents: dict[tuple[int, str], ParentOutput] = {}
-    if children:
-        with ctx.sessions() as session:
-            parents = parent_outputs(
-                session,
-                [job.article_id for job in children],
-                sorted({profiles[job.task].follows or "" for job in children}),
-            )
-    requests: list[RenderedRequest] = []
-    chained: dict[int, ChainedRequest] = {}
-    for job in claimed:
-        profile = profiles[job.task]
-        parent_task = profile.follows
-        parent = None if parent_task is None else parents.get((job.article_id, parent_task))
-        if parent_task is None or parent is None:
-            if parent_task is not None:
-                log.warning("job %s: no completed %s output to follow", job.id, parent_task)
-            requests.append(render(job, profile, layout_of(job)))
-            continue
-        child = render_child(job, profile, profiles[parent_task], layout_of(job), parent)
-        chained[job.id] = child
-        requests.append(child.request)
-    return requests, chained
+    return shared_render_jobs(
+        ctx.sessions, claimed, ctx.profiles, lambda job, _task: layout_of(job)
+    )
 
 
 def rerender(ctx: BatchContext, items: Sequence[Item]) -> dict[str, RenderedRequest]:

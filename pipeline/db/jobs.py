@@ -229,6 +229,10 @@ def complete(
                 wait_reason=None,
                 last_error=None,
                 priority=c.priority + 1,
+                # Its next generation is made from the article as it is now.
+                content_hash=select(Article.content_hash)
+                .where(Article.id == article_id)
+                .scalar_subquery(),
                 updated_at=now,
             )
         )
