@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from pipeline.db import jobs
 from pipeline.db.jobs import ClaimedJob
 from pipeline.db.models import Article, BatchItem, Job
+from pipeline.db.queries import claimed_job
 from pipeline.recording import Verdict
 
 if TYPE_CHECKING:
@@ -62,20 +63,7 @@ def job_rows(session: Session, job_ids: Sequence[int]) -> dict[int, ClaimedJob]:
             select(Job, Article).join(Article, Article.id == Job.article_id).where(Job.id.in_(ids))
         )
         for job, article in rows:
-            out[job.id] = ClaimedJob(
-                id=job.id,
-                task=job.task,
-                attempts=job.attempts,
-                batch_label=job.batch_label,
-                article_id=article.id,
-                source_id=article.source_id,
-                title=article.title,
-                body=article.body,
-                section=article.section,
-                url=article.url,
-                published_at=article.published_at,
-                metadata=article.meta,
-            )
+            out[job.id] = claimed_job(job, article)
     return out
 
 
