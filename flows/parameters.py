@@ -17,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 TaskName = Literal["summary", "headline", "key_points", "fact_check"]
 TASK_NAMES: tuple[str, ...] = get_args(TaskName)
 
-# Only real-time requests for now. "flex" (service_tier=flex), "batch" (the Batch API at half
-# price) and "auto" (batch when the run can wait) join this Literal when the library has them.
-Mode = Literal["realtime"]
+# "realtime" and "flex" (service_tier=flex at half price, falling back to the default tier)
+# run inside the chunk tasks. "batch" and "auto" need the Batch API's hours-long polling, which
+# a chunk task should not hold: they stay CLI-only (`contentgen run --mode batch|auto`).
+Mode = Literal["realtime", "flex"]
 
 # Money is a Decimal in the library. The UI gets a plain number field: pydantic's default schema
 # for Decimal is "number or string", which the form renders as a type picker.
@@ -82,8 +83,11 @@ class BatchParameters(BaseModel):
     mode: Mode = Field(
         default="realtime",
         title="Mode",
-        description="How requests are sent. Only 'realtime' for now (flex and batch will follow).",
-        # A one-value Literal is a JSON-schema "const"; "enum" makes the form show a choice list.
+        description=(
+            "How requests are sent: 'realtime', or 'flex' (half price, slower; models without "
+            "a flex price stay realtime)."
+        ),
+        # Keep an explicit "enum" so the form shows a choice list.
         json_schema_extra={"enum": list(get_args(Mode))},
     )
     chunk_size: int = Field(

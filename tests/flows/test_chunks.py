@@ -122,6 +122,13 @@ def test_every_chunk_carries_the_flow_runs_labels_and_parameters() -> None:
     assert options.parameters["chunk"] == 0
 
 
+def test_flex_mode_reaches_every_chunk() -> None:
+    """A flow started in flex mode asks the library for flex on every chunk."""
+    queue = FakeQueue(12)
+    run_chunks(BatchParameters(mode="flex", chunk_size=5), CONTEXT, queue)
+    assert [options.mode for _, options in queue.calls] == ["flex", "flex", "flex"]
+
+
 def test_budget_is_shared_by_the_chunks() -> None:
     """Each chunk gets the budget left after the previous ones; the run stops at the budget."""
     queue = FakeQueue(100, cost="0.10")

@@ -81,7 +81,7 @@ def test_the_custom_run_form_has_described_choices(flow: Any) -> None:
         assert prop.get("title"), name
         assert prop.get("description"), name
     assert props["tasks"]["items"]["enum"] == list(TASK_NAMES)
-    assert props["mode"]["enum"] == ["realtime"]
+    assert props["mode"]["enum"] == ["realtime", "flex"]
     budget = props["budget_usd"]["anyOf"]
     assert {"type": "number", "exclusiveMinimum": 0} in budget
 
