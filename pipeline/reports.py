@@ -37,7 +37,7 @@ from pipeline.db.runs import run_totals
 from pipeline.db.types import SCALE
 from pipeline.errors import InputError
 
-Dimension = Literal["day", "model", "task", "run", "section", "batch"]
+Dimension = Literal["day", "model", "task", "run", "section", "batch", "tier"]
 DIMENSIONS: tuple[Dimension, ...] = get_args(Dimension)
 Key = dt.date | int | str | None
 
@@ -49,9 +49,11 @@ KEY_COLUMNS: dict[Dimension, str] = {
     "run": "run_id",
     "section": "section",
     "batch": "batch_label",
+    "tier": "price_tier",  # standard | flex | batch: what each mode saved against list price
 }
 
-# Each report view, by dimension: what a SQL user reads (see docs/reports.md).
+# Each report view, by dimension: what a SQL user reads (see docs/reports.md). "tier" has no
+# view of its own: group v_generation_costs by price_tier (docs/modes.md).
 VIEWS: dict[Dimension, str] = {
     "day": "v_cost_by_day",
     "model": "v_cost_by_model",
@@ -71,6 +73,7 @@ _COSTS = table(
     column("model", String),
     column("section", String),
     column("batch_label", String),
+    column("price_tier", String),
     column("status", String),
     column("from_cache", Boolean),
     column("input_tokens", Integer),

@@ -122,6 +122,29 @@ def test_report_json_is_exact(cli: Invoke, sessions: sessionmaker[Session]) -> N
     assert data["runs"] == []
 
 
+def test_report_by_tier_shows_each_modes_savings(
+    cli: Invoke, sessions: sessionmaker[Session]
+) -> None:
+    """`--by tier` groups by the price tier (standard, flex, batch) with its savings."""
+    rows = random_specs(40)
+    with sessions() as session:
+        seed(session, rows)
+    result = cli("report", "--by", "tier", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["by"] == "price_tier"
+    got = {r["price_tier"]: Decimal(r["savings_usd"]) for r in data["rows"]}
+    want: dict[str, Decimal] = {}
+    for spec in rows:
+        want[spec.price_tier] = want.get(spec.price_tier, Decimal(0)) + (
+            spec.list_cost_usd - spec.cost_usd
+        )
+    assert got == want
+    table = cli("report", "--by", "tier")
+    assert table.exit_code == 0, table.output
+    assert "price tier" in table.stdout
+
+
 def test_report_since_yesterday_keeps_yesterday_and_today(
     cli: Invoke, sessions: sessionmaker[Session]
 ) -> None:

@@ -47,6 +47,7 @@ class By(StrEnum):
     run = "run"
     section = "section"
     batch = "batch"
+    tier = "tier"
 
 
 class Format(StrEnum):
@@ -65,6 +66,7 @@ _DIMENSION: dict[By, Dimension] = {
     By.run: "run",
     By.section: "section",
     By.batch: "batch",
+    By.tier: "tier",
 }
 _HEADINGS: dict[Dimension, str] = {
     "day": "day (UTC)",
@@ -73,6 +75,7 @@ _HEADINGS: dict[Dimension, str] = {
     "run": "run",
     "section": "section",
     "batch": "batch",
+    "tier": "price tier",
 }
 
 
@@ -329,7 +332,9 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def report(
         by: By = typer.Option(
-            By.profile, "--by", help="Group by day, model, profile (= task), run, section or batch."
+            By.profile,
+            "--by",
+            help="Group by day, model, profile (= task), run, section, batch or tier (mode).",
         ),
         since: str | None = typer.Option(
             None, "--since", help="From this UTC day: YYYY-MM-DD, today, yesterday or 7d."
