@@ -9,8 +9,9 @@ charged, the rest go to the error file as ``batch_expired``) and ``cancelling`` 
 Progress is computed from the clock whenever a batch is read (and by a background ticker), so
 tests move batches along with ``clock.advance()``. Lines run in input order through the same
 prompt-cache model as synchronous requests (without overflow); cached tokens are reported only
-where the batch tier prices them (gpt-5 family, API-NOTES §1.4). Batch lines are billed at the
-batch tier and never touch the synchronous rate limits. Output lines are shuffled.
+where the batch tier prices them (gpt-5 family, API-NOTES §1.4), and so are cache writes
+(GPT-5.6+, billed at the batch tier's write rate: half the standard one). Batch lines are
+billed at the batch tier and never touch the synchronous rate limits. Output lines are shuffled.
 """
 
 from __future__ import annotations
@@ -104,7 +105,10 @@ def _usage_object(usage: dict[str, int]) -> dict[str, Any]:
     inp, out = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
     return {
         "input_tokens": inp,
-        "input_tokens_details": {"cached_tokens": usage.get("cached_tokens", 0)},
+        "input_tokens_details": {
+            "cached_tokens": usage.get("cached_tokens", 0),
+            "cache_write_tokens": usage.get("cache_write_tokens", 0),
+        },
         "output_tokens": out,
         "output_tokens_details": {"reasoning_tokens": usage.get("reasoning_tokens", 0)},
         "total_tokens": inp + out,
@@ -300,12 +304,15 @@ class BatchService:
             return
         execution = state.execute(prep, NO_FAULT, overflow=False)
         if not _batch_caches(state, prep.model):
-            execution.lookup = dataclasses.replace(execution.lookup, cached_tokens=0)
+            execution.lookup = dataclasses.replace(
+                execution.lookup, cached_tokens=0, cache_write_tokens=0, writes=()
+            )
         body = state.complete(execution, tier="batch")
         usage = execution.usage()
         for name, value in (
             ("input_tokens", usage.input_tokens),
             ("cached_tokens", usage.cached_tokens),
+            ("cache_write_tokens", usage.cache_write_tokens),
             ("output_tokens", usage.output_tokens),
             ("reasoning_tokens", usage.reasoning_tokens),
         ):

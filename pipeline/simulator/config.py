@@ -59,16 +59,22 @@ class SimulatorConfig(BaseModel):
         default=0.0, ge=0, le=1, description="Extra cut at max_output_tokens (per request hash)."
     )
 
-    # Prompt caching.
-    cache_machines: int = Field(default=8, ge=1)
+    # Prompt caching. The regime, minimum prefix and grid step of a model come from its policy
+    # in the price table; cache_min_tokens and cache_block_tokens apply to models without one.
+    cache_machines: int = Field(default=8, ge=1, description="Grid regime machines.")
     cache_ttl_s: float = Field(default=300.0, gt=0, description="Idle expiry (in_memory).")
     cache_extended_ttl_s: float = Field(default=86_400.0, gt=0, description="retention '24h'.")
     cache_min_tokens: int = Field(default=1024, ge=1)
     cache_block_tokens: int = Field(default=128, ge=1)
     routing_prefix_tokens: int = Field(default=256, ge=1)
-    overflow_rpm: int = Field(default=15, ge=1, description="Per prefix+key before overflowing.")
+    overflow_rpm: int = Field(
+        default=15, ge=1, description="Per key (all prefixes), or per prefix without a key."
+    )
     cache_max_blocks: int = Field(
-        default=200_000, ge=1, description="Blocks a machine holds before evicting the idlest."
+        default=200_000,
+        ge=1,
+        description="Blocks a machine (or breakpoint entries the 5.6+ cache) holds before "
+        "evicting the idlest.",
     )
 
     # Output length when max_output_tokens is absent (tokens of visible text).

@@ -2,7 +2,8 @@
 
 Billed: completed and incomplete responses (sync, flex and batch lines). Counted, not billed:
 429s, other 4xx, 5xx, dropped connections and streams that failed. Costs come from the same
-``PriceTable`` as the pipeline's (flex at the flex tier, batch lines at the batch tier).
+``PriceTable`` as the pipeline's (flex at the flex tier, batch lines at the batch tier), input
+in three parts: ordinary, cache reads and cache writes (GPT-5.6+, API-NOTES §1.5).
 """
 
 from __future__ import annotations
@@ -16,6 +17,15 @@ from typing import Any
 from pipeline.pricing import PriceTable, Tier, Usage
 
 STATUSES = ("completed", "incomplete", "failed", "429", "4xx", "5xx", "dropped")
+CACHE_FIGURES = (
+    "lookups",
+    "hits",
+    "cached_tokens",
+    "cache_write_tokens",
+    "input_tokens",
+    "prewarms",
+    "overflow_routes",
+)
 BILLED = frozenset({"completed", "incomplete"})
 
 
@@ -26,6 +36,7 @@ class Account:
     requests: Counter[str] = field(default_factory=Counter)
     input_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
@@ -36,6 +47,7 @@ class Account:
         if usage is not None:
             self.input_tokens += usage.input_tokens
             self.cached_tokens += usage.cached_tokens
+            self.cache_write_tokens += usage.cache_write_tokens
             self.output_tokens += usage.output_tokens
             self.reasoning_tokens += usage.reasoning_tokens
             self.cost_usd += cost
@@ -46,6 +58,7 @@ class Account:
             "requests": {status: self.requests.get(status, 0) for status in STATUSES},
             "input_tokens": self.input_tokens,
             "cached_tokens": self.cached_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
             "output_tokens": self.output_tokens,
             "reasoning_tokens": self.reasoning_tokens,
             "cost_usd": str(self.cost_usd),
@@ -89,13 +102,23 @@ class Ledger:
         with self._lock:
             self.in_flight -= 1
 
-    def cache_event(self, *, cached_tokens: int, input_tokens: int, overflowed: bool) -> None:
-        """Tally one cache lookup of a billed request."""
+    def cache_event(
+        self,
+        *,
+        cached_tokens: int,
+        input_tokens: int,
+        overflowed: bool,
+        cache_write_tokens: int = 0,
+        prewarm: bool = False,
+    ) -> None:
+        """Tally one cache lookup (and the writes) of a billed request."""
         with self._lock:
             self._cache["lookups"] += 1
             self._cache["hits"] += 1 if cached_tokens else 0
             self._cache["cached_tokens"] += cached_tokens
+            self._cache["cache_write_tokens"] += cache_write_tokens
             self._cache["input_tokens"] += input_tokens
+            self._cache["prewarms"] += 1 if prewarm else 0
             self._cache["overflow_routes"] += 1 if overflowed else 0
 
     def snapshot(self) -> dict[str, Any]:
@@ -110,16 +133,7 @@ class Ledger:
                 "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight,
                 "retry_counts": dict(sorted(self._retry_counts.items())),
-                "cache": {
-                    key: self._cache.get(key, 0)
-                    for key in (
-                        "lookups",
-                        "hits",
-                        "cached_tokens",
-                        "input_tokens",
-                        "overflow_routes",
-                    )
-                },
+                "cache": {key: self._cache.get(key, 0) for key in CACHE_FIGURES},
             }
 
     def total_cost(self) -> Decimal:

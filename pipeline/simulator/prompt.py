@@ -17,6 +17,16 @@ The token ids are real tiktoken ids for text and negative ids for the structure 
 start/role/separator/end, request header, reasoning effort), so two prompts share a prefix
 exactly when their rendered conversations do. The reasoning effort sits in the header: changing
 it invalidates the cache, as the cookbook warns.
+
+Cache marks (for the GPT-5.6+ breakpoints regime, ``breakpoints.py``): positions are counts of
+prompt token ids from the start of the prompt. An explicit breakpoint
+(``"prompt_cache_breakpoint": {"mode": "explicit"}`` on an ``input_text``, ``input_image`` or
+``input_file`` block) sits after the last token of its block, inside the message (before its end
+token). A message's end is the same kind of position: after its last content token, before its
+end token, so a breakpoint on a message's last block and that message's end coincide
+(INFERENCE: the guide does not say where a "message ending" falls). ``render_prompt`` records
+both, with each message's role, for the instructions, the stored conversation and ``input``;
+the tools and schema pseudo-messages carry no marks.
 """
 
 from __future__ import annotations
@@ -42,6 +52,10 @@ _TOOLS, _SCHEMA = -15, -16
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 _NO_EFFORT = -20
 _TEXT_PARTS = {"input_text", "output_text", "text", "summary_text"}
+_ROLE_NAMES = {v: k for k, v in _ROLES.items()}
+# Content blocks that may carry a prompt_cache_breakpoint (the SDK's input text/image/file).
+BREAKPOINT_PARTS = frozenset({"input_text", "input_image", "input_file"})
+BREAKPOINT_FIELD = "prompt_cache_breakpoint"
 # Fields that do not change what a model writes: left out of the generation key.
 _NOT_GENERATIVE = frozenset(
     {
@@ -51,6 +65,7 @@ _NOT_GENERATIVE = frozenset(
         "metadata",
         "prompt_cache_key",
         "prompt_cache_retention",
+        "prompt_cache_options",
         "service_tier",
         "user",
         "safety_identifier",
@@ -71,11 +86,117 @@ class PromptError(ValueError):
 
 
 @dataclass(frozen=True)
+class Breakpoint:
+    """A ``prompt_cache_breakpoint`` as sent: where it sits, the field's path, its value and the
+    type of the block carrying it.
+
+    ``inherited`` breakpoints come from a ``previous_response_id`` conversation (validated when
+    they were sent; ``param`` is then ``previous_response_id``).
+    """
+
+    position: int
+    param: str
+    spec: Any
+    kind: str = "input_text"
+    inherited: bool = False
+
+
+@dataclass(frozen=True)
+class MessageEnd:
+    """Where a message's content ends (see the module docstring) and the message's role."""
+
+    position: int
+    role: str
+
+
+@dataclass(frozen=True)
+class History:
+    """A stored conversation a follow-up turn carries, with its cache marks.
+
+    Positions are counted from the start of ``ids``.
+    """
+
+    ids: Sequence[int]
+    breakpoints: tuple[Breakpoint, ...] = ()
+    messages: tuple[MessageEnd, ...] = ()
+
+
+@dataclass(frozen=True)
 class RenderedPrompt:
-    """A request's prompt as token ids, plus the part a follow-up turn carries over."""
+    """A request's prompt as token ids, its cache marks and the part a follow-up carries over.
+
+    ``start`` is where ``conversation`` (stored history, then ``input``) begins in ``ids``;
+    ``messages`` lists the instructions and every conversation message in prompt order.
+    """
 
     ids: list[int]
     conversation: list[int]
+    start: int = 0
+    breakpoints: tuple[Breakpoint, ...] = ()
+    messages: tuple[MessageEnd, ...] = ()
+
+    @property
+    def user_end(self) -> int | None:
+        """The end of the latest user message (the implicit breakpoint), None without one."""
+        ends = [m.position for m in self.messages if m.role == "user"]
+        return ends[-1] if ends else None
+
+    @property
+    def developer_end(self) -> int | None:
+        """The end of the initial developer block: the leading developer/system messages."""
+        end = None
+        for message in self.messages:
+            if message.role not in ("developer", "system"):
+                break
+            end = message.position
+        return end
+
+    def carried(self, reply: Sequence[int]) -> History:
+        """What a follow-up turn carries: the conversation, then ``reply`` (rendered assistant
+        message, possibly empty), with the marks shifted to the conversation's start."""
+        shift = self.start
+        breakpoints = tuple(
+            Breakpoint(b.position - shift, "previous_response_id", b.spec, b.kind, inherited=True)
+            for b in self.breakpoints
+            if b.position >= shift
+        )
+        messages = [
+            MessageEnd(m.position - shift, m.role) for m in self.messages if m.position >= shift
+        ]
+        if reply:
+            messages.append(MessageEnd(len(self.conversation) + len(reply) - 1, "assistant"))
+        ids = array("q", self.conversation)
+        ids.extend(reply)
+        return History(ids, breakpoints, tuple(messages))
+
+
+class _Builder:
+    """Accumulates prompt ids and the cache marks of the messages it renders."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self.ids: list[int] = []
+        self.breakpoints: list[Breakpoint] = []
+        self.messages: list[MessageEnd] = []
+
+    def message(self, role_id: int, content_ids: Sequence[int], *, marked: bool = True) -> None:
+        """Append one rendered message; ``marked`` records its end and role."""
+        self.ids.extend(message_ids(role_id, content_ids))
+        if marked:
+            self.messages.append(MessageEnd(len(self.ids) - 1, _ROLE_NAMES[role_id]))
+
+    def history(self, history: Sequence[int] | History) -> None:
+        """Append a stored conversation, shifting its marks."""
+        shift = len(self.ids)
+        if isinstance(history, History):
+            self.ids.extend(history.ids)
+            self.breakpoints.extend(
+                Breakpoint(b.position + shift, b.param, b.spec, b.kind, b.inherited)
+                for b in history.breakpoints
+            )
+            self.messages.extend(MessageEnd(m.position + shift, m.role) for m in history.messages)
+        else:
+            self.ids.extend(history)
 
 
 def canonical_json(value: Any) -> str:
@@ -95,7 +216,10 @@ def _image_ids(part: dict[str, Any]) -> list[int]:
     return [-1000 - ((seed >> (i % 48)) + i) % 100_000 for i in range(IMAGE_TOKENS)]
 
 
-def _content_ids(content: Any, encoding: str, param: str) -> list[int]:
+def _content_ids(
+    content: Any, encoding: str, param: str, base: int = 0, marks: list[Breakpoint] | None = None
+) -> list[int]:
+    """Token ids of a message's content; breakpoints go to ``marks`` at ``base`` + offset."""
     if content is None:
         return []
     if isinstance(content, str):
@@ -121,6 +245,10 @@ def _content_ids(content: Any, encoding: str, param: str) -> list[int]:
             ids.extend(_text_ids(str(part.get("filename") or part.get("file_id") or ""), encoding))
         else:
             raise PromptError(f"Invalid value: '{kind}'. Unsupported content type.", where)
+        spec = part.get(BREAKPOINT_FIELD)
+        if spec is not None and marks is not None:
+            param_name = f"{where}.{BREAKPOINT_FIELD}"
+            marks.append(Breakpoint(base + len(ids), param_name, spec, str(kind)))
     return ids
 
 
@@ -134,9 +262,10 @@ def assistant_ids(text: str, model: str) -> list[int]:
     return message_ids(_ROLES["assistant"], _text_ids(text, encoding_name(model)))
 
 
-def _item_ids(item: Any, encoding: str, param: str) -> list[int]:
+def _add_item(out: _Builder, item: Any, param: str) -> None:
     if not isinstance(item, dict):
         raise PromptError(f"Invalid type for '{param}': expected an object.", param)
+    encoding = out.encoding
     kind = item.get("type", "message")
     if kind == "message" or "role" in item:
         role = item.get("role")
@@ -146,31 +275,32 @@ def _item_ids(item: Any, encoding: str, param: str) -> list[int]:
                 "'developer', and 'user'.",
                 f"{param}.role",
             )
-        return message_ids(_ROLES[role], _content_ids(item.get("content"), encoding, param))
-    if kind == "function_call":
+        base = len(out.ids) + 3  # start, role, separator
+        where = f"{param}.content"
+        content = _content_ids(item.get("content"), encoding, where, base, out.breakpoints)
+        out.message(_ROLES[role], content)
+    elif kind == "function_call":
         text = f"{item.get('name', '')}({item.get('arguments', '')})"
-        return message_ids(_ROLES["assistant"], _text_ids(text, encoding))
-    if kind == "function_call_output":
+        out.message(_ROLES["assistant"], _text_ids(text, encoding))
+    elif kind == "function_call_output":
         output = item.get("output", "")
         text = output if isinstance(output, str) else canonical_json(output)
-        return message_ids(_ROLES["tool"], _text_ids(text, encoding))
-    if kind == "reasoning":
-        return []  # earlier reasoning is not carried into the next prompt
-    raise PromptError(f"Invalid value: '{kind}'. Unsupported input item type.", f"{param}.type")
+        out.message(_ROLES["tool"], _text_ids(text, encoding))
+    elif kind != "reasoning":  # earlier reasoning is not carried into the next prompt
+        raise PromptError(f"Invalid value: '{kind}'. Unsupported input item type.", f"{param}.type")
 
 
-def _input_ids(body: dict[str, Any], encoding: str) -> list[int]:
+def _add_input(out: _Builder, body: dict[str, Any]) -> None:
     value = body.get("input")
     if value is None:
-        return []
+        return
     if isinstance(value, str):
-        return message_ids(_ROLES["user"], _text_ids(value, encoding))
+        out.message(_ROLES["user"], _text_ids(value, out.encoding))
+        return
     if not isinstance(value, list):
         raise PromptError("Invalid type for 'input': expected a string or an array.", "input")
-    ids: list[int] = []
     for index, item in enumerate(value):
-        ids.extend(_item_ids(item, encoding, f"input[{index}]"))
-    return ids
+        _add_item(out, item, f"input[{index}]")
 
 
 def _effort_id(body: dict[str, Any], model: str) -> int:
@@ -190,32 +320,41 @@ def _schema_text(body: dict[str, Any]) -> str | None:
     return canonical_json({k: fmt.get(k) for k in ("type", "name", "schema", "strict")})
 
 
-def render_prompt(body: dict[str, Any], history: Sequence[int] = ()) -> RenderedPrompt:
-    """Token ids of ``body``'s prompt; ``history`` is a stored previous conversation.
+def render_prompt(body: dict[str, Any], history: Sequence[int] | History = ()) -> RenderedPrompt:
+    """Token ids and cache marks of ``body``'s prompt; ``history`` is a stored conversation.
 
-    Raises ``PromptError`` when ``input`` is malformed.
+    Raises ``PromptError`` when ``input`` is malformed. Breakpoints are recorded as sent; the
+    request checks (``cacheoptions``) decide whether the model takes them.
     """
     model = str(body.get("model") or "")
-    encoding = encoding_name(model)
-    ids: list[int] = [_BOS, _effort_id(body, model)]
+    out = _Builder(encoding_name(model))
+    out.ids.extend((_BOS, _effort_id(body, model)))
     tools = body.get("tools")
     if tools:
-        ids.extend(message_ids(_TOOLS, _text_ids(canonical_json(tools), encoding)))
+        out.message(_TOOLS, _text_ids(canonical_json(tools), out.encoding), marked=False)
     schema = _schema_text(body)
     if schema is not None:
-        ids.extend(message_ids(_SCHEMA, _text_ids(schema, encoding)))
+        out.message(_SCHEMA, _text_ids(schema, out.encoding), marked=False)
     instructions = body.get("instructions")
     if instructions:
         if not isinstance(instructions, str):
             raise PromptError("Invalid type for 'instructions': expected a string.", "instructions")
-        ids.extend(message_ids(_ROLES["developer"], _text_ids(instructions, encoding)))
-    conversation = [*history, *_input_ids(body, encoding)]
-    ids.extend(conversation)
-    ids.append(_REPLY)
-    return RenderedPrompt(ids=ids, conversation=conversation)
+        out.message(_ROLES["developer"], _text_ids(instructions, out.encoding))
+    start = len(out.ids)
+    out.history(history)
+    _add_input(out, body)
+    conversation = out.ids[start:]
+    out.ids.append(_REPLY)
+    return RenderedPrompt(
+        ids=out.ids,
+        conversation=conversation,
+        start=start,
+        breakpoints=tuple(out.breakpoints),
+        messages=tuple(out.messages),
+    )
 
 
-def prompt_token_ids(body: dict[str, Any], history: Sequence[int] = ()) -> list[int]:
+def prompt_token_ids(body: dict[str, Any], history: Sequence[int] | History = ()) -> list[int]:
     """The prompt of a Responses request body as token ids (see the module docstring)."""
     return render_prompt(body, history).ids
 

@@ -2,7 +2,9 @@
 
 ``prepare`` turns a JSON body into a ``Prepared`` request or raises the API's 400; the
 ``*_object`` functions build the JSON the SDK parses (ids ``resp_``/``msg_``/``rs_``, echoed
-parameters, output items, usage with ``cached_tokens`` and ``cache_write_tokens``).
+parameters, output items, usage with ``cached_tokens`` and ``cache_write_tokens``). The
+prompt-cache fields are checked per model regime in ``cacheoptions``; a ``prewarm`` request
+(GPT-5.6+) answers ``completed`` with no output.
 """
 
 from __future__ import annotations
@@ -16,15 +18,21 @@ from pipeline.errors import PricingError
 from pipeline.pricing import PriceTable, Tier
 from pipeline.simulator import apierrors
 from pipeline.simulator.apierrors import SimAPIError
+from pipeline.simulator.cacheoptions import CacheRequest, cache_request, policy_for
 from pipeline.simulator.models import default_effort, is_reasoning_model, sampling_allowed
-from pipeline.simulator.prompt import PromptError, RenderedPrompt, generation_key, render_prompt
+from pipeline.simulator.prompt import (
+    History,
+    PromptError,
+    RenderedPrompt,
+    generation_key,
+    render_prompt,
+)
 from pipeline.simulator.text import Generation, GenerationRequest
 
 MIN_OUTPUT_TOKENS = 16
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 _SUMMARIES = ("auto", "concise", "detailed")
 _SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority", "fast", "ultrafast")
-_RETENTIONS = ("in_memory", "24h")
 
 
 def new_id(prefix: str) -> str:
@@ -34,7 +42,7 @@ def new_id(prefix: str) -> str:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A validated request: its prompt, budget, tier and generation inputs."""
+    """A validated request: its prompt, budget, tier, cache fields and generation inputs."""
 
     body: dict[str, Any]
     model: str
@@ -46,6 +54,12 @@ class Prepared:
     max_output_tokens: int | None
     stream: bool
     store: bool
+    cache: CacheRequest
+
+    @property
+    def prewarm(self) -> bool:
+        """True for ``prompt_cache_options.prewarm``: prepare the cache, generate nothing."""
+        return self.cache.prewarm
 
     @property
     def input_tokens(self) -> int:
@@ -175,7 +189,7 @@ def prepare(
     body: Any,
     prices: PriceTable,
     seed: int,
-    history: Callable[[str], Sequence[int] | None],
+    history: Callable[[str], Sequence[int] | History | None],
 ) -> Prepared:
     """Validate ``body`` like the API and render its prompt.
 
@@ -201,10 +215,7 @@ def prepare(
     _metadata(body)
     fmt = _text_format(body)
     tier = _tier(body, model, prices)
-    retention = body.get("prompt_cache_retention")
-    if retention is not None and retention not in _RETENTIONS:
-        raise apierrors.invalid_value("prompt_cache_retention", f"Invalid value: '{retention}'.")
-    previous: Sequence[int] = ()
+    previous: Sequence[int] | History = ()
     previous_id = body.get("previous_response_id")
     if previous_id is not None:
         found = history(str(previous_id))
@@ -215,6 +226,7 @@ def prepare(
         prompt = render_prompt(body, previous)
     except PromptError as exc:
         raise SimAPIError(400, str(exc), param=exc.param, code="invalid_value") from exc
+    cache = cache_request(body, prompt, policy_for(prices, model))
     generation = GenerationRequest(
         model=model,
         key=generation_key(body, seed, prompt.ids),
@@ -236,15 +248,19 @@ def prepare(
         max_output_tokens=max_output,
         stream=bool(body.get("stream")),
         store=body.get("store", True) is not False,
+        cache=cache,
     )
 
 
-def usage_object(prep: Prepared, gen: Generation | None, cached_tokens: int) -> dict[str, Any]:
-    """``usage`` with the inclusive ``input_tokens`` and both input details (§1.2)."""
+def usage_object(
+    prep: Prepared, gen: Generation | None, cached_tokens: int, cache_write_tokens: int = 0
+) -> dict[str, Any]:
+    """``usage`` with the inclusive ``input_tokens`` and both input details (§1.2, §1.5)."""
     output = gen.output_tokens if gen else 0
+    details = {"cached_tokens": cached_tokens, "cache_write_tokens": cache_write_tokens}
     return {
         "input_tokens": prep.input_tokens,
-        "input_tokens_details": {"cached_tokens": cached_tokens, "cache_write_tokens": 0},
+        "input_tokens_details": details,
         "output_tokens": output,
         "output_tokens_details": {"reasoning_tokens": gen.reasoning_tokens if gen else 0},
         "total_tokens": prep.input_tokens + output,
@@ -283,8 +299,11 @@ class OutputIds:
 
 
 def output_items(prep: Prepared, gen: Generation, ids: OutputIds) -> list[dict[str, Any]]:
-    """The output list: reasoning item first for reasoning models, then the message."""
+    """The output list: reasoning item first for reasoning models, then the message (a
+    prewarm has none)."""
     items: list[dict[str, Any]] = []
+    if prep.prewarm:
+        return items
     if prep.generation.effort is not None:
         items.append(reasoning_item(ids.reasoning, gen.summary if prep.summary else None))
     if gen.has_message:
@@ -330,7 +349,8 @@ def response_object(
         "presence_penalty": 0.0,
         "previous_response_id": body.get("previous_response_id"),
         "prompt_cache_key": body.get("prompt_cache_key"),
-        "prompt_cache_retention": body.get("prompt_cache_retention") or "in_memory",
+        "prompt_cache_options": prep.cache.options_echo(),
+        "prompt_cache_retention": prep.cache.retention_echo(),
         "reasoning": {"effort": prep.effort, "summary": prep.summary},
         "safety_identifier": body.get("safety_identifier"),
         "service_tier": service_tier or prep.service_tier,

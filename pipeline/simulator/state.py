@@ -1,13 +1,13 @@
 """The simulator's state and the request life cycle shared by HTTP, streaming and batches.
 
-``prepare`` (validate) -> ``execute`` (cache lookup at arrival, generation, latency) ->
-``complete`` (cache write, billing, storing the answer). Everything runs on the server's event
+``prepare`` (validate) -> ``execute`` (cache lookup at arrival in the model's regime, generation
+or, for a prewarm, none; latency) -> ``complete`` (cache write, billing with cache reads and
+writes, storing the answer). Everything runs on the server's event
 loop; the ledger is the only part read from other threads, and it locks.
 """
 
 from __future__ import annotations
 
-from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from pipeline.simulator.clock import SimClock
 from pipeline.simulator.config import SimulatorConfig
 from pipeline.simulator.faults import Fault, FaultInjector
 from pipeline.simulator.ledger import Ledger
-from pipeline.simulator.prompt import assistant_ids
+from pipeline.simulator.prompt import History, assistant_ids
 from pipeline.simulator.ratelimit import RateLimiter
 from pipeline.simulator.responses import (
     OutputIds,
@@ -31,6 +31,11 @@ from pipeline.simulator.responses import (
     usage_object,
 )
 from pipeline.simulator.text import Generation, generate
+
+# A prewarm generates nothing (API-NOTES §1.5).
+NOTHING = Generation(
+    text="", text_tokens=0, reasoning_tokens=0, summary=None, incomplete=False, has_message=False
+)
 
 # Knobs that cannot change on a running simulator (they shape its structure or identity).
 FIXED_FIELDS = frozenset({"host", "port", "seed", "pricing_path", "cache_machines"})
@@ -65,6 +70,11 @@ class Execution:
         return self.lookup.cached_tokens
 
     @property
+    def cache_write_tokens(self) -> int:
+        """Input tokens this request writes to the prompt cache (breakpoints regime)."""
+        return self.lookup.cache_write_tokens
+
+    @property
     def status(self) -> str:
         """``completed`` or ``incomplete``."""
         return "incomplete" if self.generation.incomplete else "completed"
@@ -73,7 +83,11 @@ class Execution:
         """Token counts as billed."""
         gen = self.generation
         return Usage(
-            self.prep.input_tokens, self.cached_tokens, gen.output_tokens, gen.reasoning_tokens
+            self.prep.input_tokens,
+            self.cached_tokens,
+            gen.output_tokens,
+            gen.reasoning_tokens,
+            self.cache_write_tokens,
         )
 
 
@@ -81,11 +95,12 @@ class Execution:
 class StoredResponse:
     """A response kept for ``GET /v1/responses/{id}`` and ``previous_response_id``.
 
-    The conversation is packed (8 bytes a token): chains of long prompts add up.
+    The conversation (with its cache marks) is packed, 8 bytes a token: chains of long prompts
+    add up.
     """
 
     body: dict[str, Any]
-    conversation: array[int]
+    conversation: History
 
 
 class SimulatorState:
@@ -102,7 +117,7 @@ class SimulatorState:
         from pipeline.simulator.batches import BatchService
 
         self.ledger = Ledger(self.prices)
-        self.cache = PromptCache(self.config, self.clock)
+        self.cache = PromptCache(self.config, self.clock, self.prices)
         self.limiter = RateLimiter(self.config, self.clock)
         self.faults = FaultInjector(self.config)
         self.stored: OrderedDict[str, StoredResponse] = OrderedDict()
@@ -128,7 +143,7 @@ class SimulatorState:
         self.limiter.reconfigure(config)
         return config
 
-    def history(self, response_id: str) -> array[int] | None:
+    def history(self, response_id: str) -> History | None:
         """The stored conversation of ``response_id`` (None when unknown or not stored)."""
         stored = self.stored.get(response_id)
         return stored.conversation if stored else None
@@ -140,20 +155,25 @@ class SimulatorState:
     def execute(self, prep: Prepared, fault: Fault, *, overflow: bool = True) -> Execution:
         """Route and look up the prompt cache, generate the answer and time it."""
         cfg = self.config
-        body = prep.body
-        lookup = self.cache.lookup(
-            prep.model,
-            prep.prompt.ids,
-            body.get("prompt_cache_key"),
-            body.get("prompt_cache_retention"),
-            overflow=overflow,
-        )
-        generation = generate(
-            prep.generation,
-            incomplete_rate=cfg.incomplete_rate,
-            force_incomplete=fault.kind == "incomplete",
-            default_tokens=(cfg.default_text_tokens_min, cfg.default_text_tokens_max),
-        )
+        if prep.cache.explicit:
+            lookup = self.cache.lookup_breakpoints(prep.model, prep.prompt, prep.cache)
+        else:
+            lookup = self.cache.lookup(
+                prep.model,
+                prep.prompt.ids,
+                prep.body.get("prompt_cache_key"),
+                prep.cache.retention,
+                overflow=overflow,
+            )
+        if prep.prewarm:
+            generation = NOTHING
+        else:
+            generation = generate(
+                prep.generation,
+                incomplete_rate=cfg.incomplete_rate,
+                force_incomplete=fault.kind == "incomplete",
+                default_tokens=(cfg.default_text_tokens_min, cfg.default_text_tokens_max),
+            )
         uncached = prep.input_tokens - lookup.cached_tokens
         ttft = cfg.base_latency_s + uncached * cfg.uncached_input_token_s
         ttft += lookup.cached_tokens * cfg.cached_input_token_s
@@ -182,7 +202,7 @@ class SimulatorState:
             execution.created_at,
             status=execution.status,
             output=output_items(prep, gen, execution.ids),
-            usage=usage_object(prep, gen, execution.cached_tokens),
+            usage=usage_object(prep, gen, execution.cached_tokens, execution.cache_write_tokens),
             completed_at=int(self.clock.wall()) if execution.status == "completed" else None,
             service_tier=service_tier,
         )
@@ -197,6 +217,8 @@ class SimulatorState:
             cached_tokens=execution.cached_tokens,
             input_tokens=prep.input_tokens,
             overflowed=execution.lookup.overflowed,
+            cache_write_tokens=execution.cache_write_tokens,
+            prewarm=prep.prewarm,
         )
         body = self.final_object(execution)
         if prep.store and billed_tier != "batch":
@@ -207,9 +229,9 @@ class SimulatorState:
         limit = self.config.max_stored_responses
         if limit == 0:
             return
-        conversation = array("q", execution.prep.prompt.conversation)
-        conversation.extend(assistant_ids(execution.generation.text, execution.prep.model))
-        self.stored[execution.ids.response] = StoredResponse(body, conversation)
+        prep = execution.prep
+        reply = [] if prep.prewarm else assistant_ids(execution.generation.text, prep.model)
+        self.stored[execution.ids.response] = StoredResponse(body, prep.prompt.carried(reply))
         while len(self.stored) > limit:
             self.stored.popitem(last=False)
 
@@ -218,11 +240,12 @@ class SimulatorState:
 
         Shape: ``models.<model>.<tier>`` and ``totals`` each with ``requests`` (by status:
         completed, incomplete, failed, 429, 4xx, 5xx, dropped), ``input_tokens``,
-        ``cached_tokens``, ``output_tokens``, ``reasoning_tokens``, ``cost_usd`` (decimal
-        string); ``in_flight``, ``max_in_flight``, ``retry_counts`` (by
-        ``x-stainless-retry-count``), ``cache`` (lookups, hits, cached/input tokens, overflow
-        routes, entries), ``rate_limits.<family>`` (limits, admitted requests/tokens, remaining)
-        and ``clock`` (simulated monotonic seconds).
+        ``cached_tokens``, ``cache_write_tokens``, ``output_tokens``, ``reasoning_tokens``,
+        ``cost_usd`` (decimal string, cache writes included); ``in_flight``, ``max_in_flight``,
+        ``retry_counts`` (by ``x-stainless-retry-count``), ``cache`` (lookups, hits,
+        cached/input tokens, cache_write_tokens, prewarms, overflow routes, entries),
+        ``rate_limits.<family>`` (limits, admitted requests/tokens, remaining) and ``clock``
+        (simulated monotonic seconds).
         """
         data = self.ledger.snapshot()
         data["cache"]["entries"] = self.cache.entries()

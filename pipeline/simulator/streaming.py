@@ -5,7 +5,10 @@ summary part/text events when a summary was asked for] -> message ``output_item.
 ``content_part.added`` -> ``output_text.delta`` x N -> ``output_text.done`` ->
 ``content_part.done`` -> ``output_item.done`` -> ``response.completed`` (or
 ``response.incomplete``). No ``[DONE]``. A mid-stream fault sends ``response.failed`` (after an
-``error`` event for ``stream_error``) once about half of the deltas are out.
+``error`` event for ``stream_error``) once about half of the deltas are out. A prewarm
+(``prompt_cache_options.prewarm``, GPT-5.6+) streams ``response.created`` ->
+``response.in_progress`` -> ``response.completed`` with ``output: []`` (INFERENCE: the guide
+does not say whether prewarm may stream; the simulator accepts it).
 """
 
 from __future__ import annotations
@@ -141,7 +144,7 @@ async def stream_response(
     failing = fault_kind in ("stream_fail", "stream_error")
     fail_at = len(pieces) // 2
     index = 0
-    if prep.generation.effort is not None:
+    if prep.generation.effort is not None and not prep.prewarm:
         summary = gen.summary if prep.summary else None
         writer.add(
             "response.output_item.added",

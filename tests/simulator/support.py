@@ -11,7 +11,7 @@ import httpx
 import openai
 
 from pipeline.pricing import Tier, Usage, load_pricing
-from pipeline.simulator import SimulatorServer
+from pipeline.simulator import SimulatorServer, prompt_token_ids
 from pipeline.simulator.testing import sync_client
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -44,7 +44,26 @@ def usage_of(response: Any) -> Usage:
         u.input_tokens_details.cached_tokens,
         u.output_tokens,
         u.output_tokens_details.reasoning_tokens,
+        u.input_tokens_details.cache_write_tokens,
     )
+
+
+def words(count: int, word: str = "word") -> str:
+    """Text of exactly ``count`` o200k tokens (``word`` then `` word`` x count-1)."""
+    return " ".join([word] * count)
+
+
+def text_block(text: str, *, breakpoint: bool = False) -> dict[str, Any]:
+    """An ``input_text`` block, with ``prompt_cache_breakpoint: {"mode": "explicit"}`` if asked."""
+    block: dict[str, Any] = {"type": "input_text", "text": text}
+    if breakpoint:
+        block["prompt_cache_breakpoint"] = {"mode": "explicit"}
+    return block
+
+
+def message(role: str, *blocks: dict[str, Any]) -> dict[str, Any]:
+    """An input message made of ``input_text`` blocks."""
+    return {"role": role, "content": list(blocks)}
 
 
 def ledger_cost(
@@ -55,3 +74,11 @@ def ledger_cost(
     if model is None:
         return Decimal(data["totals"]["cost_usd"])
     return Decimal(data["models"][model][tier]["cost_usd"])
+
+
+def shared_prefix(a: dict[str, Any], b: dict[str, Any]) -> int:
+    """How many leading prompt token ids two request bodies share."""
+    x, y = prompt_token_ids(a), prompt_token_ids(b)
+    return next(
+        (i for i, (p, q) in enumerate(zip(x, y, strict=False)) if p != q), min(len(x), len(y))
+    )

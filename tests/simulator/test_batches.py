@@ -12,7 +12,7 @@ import pytest
 from pipeline.pricing import Usage
 from pipeline.simulator import SimulatorServer
 from tests.simulator.conftest import MakeSim
-from tests.simulator.support import LONG_INSTRUCTIONS, PRICES, sdk
+from tests.simulator.support import LONG_INSTRUCTIONS, PRICES, message, sdk, text_block
 
 DAY_S = 24 * 3600
 
@@ -131,6 +131,52 @@ def test_batch_caching_only_where_the_batch_tier_discounts(
             assert sorted(cached)[0] == 0 and all(c >= 1024 for c in sorted(cached)[1:])
         else:
             assert cached == [0, 0, 0, 0]
+
+
+def test_batch_lines_bill_cache_writes_at_the_batch_write_rate(
+    sim: SimulatorServer, client: openai.OpenAI
+) -> None:
+    """gpt-5.6-luna lines: the first writes the breakpoint, the others read it; batch rates."""
+    shared = message("developer", text_block(LONG_INSTRUCTIONS, breakpoint=True))
+    lines = [
+        line(
+            n,
+            "gpt-5.6-luna",
+            input=[shared, message("user", text_block(f"Article {n}."))],
+            prompt_cache_options={"mode": "explicit"},
+        )
+        for n in range(4)
+    ]
+    batch = finish(sim, client, submit(client, lines).id)
+    bodies = [r["response"]["body"] for r in rows(client, batch.output_file_id)]
+    details = sorted(
+        (
+            b["usage"]["input_tokens_details"]["cached_tokens"],
+            b["usage"]["input_tokens_details"]["cache_write_tokens"],
+        )
+        for b in bodies
+    )
+    boundary = details[-1][0]
+    assert boundary > 1024 and details == [(0, boundary)] + [(boundary, 0)] * 3
+    usage = sum(
+        (
+            Usage(
+                b["usage"]["input_tokens"],
+                b["usage"]["input_tokens_details"]["cached_tokens"],
+                b["usage"]["output_tokens"],
+                b["usage"]["output_tokens_details"]["reasoning_tokens"],
+                b["usage"]["input_tokens_details"]["cache_write_tokens"],
+            )
+            for b in bodies
+        ),
+        Usage(),
+    )
+    ledger = sim.ledger()["models"]["gpt-5.6-luna"]["batch"]
+    assert Decimal(ledger["cost_usd"]) == PRICES.cost("gpt-5.6-luna", usage, "batch")
+    assert ledger["cache_write_tokens"] == boundary
+    assert PRICES.price("gpt-5.6-luna", "batch").write_rate == Decimal("0.125")
+    raw = client.batches.with_raw_response.retrieve(batch.id)
+    assert json.loads(raw.text)["usage"]["input_tokens_details"]["cache_write_tokens"] == boundary
 
 
 def test_failed_lines_go_to_the_error_file(sim: SimulatorServer, client: openai.OpenAI) -> None:

@@ -1,4 +1,5 @@
-"""Prompt caching: 1024 minimum, 128 steps, write after finish, TTL, routing and overflow."""
+"""Grid prompt caching (models before GPT-5.6): 1024 minimum, 128 steps, write after finish, TTL,
+routing and overflow."""
 
 from __future__ import annotations
 
@@ -17,10 +18,16 @@ from tests.simulator.conftest import MakeSim
 from tests.simulator.support import LONG_INSTRUCTIONS, sdk
 
 
-def ask(client: openai.OpenAI, text: str = "Summarise article 1.", **extra: object) -> int:
+def ask(
+    client: openai.OpenAI,
+    text: str = "Summarise article 1.",
+    *,
+    model: str = "gpt-4.1-mini",
+    **extra: object,
+) -> int:
     """Send a long-prefix request; return its cached tokens."""
     r = client.responses.create(
-        model="gpt-4.1-mini",
+        model=model,
         instructions=LONG_INSTRUCTIONS,
         input=text,
         **extra,  # type: ignore[arg-type]
@@ -92,14 +99,14 @@ def test_cache_expires_after_idle_ttl(make_sim: MakeSim) -> None:
 
 
 def test_extended_retention_survives_hours(make_sim: MakeSim) -> None:
-    """prompt_cache_retention=24h keeps the prefix for a day of idleness."""
+    """prompt_cache_retention=24h keeps the prefix for a day of idleness (gpt-4.1 accepts it)."""
     sim = make_sim()
     with sdk(sim) as client:
-        ask(client, prompt_cache_retention="24h")
+        ask(client, model="gpt-4.1", prompt_cache_retention="24h")
         sim.advance(6 * 3600)
-        assert ask(client, prompt_cache_retention="24h") >= 1024
+        assert ask(client, model="gpt-4.1", prompt_cache_retention="24h") >= 1024
         sim.advance(25 * 3600)
-        assert ask(client) == 0
+        assert ask(client, model="gpt-4.1") == 0
 
 
 def _machine_of(sim: SimulatorServer, key: str) -> int:

@@ -11,7 +11,15 @@ import pytest
 from pipeline.pricing import Tier, Usage, tier_of
 from pipeline.simulator import SimulatorServer
 from tests.simulator.conftest import MakeSim
-from tests.simulator.support import LONG_INSTRUCTIONS, PRICES, ledger_cost, sdk, usage_of
+from tests.simulator.support import (
+    LONG_INSTRUCTIONS,
+    PRICES,
+    ledger_cost,
+    message,
+    sdk,
+    text_block,
+    usage_of,
+)
 
 
 def test_ledger_total_equals_the_usage_the_sdk_saw(
@@ -120,3 +128,60 @@ def test_runtime_configure_changes_limits(make_sim: MakeSim) -> None:
             client.responses.create(model="gpt-4.1-mini", input="x")
     with pytest.raises(ValueError):
         sim.configure(cache_machines=2)
+
+
+def test_ledger_bills_cache_writes(sim: SimulatorServer, client: openai.OpenAI) -> None:
+    """GPT-5.6 writes (implicit, explicit, prewarm, streamed, flex) are billed as the SDK saw."""
+    seen: list[tuple[str, Tier, Usage]] = []
+
+    def keep(r: openai.types.responses.Response) -> None:
+        seen.append((r.model, tier_of(r.service_tier), usage_of(r)))
+
+    shared = message("developer", text_block(LONG_INSTRUCTIONS, breakpoint=True))
+    explicit = {"mode": "explicit"}
+    keep(
+        client.responses.create(
+            model="gpt-5.6-luna",
+            input=[shared],
+            prompt_cache_options={**explicit, "prewarm": True},
+        )
+    )
+    for n in range(3):
+        keep(
+            client.responses.create(
+                model="gpt-5.6-luna",
+                input=[shared, message("user", text_block(f"Article {n}."))],
+                prompt_cache_options=explicit,
+            )
+        )
+    keep(
+        client.responses.create(
+            model="gpt-5.6-luna", input=[shared, {"role": "user", "content": "x"}]
+        )
+    )
+    keep(
+        client.responses.create(
+            model="gpt-5.6-terra",
+            instructions=LONG_INSTRUCTIONS,
+            input="Implicit, flex.",
+            service_tier="flex",
+        )
+    )
+    with client.responses.stream(
+        model="gpt-5.6-sol", instructions=LONG_INSTRUCTIONS, input="Streamed."
+    ) as stream:
+        keep(stream.get_final_response())
+    keep(client.responses.create(model="gpt-4.1-mini", instructions=LONG_INSTRUCTIONS, input="x"))
+
+    writes = sum(u.cache_write_tokens for _, _, u in seen)
+    assert writes > 0 and any(u.cached_tokens for m, _, u in seen if m == "gpt-5.6-luna")
+    expected = sum((PRICES.cost(m, u, t) for m, t, u in seen), Decimal(0))
+    assert ledger_cost(sim) == expected
+    data = sim.ledger()
+    assert data["totals"]["cache_write_tokens"] == writes
+    assert data["cache"]["cache_write_tokens"] == writes and data["cache"]["prewarms"] == 1
+    flex = data["models"]["gpt-5.6-terra"]["flex"]
+    assert flex["cache_write_tokens"] > 0
+    [(_, _, terra)] = [s for s in seen if s[0] == "gpt-5.6-terra"]
+    assert Decimal(flex["cost_usd"]) == PRICES.cost("gpt-5.6-terra", terra, "flex")
+    assert PRICES.price("gpt-5.6-terra", "flex").write_rate == Decimal("1.25")

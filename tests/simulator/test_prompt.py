@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from pipeline.cli.main import app
 from pipeline.simulator import count_input_tokens, prompt_token_ids
-from pipeline.simulator.prompt import PromptError
+from pipeline.simulator.prompt import MessageEnd, PromptError, assistant_ids, render_prompt
 from pipeline.simulator.schema import SchemaInstance
 from pipeline.simulator.text import GenerationRequest, deltas, generate
 from pipeline.tokens import count_tokens
-from tests.simulator.support import KEY_POINTS_SCHEMA
+from tests.simulator.support import KEY_POINTS_SCHEMA, message, text_block
 
 texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=200)
 
@@ -134,3 +134,52 @@ def test_cli_rejects_bad_values() -> None:
     result = CliRunner().invoke(app, ["simulate", "--fail-rate", "3"])
     assert result.exit_code == 2
     assert "invalid simulator option" in result.output
+
+
+def test_render_records_breakpoints_and_message_ends() -> None:
+    """A breakpoint sits after its block's last token; a message ends before its end token."""
+    body = {
+        "model": "gpt-5.6-luna",
+        "instructions": "Rules.",
+        "input": [
+            message("developer", text_block("Alpha beta.", breakpoint=True), text_block("Gamma")),
+            message("user", text_block("Question?")),
+        ],
+    }
+    prompt = render_prompt(body)
+    n = {
+        t: count_tokens(t, "gpt-5.6-luna") for t in ("Rules.", "Alpha beta.", "Gamma", "Question?")
+    }
+    instructions_end = 2 + 3 + n["Rules."]
+    breakpoint_at = instructions_end + 1 + 3 + n["Alpha beta."]
+    developer_end = breakpoint_at + n["Gamma"]
+    user_end = developer_end + 1 + 3 + n["Question?"]
+    [mark] = prompt.breakpoints
+    assert (mark.position, mark.param) == (
+        breakpoint_at,
+        "input[0].content[0].prompt_cache_breakpoint",
+    )
+    assert prompt.messages == (
+        MessageEnd(instructions_end, "developer"),
+        MessageEnd(developer_end, "developer"),
+        MessageEnd(user_end, "user"),
+    )
+    assert (prompt.developer_end, prompt.user_end) == (developer_end, user_end)
+    assert all(prompt.ids[m.position] == -5 for m in prompt.messages)  # the end token follows
+    assert len(prompt.ids) == user_end + 2
+
+
+def test_a_follow_up_keeps_the_marks_of_the_stored_conversation() -> None:
+    """Marks carried through previous_response_id land where the earlier turn had them."""
+    first = {
+        "model": "gpt-5.6-luna",
+        "input": [message("user", text_block("One.", breakpoint=True))],
+    }
+    prompt = render_prompt(first)
+    carried = prompt.carried(assistant_ids("Reply.", "gpt-5.6-luna"))
+    follow = render_prompt({"model": "gpt-5.6-luna", "input": "Two."}, carried)
+    [mark] = follow.breakpoints
+    assert mark.position == prompt.breakpoints[0].position and mark.inherited
+    assert [m.role for m in follow.messages] == ["user", "assistant", "user"]
+    assert follow.messages[0].position == prompt.user_end
+    assert follow.ids[: len(prompt.ids) - 1] == prompt.ids[:-1]
