@@ -1,10 +1,10 @@
 """A spending cap for one run that holds however many requests are in flight.
 
-Before a request is sent, its worst-case cost (every prompt token uncached, the whole output
-allowance used, at the standard price) is reserved; when the response is recorded the
-reservation is replaced by the actual cost. A request whose reservation would pass the cap is
-not sent, so the spend can never pass it, even with hundreds of requests in flight. All of this
-runs on the event loop's thread, so reserve/settle need no lock.
+Before a request is sent, its worst-case cost (every prompt token at the dearest input rate,
+the whole output allowance used, at the standard price) is reserved; when the response is
+recorded the reservation is replaced by the actual cost. A request whose reservation would
+pass the cap is not sent, so the spend can never pass it, even with hundreds of requests in
+flight. All of this runs on the event loop's thread, so reserve/settle need no lock.
 """
 
 from __future__ import annotations
@@ -22,12 +22,20 @@ ESTIMATE_SLACK_TOKENS = 32
 
 
 def worst_case_cost(request: RenderedRequest, prices: PriceTable) -> Decimal:
-    """The most ``request`` can cost: all input uncached, full output allowance, list price."""
+    """The most ``request`` can cost: full output allowance, standard price, and every prompt
+    token at the dearest input rate.
+
+    On GPT-5.6+ a token written to the prompt cache costs more than an uncached one (1.25x
+    input), and any prompt token may be written, so each is priced at max(input, read, write).
+    """
     standard = prices.price(request.model, "standard")
-    uncached = TierPrice(input=standard.input, cached_input=standard.input, output=standard.output)
+    dearest = max(standard.input, standard.cached_rate, standard.write_rate)
+    worst = TierPrice(
+        input=dearest, cached_input=dearest, output=standard.output, cache_write=dearest
+    )
     prompt = int(request.prompt_tokens * ESTIMATE_MARGIN) + ESTIMATE_SLACK_TOKENS
     return cost_usd(
-        Usage(input_tokens=prompt, output_tokens=request.profile.max_output_tokens), uncached
+        Usage(input_tokens=prompt, output_tokens=request.profile.max_output_tokens), worst
     )
 
 

@@ -1,7 +1,8 @@
 """The daily cost chart: one self-contained HTML page with an inline SVG (no scripts, no CDN).
 
 Bars are each UTC day's cost stacked by task (profile); a line on a second axis is that day's
-cached share of input tokens. Pure: rows in, HTML out. Geometry uses floats; every figure a
+cached share of input tokens. Cache writes (tokens written to the prompt cache, GPT-5.6+)
+are in the tooltips and the table. Pure: rows in, HTML out. Geometry uses floats; every figure a
 reader sees (tooltips, the table under the chart) is the exact ``Decimal``.
 """
 
@@ -98,6 +99,7 @@ def _svg(
             f"{days[0]} to {days[-1]} (UTC) · total ${usd_text(total.cost_usd)} · "
             f"saved ${usd_text(total.savings_usd)} against list price · cached input "
             + ("-" if ratio is None else f"{ratio:.1%}")
+            + f" · cache writes {total.cache_write_tokens:,} tokens"
         )
         out.append(
             f'<text x="{WIDTH / 2}" y="46" text-anchor="middle" fill="#555">'
@@ -151,7 +153,8 @@ def _svg(
             out.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
                 f'fill="{colours[task]}"><title>{day} {escape(task)}: '
-                f"${usd_text(figures.cost_usd)} ({figures.requests} requests)</title></rect>"
+                f"${usd_text(figures.cost_usd)} ({figures.requests} requests, "
+                f"{figures.cache_write_tokens:,} cache-write tokens)</title></rect>"
             )
         if i % label_every == 0:
             cx = LEFT + i * slot + slot / 2
@@ -171,9 +174,11 @@ def _svg(
         ):
             px, py = point.split(",")
             share = per_day[day].cached_ratio or 0.0
+            writes = per_day[day].cache_write_tokens
             out.append(
                 f'<circle cx="{px}" cy="{py}" r="3" fill="{RATIO_COLOUR}">'
-                f"<title>{day} cached: {share:.1%}</title></circle>"
+                f"<title>{day} cached: {share:.1%}, cache writes: {writes:,} tokens</title>"
+                "</circle>"
             )
     out.append(_legend(tasks, colours, base))
     out.append("</svg>")
@@ -218,7 +223,8 @@ def _page(
         ratio = per_day[day].cached_ratio
         body.append(
             f"<tr><td>{day}</td>{costs}<td>{usd_text(per_day[day].cost_usd)}</td>"
-            f"<td>{'' if ratio is None else f'{ratio:.1%}'}</td></tr>"
+            f"<td>{'' if ratio is None else f'{ratio:.1%}'}</td>"
+            f"<td>{per_day[day].cache_write_tokens:,}</td></tr>"
         )
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -235,7 +241,8 @@ th:first-child, td:first-child {{ text-align: left; }}
 <body>
 {svg}
 <table>
-<thead><tr><th>Day (UTC)</th>{head}<th>Total (USD)</th><th>Cached</th></tr></thead>
+<thead><tr><th>Day (UTC)</th>{head}<th>Total (USD)</th><th>Cached</th>
+<th>Cache writes (tokens)</th></tr></thead>
 <tbody>
 {chr(10).join(body)}
 </tbody>

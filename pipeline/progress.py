@@ -23,6 +23,7 @@ class Progress:
     in_flight: int = 0
     input_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
     output_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
     limiter: dict[str, Any] = field(default_factory=dict)
@@ -46,6 +47,7 @@ class Progress:
             self.from_cache += 1
         self.input_tokens += generation.input_tokens or 0
         self.cached_tokens += generation.cached_tokens or 0
+        self.cache_write_tokens += generation.cache_write_tokens or 0
         self.output_tokens += generation.output_tokens or 0
         self.cost_usd += generation.cost_usd or Decimal(0)
 
@@ -78,6 +80,6 @@ class Progress:
         return (
             f"done {self.done} failed {self.failed} waiting {self.waiting} "
             f"in-flight {self.in_flight} | {self.requests_per_s:.1f} req/s | "
-            f"tokens/min {tpm_text} | cached {self.cached_ratio:.1%} | "
-            f"${self.cost_usd:.4f}"
+            f"tokens/min {tpm_text} | cached {self.cached_ratio:.1%} "
+            f"cache writes {self.cache_write_tokens:,} | ${self.cost_usd:.4f}"
         )

@@ -3,7 +3,9 @@
 Token counts are stored as the API reported them; cost is derived from them with the price
 in effect today, at the tier the API says it used. A response-cache hit consumed no tokens
 and is stored at zero cost with ``from_cache``. ``list_cost_usd`` is what the same tokens
-would have cost at the standard price without any cache discount: the base for savings.
+would have cost at the standard price with no prompt cache at all (every input token, read
+from or written to the cache, at the plain input rate): the base for savings. Savings can be
+negative: a request that paid a write premium (GPT-5.6+) and read nothing cost more.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ class Verdict:
 
 
 def list_price(price: TierPrice) -> TierPrice:
-    """The same tier's rates without the cache discount."""
-    return TierPrice(input=price.input, cached_input=price.input, output=price.output)
+    """The same tier's rates with no prompt cache: reads and writes at the input rate."""
+    return TierPrice(
+        input=price.input, cached_input=price.input, output=price.output, cache_write=price.input
+    )
 
 
 def _validated_json(text: str, schema: Any) -> tuple[dict[str, Any] | None, str | None]:
@@ -90,6 +94,7 @@ def judge(
         reasoning_summary=result.reasoning_summary,
         input_tokens=usage.input_tokens,
         cached_tokens=usage.cached_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
         output_tokens=usage.output_tokens,
         reasoning_tokens=usage.reasoning_tokens,
         cost_usd=cost_usd(usage, price),

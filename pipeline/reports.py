@@ -1,10 +1,14 @@
 """Cost reports: what generations cost, grouped by day, model, task, run, section or batch.
 
-The queries read the ``v_generation_costs`` view (migration 0002), so the CLI and any SQL
-client group the same rows the same way. Money comes back exact: the view's ``*_usd_e10``
-columns are integer counts of 1e-10 USD on both databases, summed in SQL and turned into
-``Decimal`` here (never through the views' float columns on SQLite). Days are UTC days.
-Nothing here prints; the CLI and flows render the typed rows.
+The queries read the ``v_generation_costs`` view (migration 0002, remade by 0004), so the CLI
+and any SQL client group the same rows the same way. Money comes back exact: the view's
+``*_usd_e10`` columns are integer counts of 1e-10 USD on both databases, summed in SQL and
+turned into ``Decimal`` here (never through the views' float columns on SQLite). Days are UTC
+days. Nothing here prints; the CLI and flows render the typed rows.
+
+``cache_write_tokens`` are input tokens written to the prompt cache (GPT-5.6+), billed at
+their own rate; savings stay list minus cost, so writes that were never read show as negative
+savings.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ _COSTS = table(
     column("from_cache", Boolean),
     column("input_tokens", Integer),
     column("cached_tokens", Integer),
+    column("cache_write_tokens", Integer),
     column("output_tokens", Integer),
     column("reasoning_tokens", Integer),
     column("cost_usd_e10", BigInteger),
@@ -116,6 +121,7 @@ class CostFigures:
     from_cache: int = 0
     input_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
@@ -123,7 +129,10 @@ class CostFigures:
 
     @property
     def savings_usd(self) -> Decimal:
-        """What the same tokens would have cost uncached at the standard price, minus the cost."""
+        """What the same tokens would have cost uncached at the standard price, minus the cost.
+
+        Negative when cache writes (GPT-5.6+) cost more than their reads saved.
+        """
         return self.list_cost_usd - self.cost_usd
 
     @property
@@ -145,6 +154,7 @@ class CostFigures:
             from_cache=self.from_cache + other.from_cache,
             input_tokens=self.input_tokens + other.input_tokens,
             cached_tokens=self.cached_tokens + other.cached_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
             cost_usd=self.cost_usd + other.cost_usd,
@@ -161,6 +171,7 @@ class CostFigures:
             "from_cache": self.from_cache,
             "input_tokens": self.input_tokens,
             "cached_tokens": self.cached_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
             "output_tokens": self.output_tokens,
             "reasoning_tokens": self.reasoning_tokens,
             "cached_ratio": self.cached_ratio,
@@ -280,6 +291,7 @@ def _measures() -> list[ColumnElement[Any]]:
         func.sum(case((v.from_cache, 1), else_=0)).label("from_cache"),
         func.sum(v.input_tokens).label("input_tokens"),
         func.sum(v.cached_tokens).label("cached_tokens"),
+        func.sum(v.cache_write_tokens).label("cache_write_tokens"),
         func.sum(v.output_tokens).label("output_tokens"),
         func.sum(v.reasoning_tokens).label("reasoning_tokens"),
         func.sum(v.cost_usd_e10).label("cost_usd_e10"),
@@ -288,8 +300,8 @@ def _measures() -> list[ColumnElement[Any]]:
 
 
 def _figures(values: Sequence[Any]) -> CostFigures:
-    """The 11 measures of ``_measures`` (PostgreSQL sums bigints as numeric: int() them)."""
-    n = [int(v or 0) for v in values[:9]]
+    """The 12 measures of ``_measures`` (PostgreSQL sums bigints as numeric: int() them)."""
+    n = [int(v or 0) for v in values[:10]]
     return CostFigures(
         requests=n[0],
         completed=n[1],
@@ -298,10 +310,11 @@ def _figures(values: Sequence[Any]) -> CostFigures:
         from_cache=n[4],
         input_tokens=n[5],
         cached_tokens=n[6],
-        output_tokens=n[7],
-        reasoning_tokens=n[8],
-        cost_usd=usd_from_e10(values[9]),
-        list_cost_usd=usd_from_e10(values[10]),
+        cache_write_tokens=n[7],
+        output_tokens=n[8],
+        reasoning_tokens=n[9],
+        cost_usd=usd_from_e10(values[10]),
+        list_cost_usd=usd_from_e10(values[11]),
     )
 
 
@@ -365,6 +378,7 @@ def run_forecasts(session: Session, run_ids: Sequence[int]) -> list[RunForecast]
                     from_cache=totals.from_cache,
                     input_tokens=totals.input_tokens,
                     cached_tokens=totals.cached_tokens,
+                    cache_write_tokens=totals.cache_write_tokens,
                     output_tokens=totals.output_tokens,
                     reasoning_tokens=totals.reasoning_tokens,
                     cost_usd=totals.cost_usd,

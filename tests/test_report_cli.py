@@ -88,6 +88,7 @@ def test_report_csv_has_every_column_and_an_exact_total_line(
         "from_cache",
         "input_tokens",
         "cached_tokens",
+        "cache_write_tokens",
         "output_tokens",
         "reasoning_tokens",
         "cached_ratio",
@@ -117,6 +118,8 @@ def test_report_json_is_exact(cli: Invoke, sessions: sessionmaker[Session]) -> N
     assert Decimal(data["total"]["cost_usd"]) == want.cost_usd
     assert Decimal(data["total"]["savings_usd"]) == want.savings_usd
     assert data["total"]["cached_ratio"] == pytest.approx(want.cached_ratio)
+    assert data["total"]["cache_write_tokens"] == want.cache_write_tokens > 0
+    assert sum(r["cache_write_tokens"] for r in data["rows"]) == want.cache_write_tokens
     assert sum(Decimal(r["cost_usd"]) for r in data["rows"]) == want.cost_usd
     assert {r["model"] for r in data["rows"]} == {s.model or s.request_model for s in rows}
     assert data["runs"] == []
@@ -260,6 +263,9 @@ def test_prices_load_is_idempotent(cli: Invoke, settings: Settings) -> None:
         Decimal("0.40"),
         Decimal("1.60"),
     ]
+    assert mini[0]["cache_write_usd_per_mtok"] is None  # writes cost the input rate
+    sol = [p for p in listed if p["model"] == "gpt-5.6-sol" and p["tier"] == "standard"]
+    assert Decimal(sol[0]["cache_write_usd_per_mtok"]) == Decimal("5.00")
     table = cli("prices", "list", "--model", "gpt-4.1-mini")
     assert "gpt-4.1-mini" in table.stdout and "gpt-4.1-nano" not in table.stdout
 

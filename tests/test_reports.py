@@ -67,6 +67,7 @@ class Spec:
     price_tier: str
     input_tokens: int
     cached_tokens: int
+    cache_write_tokens: int
     output_tokens: int
     reasoning_tokens: int
     cost_usd: Decimal
@@ -81,8 +82,9 @@ money = st.integers(0, 10**15).map(lambda n: Decimal(n).scaleb(-10))  # <= 100k 
 def specs(draw: st.DrawFn) -> Spec:
     """A random generation row: any status, task, day (to the microsecond), section, cost."""
     input_tokens = draw(st.integers(0, 200_000))
+    cached_tokens = draw(st.integers(0, input_tokens))
     output_tokens = draw(st.integers(0, 50_000))
-    request_model = draw(st.sampled_from(("gpt-4.1-mini", "o4-mini")))
+    request_model = draw(st.sampled_from(("gpt-4.1-mini", "o4-mini", "gpt-5.6-terra")))
     return Spec(
         task=draw(st.sampled_from(TASKS)),
         created_at=dt.datetime.combine(
@@ -98,7 +100,8 @@ def specs(draw: st.DrawFn) -> Spec:
         model=draw(st.sampled_from((None, request_model, f"{request_model}-2025-04-14"))),
         price_tier=draw(st.sampled_from(("standard", "flex", "batch"))),
         input_tokens=input_tokens,
-        cached_tokens=draw(st.integers(0, input_tokens)),
+        cached_tokens=cached_tokens,
+        cache_write_tokens=draw(st.integers(0, input_tokens - cached_tokens)),
         output_tokens=output_tokens,
         reasoning_tokens=draw(st.integers(0, output_tokens)),
         cost_usd=draw(money),
@@ -166,6 +169,7 @@ def seed(session: Session, rows: Sequence[Spec]) -> list[int]:
                 price_tier=spec.price_tier,
                 input_tokens=spec.input_tokens,
                 cached_tokens=spec.cached_tokens,
+                cache_write_tokens=spec.cache_write_tokens,
                 output_tokens=spec.output_tokens,
                 reasoning_tokens=spec.reasoning_tokens,
                 cost_usd=spec.cost_usd,
@@ -205,6 +209,7 @@ def figures_of(spec: Spec) -> CostFigures:
         from_cache=int(spec.from_cache),
         input_tokens=spec.input_tokens,
         cached_tokens=spec.cached_tokens,
+        cache_write_tokens=spec.cache_write_tokens,
         output_tokens=spec.output_tokens,
         reasoning_tokens=spec.reasoning_tokens,
         cost_usd=spec.cost_usd,
@@ -251,6 +256,7 @@ def check_view(session: Session, by: Dimension, want: dict[Any, CostFigures]) ->
             "from_cache",
             "input_tokens",
             "cached_tokens",
+            "cache_write_tokens",
             "output_tokens",
             "reasoning_tokens",
         ):
@@ -331,6 +337,7 @@ def random_specs(count: int, seed_value: int = 6) -> list[Spec]:
     out = []
     for i in range(count):
         input_tokens = rnd.randint(0, 9000)
+        cached_tokens = rnd.randint(0, input_tokens)
         output_tokens = rnd.randint(0, 900)
         out.append(
             Spec(
@@ -346,7 +353,8 @@ def random_specs(count: int, seed_value: int = 6) -> list[Spec]:
                 model=rnd.choice((None, "gpt-4.1-mini", "gpt-4.1-mini-2025-04-14")),
                 price_tier=rnd.choice(("standard", "standard", "flex", "batch")),
                 input_tokens=input_tokens,
-                cached_tokens=rnd.randint(0, input_tokens),
+                cached_tokens=cached_tokens,
+                cache_write_tokens=rnd.choice((0, rnd.randint(0, input_tokens - cached_tokens))),
                 output_tokens=output_tokens,
                 reasoning_tokens=rnd.randint(0, output_tokens),
                 cost_usd=Decimal(rnd.randint(0, 10**13)).scaleb(-10),
@@ -366,6 +374,7 @@ _INTS = {
     "failed",
     "input_tokens",
     "cached_tokens",
+    "cache_write_tokens",
     "output_tokens",
     "reasoning_tokens",
 }
@@ -433,6 +442,7 @@ def test_view_columns_are_the_same_on_both_kinds_of_database(engine: Engine) -> 
         "from_cache",
         "input_tokens",
         "cached_tokens",
+        "cache_write_tokens",
         "output_tokens",
         "reasoning_tokens",
         "cached_ratio",

@@ -70,6 +70,7 @@ class BatchRunSummary:
             "requeued": self.counts.get("requeued", 0),
             "input_tokens": t.input_tokens,
             "cached_tokens": t.cached_tokens,
+            "cache_write_tokens": t.cache_write_tokens,
             "output_tokens": t.output_tokens,
             "cost_usd": str(t.cost_usd),
             "list_cost_usd": str(t.list_cost_usd),

@@ -26,6 +26,8 @@ def _panel(p: Progress) -> Table:
     table.add_row("requests/s", f"{p.requests_per_s:.1f}")
     table.add_row("tokens/min", (f"{tpm:,.0f}" if tpm is not None else "-") + limit)
     table.add_row("cached input", f"{p.cached_ratio:.1%}")
+    if p.cache_write_tokens:
+        table.add_row("cache writes", f"{p.cache_write_tokens:,} tokens")
     table.add_row("cost so far", f"${p.cost_usd:.6f}")
     return table
 

@@ -69,6 +69,9 @@ def list_prices(
 ) -> None:
     """The prices stored in the database (USD per 1M tokens), with history.
 
+    "cached" is the rate of input read from the prompt cache, "cache write"
+    that of input written to it (GPT-5.6+); "-" means the input rate.
+
     Example: `contentgen prices list --model gpt-4.1-mini --json`
     """
     query = select(Price).order_by(Price.model, Price.tier, Price.effective_date)
@@ -90,31 +93,38 @@ def list_prices(
                     "input_usd_per_mtok": p.input_usd_per_mtok,
                     "cached_input_usd_per_mtok": p.cached_input_usd_per_mtok,
                     "output_usd_per_mtok": p.output_usd_per_mtok,
+                    "cache_write_usd_per_mtok": p.cache_write_usd_per_mtok,
                 }
                 for p in rows
             ]
         )
         return
     table = Table(title="Prices (USD per 1M tokens)")
-    table.add_column("model")
+    table.add_column("model", no_wrap=True)
     table.add_column("tier")
     table.add_column("effective")
-    for name in ("input", "cached input", "output"):
+    for name in ("input", "cached", "cache write", "output"):
         table.add_column(name, justify="right")
     places = usd_places(
         rate
         for p in rows
-        for rate in (p.input_usd_per_mtok, p.cached_input_usd_per_mtok, p.output_usd_per_mtok)
+        for rate in (
+            p.input_usd_per_mtok,
+            p.cached_input_usd_per_mtok,
+            p.cache_write_usd_per_mtok,
+            p.output_usd_per_mtok,
+        )
         if rate is not None
     )
     for p in rows:
-        cached = p.cached_input_usd_per_mtok
+        cached, write = p.cached_input_usd_per_mtok, p.cache_write_usd_per_mtok
         table.add_row(
             p.model,
             p.tier,
             p.effective_date.isoformat(),
             usd_text(p.input_usd_per_mtok, places),
             "-" if cached is None else usd_text(cached, places),
+            "-" if write is None else usd_text(write, places),
             usd_text(p.output_usd_per_mtok, places),
         )
     console.print(table)

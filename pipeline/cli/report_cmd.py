@@ -94,6 +94,7 @@ _FIGURE_HEADERS = (
     "cache hits",
     "input tok",
     "cached",
+    "cache writes",
     "output tok",
     "reasoning",
     "cost $",
@@ -104,6 +105,7 @@ _FIGURE_HEADERS = (
 # On a narrow terminal these columns go first (all are in --format csv/json).
 _REPORT_DROP_ORDER = (
     "reasoning",
+    "cache writes",
     "list $",
     "output tok",
     "input tok",
@@ -123,6 +125,7 @@ def _figures_cells(f: CostFigures, places: int) -> list[str]:
         f"{f.from_cache:,}",
         f"{f.input_tokens:,}",
         _pct(f.cached_ratio),
+        f"{f.cache_write_tokens:,}",
         f"{f.output_tokens:,}",
         f"{f.reasoning_tokens:,}",
         usd_text(f.cost_usd, places),
@@ -354,10 +357,11 @@ def register(app: typer.Typer) -> None:
             dir_okay=False,
         ),
     ) -> None:
-        """Cost, tokens, cached ratio, savings and failures, from the database.
+        """Cost, tokens, cached ratio, cache writes, savings and failures, from the database.
 
         Money is exact USD. Savings: what the same tokens would have cost
-        uncached at the standard price, minus what they cost.
+        uncached at the standard price, minus what they cost (negative when
+        cache writes, billed above the input rate on GPT-5.6+, were not read).
         With --by run or --run, each run's forecast is set against its
         actual cost and cached ratio. Days are UTC; --until is inclusive.
 

@@ -53,6 +53,7 @@ class APIResult:
                 "cached_tokens": self.usage.cached_tokens,
                 "output_tokens": self.usage.output_tokens,
                 "reasoning_tokens": self.usage.reasoning_tokens,
+                "cache_write_tokens": self.usage.cache_write_tokens,
             },
             "service_tier": self.service_tier,
             "latency_s": self.latency_s,
@@ -82,6 +83,8 @@ class APIResult:
                 cached_tokens=_int(usage.get("cached_tokens")),
                 output_tokens=_int(usage.get("output_tokens")),
                 reasoning_tokens=_int(usage.get("reasoning_tokens")),
+                # Entries stored before writes were recorded have no such key: 0.
+                cache_write_tokens=_int(usage.get("cache_write_tokens")),
             ),
             incomplete_reason=_opt_str(data.get("incomplete_reason")),
             reasoning_summary=_opt_str(data.get("reasoning_summary")),
@@ -102,13 +105,19 @@ def get(obj: Any, name: str) -> Any:
 
 
 def usage_of(response: Any) -> Usage:
-    """The token counts of a response; anything missing counts as 0."""
+    """The token counts of a response; anything missing counts as 0.
+
+    ``input_tokens_details.cache_write_tokens`` (GPT-5.6+, API-NOTES §1.2) is absent from
+    older models' responses and from SDK versions that predate it: 0 then.
+    """
     usage = get(response, "usage")
+    input_details = get(usage, "input_tokens_details")
     return Usage(
         input_tokens=_int(get(usage, "input_tokens")),
-        cached_tokens=_int(get(get(usage, "input_tokens_details"), "cached_tokens")),
+        cached_tokens=_int(get(input_details, "cached_tokens")),
         output_tokens=_int(get(usage, "output_tokens")),
         reasoning_tokens=_int(get(get(usage, "output_tokens_details"), "reasoning_tokens")),
+        cache_write_tokens=_int(get(input_details, "cache_write_tokens")),
     )
 
 

@@ -126,6 +126,8 @@ class Run(Base):
     failed: Mapped[int] = mapped_column(Integer, default=0)
     input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Added by 0004: the server default gives runs stored before it 0.
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
@@ -159,6 +161,9 @@ class Generation(Base):
     reasoning_summary: Mapped[str | None] = mapped_column(Text)
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    # Tokens written to the prompt cache (GPT-5.6+), a part of input_tokens like cached_tokens.
+    # Added by 0004: the server default gives generations stored before it 0.
+    cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
     reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
@@ -189,6 +194,8 @@ class Price(Base):
     input_usd_per_mtok: Mapped[Decimal] = mapped_column(Rate)
     cached_input_usd_per_mtok: Mapped[Decimal | None] = mapped_column(Rate)
     output_usd_per_mtok: Mapped[Decimal] = mapped_column(Rate)
+    # NULL: cache writes cost the input rate (models before GPT-5.6, and rows stored before 0004).
+    cache_write_usd_per_mtok: Mapped[Decimal | None] = mapped_column(Rate)
 
 
 BATCH_STATUSES = (

@@ -24,6 +24,7 @@ class RunTotals:
     from_cache: int
     input_tokens: int
     cached_tokens: int
+    cache_write_tokens: int  # written to the prompt cache (GPT-5.6+), a part of input_tokens
     output_tokens: int
     reasoning_tokens: int
     cost_usd: Decimal
@@ -77,13 +78,14 @@ def run_totals(session: Session, run_id: int) -> RunTotals:
             func.sum(case((g.from_cache, 1), else_=0)),
             func.sum(g.input_tokens),
             func.sum(g.cached_tokens),
+            func.sum(g.cache_write_tokens),
             func.sum(g.output_tokens),
             func.sum(g.reasoning_tokens),
             func.sum(g.cost_usd),
             func.sum(g.list_cost_usd),
         ).where(g.run_id == run_id)
     ).one()
-    n = [int(v or 0) for v in row[:9]]
+    n = [int(v or 0) for v in row[:10]]
     return RunTotals(
         requests=n[0],
         succeeded=n[1],
@@ -92,10 +94,11 @@ def run_totals(session: Session, run_id: int) -> RunTotals:
         from_cache=n[4],
         input_tokens=n[5],
         cached_tokens=n[6],
-        output_tokens=n[7],
-        reasoning_tokens=n[8],
-        cost_usd=row[9] or Decimal(0),
-        list_cost_usd=row[10] or Decimal(0),
+        cache_write_tokens=n[7],
+        output_tokens=n[8],
+        reasoning_tokens=n[9],
+        cost_usd=row[10] or Decimal(0),
+        list_cost_usd=row[11] or Decimal(0),
     )
 
 
@@ -120,6 +123,7 @@ def close_run(
         "failed": totals.failed + totals.incomplete,
         "input_tokens": totals.input_tokens,
         "cached_tokens": totals.cached_tokens,
+        "cache_write_tokens": totals.cache_write_tokens,
         "output_tokens": totals.output_tokens,
         "reasoning_tokens": totals.reasoning_tokens,
         "cost_usd": totals.cost_usd,
