@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 
-from pipeline.db.jobs import ClaimedJob
+from pipeline.articlejob import ArticleJob
 from pipeline.profiles import DEFAULT_PARTS, Part, Profile
 from pipeline.requests import (
     MESSAGE_OVERHEAD_TOKENS,
@@ -56,7 +56,7 @@ def schema_text(profile: Profile) -> str | None:
     return json.dumps(fmt_full, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _article_segment(job: ClaimedJob, body: str, body_tokens: int, model: str) -> Segment:
+def _article_segment(job: ArticleJob, body: str, body_tokens: int, model: str) -> Segment:
     # The body was just tokenised to fit its budget; count only the short header again.
     # (Joining the two can differ from a full re-count by a token at the seam: immaterial.)
     header = article_text(job, "")
@@ -81,7 +81,7 @@ def format_segment(profile: Profile) -> Segment:
     return Segment(kind="format", role="developer", text="", tokens=tokens, digest=digest(key))
 
 
-def article_text(job: ClaimedJob, body: str) -> str:
+def article_text(job: ArticleJob, body: str) -> str:
     """The article as the model sees it."""
     header = f"Title: {job.title}"
     if job.section:
@@ -89,7 +89,7 @@ def article_text(job: ClaimedJob, body: str) -> str:
     return f"{header}\n\n{body}"
 
 
-def job_text(job: ClaimedJob, profile: Profile) -> str:
+def job_text(job: ArticleJob, profile: Profile) -> str:
     """The per-job part, from the profile's ``job_template``."""
     values = {
         "title": job.title,
@@ -108,7 +108,7 @@ def parts_for(profile: Profile, layout: Layout) -> tuple[Part, ...]:
 
 
 def render(
-    job: ClaimedJob,
+    job: ArticleJob,
     profile: Profile,
     layout: Layout,
     *,

@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.articlejob import ArticleJob
 from pipeline.chains import ChainedRequest, ParentOutput, render_child
-from pipeline.db.jobs import ClaimedJob
 from pipeline.db.queries import parent_outputs
 from pipeline.profiles import Profile
 from pipeline.prompts import render
@@ -21,7 +21,7 @@ from pipeline.requests import Layout, RenderedRequest
 log = logging.getLogger("contentgen.render")
 
 # The layout of one step of a job's chain: (the job, the task of that step) -> layout.
-LayoutOf = Callable[[ClaimedJob, str], Layout]
+LayoutOf = Callable[[ArticleJob, str], Layout]
 
 
 def _ancestry(task: str | None, profiles: Mapping[str, Profile]) -> list[str]:
@@ -34,7 +34,7 @@ def _ancestry(task: str | None, profiles: Mapping[str, Profile]) -> list[str]:
 
 def render_jobs(
     sessions: sessionmaker[Session],
-    claimed: Sequence[ClaimedJob],
+    claimed: Sequence[ArticleJob],
     profiles: Mapping[str, Profile],
     layout_of: LayoutOf,
 ) -> tuple[list[RenderedRequest], dict[int, ChainedRequest]]:

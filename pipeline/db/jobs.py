@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from pipeline.articlejob import ArticleJob
 from pipeline.db.articles import dialect_insert, one_of, store_articles
 from pipeline.db.models import Article, Generation, Job, utcnow
 from pipeline.intake import ArticleIn
@@ -55,22 +56,8 @@ def _batched(items: Iterable[ArticleIn], size: int) -> Iterator[list[ArticleIn]]
         yield batch
 
 
-@dataclass(frozen=True)
-class ClaimedJob:
-    """A job leased to one worker, with the article it is about."""
-
-    id: int
-    task: str
-    attempts: int
-    batch_label: str | None
-    article_id: int
-    source_id: str
-    title: str
-    body: str
-    section: str | None
-    url: str | None
-    published_at: dt.datetime | None
-    metadata: dict[str, Any] | None
+# A claimed job is a plain value: rendering and planning never see database rows.
+ClaimedJob = ArticleJob
 
 
 @dataclass(frozen=True)
