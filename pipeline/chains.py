@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
-from pipeline.db.jobs import ClaimedJob
+from pipeline.articlejob import ArticleJob
 from pipeline.planning import Plan, cacheable
 from pipeline.profiles import Profile
 from pipeline.prompts import article_text, format_segment, job_text, render, segment
@@ -60,7 +60,7 @@ def _tokens(segments: list[Segment]) -> int:
     return REQUEST_OVERHEAD_TOKENS + sum(s.tokens for s in segments)
 
 
-def _turn(profile: Profile, job: ClaimedJob) -> list[Segment]:
+def _turn(profile: Profile, job: ArticleJob) -> list[Segment]:
     model = profile.model
     return [
         segment("instructions", "developer", profile.instructions, model),
@@ -69,7 +69,7 @@ def _turn(profile: Profile, job: ClaimedJob) -> list[Segment]:
 
 
 def _sent_prompt(
-    job: ClaimedJob,
+    job: ArticleJob,
     steps: Sequence[tuple[Profile, Layout, ParentOutput]],
     article_budget: int | None = None,
 ) -> tuple[RenderedRequest, list[Segment]]:
@@ -85,7 +85,7 @@ def _sent_prompt(
 
 
 def render_child(
-    job: ClaimedJob,
+    job: ArticleJob,
     profile: Profile,
     parent_profile: Profile,
     parent_layout: Layout,
@@ -167,16 +167,23 @@ def followers_of(profiles: Mapping[str, Profile]) -> dict[str, tuple[str, ...]]:
     return {task: tuple(sorted(children)) for task, children in found.items()}
 
 
-def follow_parents(chunk_plan: Plan, chained: Mapping[int, ChainedRequest]) -> Plan:
+def follow_parents(
+    chunk_plan: Plan,
+    chained: Mapping[int, ChainedRequest],
+    explicit_models: frozenset[str] = frozenset(),
+) -> Plan:
     """Send chained requests with their parent's cache key, expecting its prompt cached.
 
     The parent wrote its whole prompt to the cache of the machine its key routed to; the
     child's prefix is that prompt, so the child goes to the same key and waits for nothing.
+    On ``explicit_models`` (GPT-5.6+) caches are written only at breakpoints and the key does
+    not route: there the child keeps what the planner gave it (the breakpoints it shares).
     """
     planned = []
     expected = 0
     for p in chunk_plan.requests:
-        child = chained.get(p.request.job_id)
+        explicit = p.prewarm or p.request.model in explicit_models
+        child = None if explicit else chained.get(p.request.job_id)
         if child is not None and child.parent_cache_key is not None:
             p = replace(
                 p,

@@ -10,13 +10,23 @@ deadline (``pipeline.modes``).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from pipeline.db.queries import peek_queued
+from pipeline.cachepolicy import PromptCachePolicy
+from pipeline.db.queries import count_queued, peek_queued
 from pipeline.modes import ModeChoice, ModelLoad, choose_modes, for_mode, loads_of, merge_loads
-from pipeline.planning import Forecast, choose_layouts, forecast, plan
+from pipeline.pacing import paced_rpm
+from pipeline.planning import (
+    Forecast,
+    PrefixAdvice,
+    choose_layouts,
+    forecast,
+    plan,
+    prefix_advice,
+)
 from pipeline.prompts import render
 from pipeline.requests import Layout
 from pipeline.runner import RunOptions, load_config, runnable_tasks
@@ -35,9 +45,11 @@ class DryRunReport:
     groups: int = 0
     buckets: int = 0
     primers: int = 0
+    prewarms: int = 0
     trimmed: int = 0
     input_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
     output_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
     uncached_cost_usd: Decimal = Decimal(0)
@@ -45,11 +57,16 @@ class DryRunReport:
     deadline_h: float = 0.0
     loads: dict[str, ModelLoad] = field(default_factory=dict)
     mode_choices: dict[str, ModeChoice] = field(default_factory=dict)
+    advice: list[PrefixAdvice] = field(default_factory=list)
+    regimes: dict[str, str] = field(default_factory=dict)
+    paced_rpm: float | None = None
 
     def add(self, fc: Forecast) -> None:
         """Fold one chunk's forecast in."""
         self.input_tokens += fc.input_tokens
         self.cached_tokens += fc.cached_tokens
+        self.cache_write_tokens += fc.cache_write_tokens
+        self.prewarms += fc.prewarms
         self.output_tokens += fc.output_tokens
         self.cost_usd += fc.cost_usd
         self.uncached_cost_usd += fc.uncached_cost_usd
@@ -68,10 +85,14 @@ class DryRunReport:
             "groups": self.groups,
             "buckets": self.buckets,
             "primers": self.primers,
+            "prewarms": self.prewarms,
             "trimmed_articles": self.trimmed,
+            "cache_regimes": dict(self.regimes),
+            "paced_rpm": self.paced_rpm,
             "input_tokens": self.input_tokens,
             "expected_cached_tokens": self.cached_tokens,
             "expected_cached_ratio": round(self.cached_ratio, 4),
+            "expected_cache_write_tokens": self.cache_write_tokens,
             "expected_output_tokens": self.output_tokens,
             "forecast_cost_usd": str(self.cost_usd),
             "forecast_uncached_cost_usd": str(self.uncached_cost_usd),
@@ -79,7 +100,39 @@ class DryRunReport:
             "mode": self.mode,
             "deadline_h": self.deadline_h,
             "modes": [choice.as_dict() for choice in self.mode_choices.values()],
+            "short_prefixes": [
+                {
+                    "model": a.model,
+                    "group": a.label,
+                    "requests": a.requests,
+                    "shared_tokens": a.shared_tokens,
+                    "minimum": a.minimum,
+                    "lacks": a.lacks,
+                    "padding_pays": a.padding_pays,
+                }
+                for a in self.advice
+            ],
         }
+
+    def merge_advice(
+        self, found: list[PrefixAdvice], policies: Mapping[str, PromptCachePolicy]
+    ) -> None:
+        """Add one chunk's short prefixes: the same prefix adds its requests, and the padding
+        verdict is taken again with the run's whole count."""
+        merged = {(a.model, a.label, a.shared_tokens): a for a in self.advice}
+        for a in found:
+            key = (a.model, a.label, a.shared_tokens)
+            if key in merged:
+                total = merged[key].requests + a.requests
+                pays = policies[a.model].padding_pays(a.shared_tokens, total)
+                merged[key] = replace(a, requests=total, padding_pays=pays)
+            else:
+                merged[key] = a
+        self.advice = sorted(merged.values(), key=lambda a: (-a.requests, a.label))
+
+    def advice_lines(self) -> dict[str, str]:
+        """One readable line per shared prefix under its model's minimum."""
+        return {f"short prefix {i + 1}": a.line() for i, a in enumerate(self.advice)}
 
     def mode_lines(self) -> dict[str, str]:
         """One readable line per model: each mode's forecast and the mode chosen."""
@@ -115,6 +168,15 @@ def dry_run(settings: Settings, options: RunOptions) -> DryRunReport:
     """Plan and price the queued jobs a run with ``options`` would take."""
     config = load_config(settings)
     report = DryRunReport(mode=options.mode, deadline_h=settings.deadline_h)
+    report.regimes = {model: policy.regime for model, policy in config.policies.items()}
+    tasks = runnable_tasks(options.tasks, config.profiles)
+    paced: float | None = None
+    if options.pace_h:
+        with config.sessions() as session:
+            queued = count_queued(session, tasks=tasks, batch_label=options.batch_label)
+        if options.limit is not None:
+            queued = min(queued, options.limit)
+        paced = report.paced_rpm = paced_rpm(queued, options.pace_h)
     profiles = for_mode(config.profiles, config.prices, options.mode)
     sizes: dict[str, int] = {}
     chunk = options.chunk_size or settings.claim_chunk
@@ -137,19 +199,26 @@ def dry_run(settings: Settings, options: RunOptions) -> DryRunReport:
         if remaining is not None:
             remaining -= len(jobs)
         if layouts is None:
-            layouts = choose_layouts(jobs, profiles)
+            layouts = choose_layouts(jobs, profiles, policies=config.policies)
             report.layouts = layouts
         requests = [render(job, profiles[job.task], layouts[job.task]) for job in jobs]
+        report.merge_advice(prefix_advice(requests, config.policies), config.policies)
         for r in requests:
             sizes[r.model] = sizes.get(r.model, 0) + r.estimated_tokens
         per_request = sum(r.estimated_tokens for r in requests) / len(requests)
-        chunk_plan = plan(requests, planned_rpm=planned_rpm(settings, per_request), warm=warm)
+        chunk_plan = plan(
+            requests,
+            planned_rpm=paced or planned_rpm(settings, per_request),
+            warm=warm,
+            policies=config.policies,
+            machines=settings.cache_machines,
+        )
         warm = warm | chunk_plan.warmed
         report.jobs += len(jobs)
         report.by_task.update(job.task for job in jobs)
         report.groups += len(chunk_plan.groups)
         report.buckets += sum(g.buckets for g in chunk_plan.groups)
-        report.primers += sum(1 for p in chunk_plan.requests if p.is_primer)
+        report.primers += sum(1 for p in chunk_plan.requests if p.is_primer and not p.prewarm)
         report.trimmed += sum(1 for r in requests if r.trimmed)
         report.add(forecast(chunk_plan, config.prices))
         report.loads = merge_loads(report.loads, loads_of(chunk_plan))

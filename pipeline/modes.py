@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any, Literal, get_args
 
 from pipeline.errors import PricingError
+from pipeline.planning.costs import expected_usage
 from pipeline.planning.planner import Plan
 from pipeline.pricing import PriceTable, Tier, Usage, cost_usd
 from pipeline.profiles import Profile
@@ -78,6 +79,7 @@ class ModelLoad:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     output_tokens: int = 0
+    cache_write_tokens: int = 0
 
     def __add__(self, other: ModelLoad) -> ModelLoad:
         return ModelLoad(
@@ -86,12 +88,18 @@ class ModelLoad:
             self.prompt_tokens + other.prompt_tokens,
             self.cached_tokens + other.cached_tokens,
             self.output_tokens + other.output_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
         )
 
     @property
     def usage(self) -> Usage:
         """The expected usage (output guessed as in ``planning.forecast``)."""
-        return Usage(self.prompt_tokens, self.cached_tokens, self.output_tokens)
+        return Usage(
+            self.prompt_tokens,
+            self.cached_tokens,
+            self.output_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+        )
 
 
 def loads_of(plan: Plan, *, output_ratio: float = 0.5) -> dict[str, ModelLoad]:
@@ -99,12 +107,14 @@ def loads_of(plan: Plan, *, output_ratio: float = 0.5) -> dict[str, ModelLoad]:
     loads: dict[str, ModelLoad] = {}
     for planned in plan.requests:
         request = planned.request
+        usage = expected_usage(planned, output_ratio)
         one = ModelLoad(
             request.model,
             1,
-            request.prompt_tokens,
-            planned.expected_cached_tokens,
-            round(output_ratio * request.profile.max_output_tokens),
+            usage.input_tokens,
+            usage.cached_tokens,
+            usage.output_tokens,
+            usage.cache_write_tokens,
         )
         previous = loads.get(request.model)
         loads[request.model] = one if previous is None else previous + one

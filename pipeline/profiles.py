@@ -23,6 +23,12 @@ from pipeline.tomlfile import load_model
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 Layout = Literal["auto", "instructions_first", "article_first"]
 Part = Literal["instructions", "contexts", "article", "job"]
+# How long the provider keeps a prompt prefix: "auto" asks for the longest the model accepts
+# (24h on grid models that allow it, 30m on breakpoint models), "default" sends no field.
+PromptCacheLifetime = Literal["auto", "default", "in_memory", "24h", "30m"]
+# The prompt_cache_key of GPT-5.6+ requests, where it only labels usage: per run, per batch
+# label, or none. (Before GPT-5.6 the key routes requests and the planner chooses it.)
+AccountingKey = Literal["run", "batch", "none"]
 # Values that differ per job: they may only appear in the per-job part.
 JOB_FIELDS = ("title", "section", "url", "published_at", "source_id", "task")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -93,6 +99,12 @@ class ProfileSpec(BaseModel):
     store: bool = False
     service_tier: Literal["auto", "default", "flex"] | None = None
     cache: CachePolicy = Field(default_factory=CachePolicy)
+    prompt_cache_lifetime: PromptCacheLifetime = Field(
+        default="auto", description="Prompt-cache lifetime asked of the provider."
+    )
+    accounting_key: AccountingKey = Field(
+        default="run", description="prompt_cache_key on GPT-5.6+ models (accounting only)."
+    )
     follows: str | None = Field(default=None, description="Task whose output this one continues.")
     chain_via: Literal["history", "previous_response_id"] = "history"
 
@@ -171,6 +183,8 @@ class Profile:
     cache: CachePolicy
     follows: str | None
     chain_via: str
+    prompt_cache_lifetime: PromptCacheLifetime = "auto"
+    accounting_key: AccountingKey = "run"
 
     @property
     def is_reasoning(self) -> bool:
@@ -272,6 +286,8 @@ def _load_profile(
         cache=spec.cache,
         follows=spec.follows,
         chain_via=spec.chain_via,
+        prompt_cache_lifetime=spec.prompt_cache_lifetime,
+        accounting_key=spec.accounting_key,
     )
 
 

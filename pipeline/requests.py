@@ -55,6 +55,28 @@ class Segment:
 
 
 @dataclass(frozen=True)
+class CacheFields:
+    """How one request asks for prompt caching; which fields apply depends on the model's regime.
+
+    Grid models (before GPT-5.6): ``retention`` is sent as ``prompt_cache_retention``.
+    Breakpoint models (GPT-5.6+): with ``explicit``, messages are sent as ``input_text`` blocks,
+    a ``prompt_cache_breakpoint`` closes each segment whose index is in ``breakpoints``, and
+    ``prompt_cache_options`` says ``mode: "explicit"`` (per-job text nobody reuses is never
+    written) with ``ttl``; ``prewarm`` sends only the prefix up to the last breakpoint, to be
+    written to the cache without generating anything.
+    """
+
+    retention: str | None = None
+    explicit: bool = False
+    breakpoints: tuple[int, ...] = ()
+    ttl: str | None = None
+    prewarm: bool = False
+
+
+_BREAKPOINT = {"mode": "explicit"}
+
+
+@dataclass(frozen=True)
 class RenderedRequest:
     """A job rendered for its profile, ready to be planned and sent."""
 
@@ -87,12 +109,45 @@ class RenderedRequest:
         """The ``input`` message array."""
         return [{"role": s.role, "content": s.text} for s in self.segments if s.is_message]
 
-    def body(self, *, prompt_cache_key: str | None = None) -> dict[str, Any]:
-        """The ``POST /v1/responses`` parameters; fields a profile leaves out stay out."""
+    def block_messages(
+        self, breakpoints: tuple[int, ...] = (), upto: int | None = None
+    ) -> list[Any]:
+        """The ``input`` array as ``input_text`` blocks, breakpoints after the given segments.
+
+        ``breakpoints`` and ``upto`` are segment indices; ``upto`` cuts the prompt after that
+        segment (a prewarm). Assistant turns keep plain text: a breakpoint needs ``input_text``.
+        """
+        out: list[Any] = []
+        last = len(self.segments) - 1 if upto is None else upto
+        for index, s in enumerate(self.segments[: last + 1]):
+            if not s.is_message:
+                continue
+            if s.role == "assistant":
+                out.append({"role": s.role, "content": s.text})
+                continue
+            block: dict[str, Any] = {"type": "input_text", "text": s.text}
+            if index in breakpoints:
+                block["prompt_cache_breakpoint"] = dict(_BREAKPOINT)
+            out.append({"role": s.role, "content": [block]})
+        return out
+
+    def body(
+        self, *, prompt_cache_key: str | None = None, cache: CacheFields | None = None
+    ) -> dict[str, Any]:
+        """The ``POST /v1/responses`` parameters; fields a profile leaves out stay out.
+
+        ``cache`` shapes the prompt-cache fields for the model's regime (see ``CacheFields``).
+        """
         p = self.profile
+        cache = cache or CacheFields()
+        if cache.explicit:
+            upto = max(cache.breakpoints) if cache.prewarm and cache.breakpoints else None
+            messages: list[Any] = self.block_messages(cache.breakpoints, upto)
+        else:
+            messages = self.messages()
         body: dict[str, Any] = {
             "model": p.model,
-            "input": self.messages(),
+            "input": messages,
             "max_output_tokens": p.max_output_tokens,
             "store": p.store,
         }
@@ -124,6 +179,15 @@ class RenderedRequest:
             body["previous_response_id"] = self.previous_response_id
         if prompt_cache_key is not None:
             body["prompt_cache_key"] = prompt_cache_key
+        if cache.retention is not None:
+            body["prompt_cache_retention"] = cache.retention
+        if cache.explicit:
+            options: dict[str, Any] = {"mode": "explicit"}
+            if cache.ttl is not None:
+                options["ttl"] = cache.ttl
+            if cache.prewarm:
+                options["prewarm"] = True
+            body["prompt_cache_options"] = options
         if self.metadata:
             body["metadata"] = dict(self.metadata)
         return body
@@ -131,13 +195,41 @@ class RenderedRequest:
 
 # Request fields that change neither the prompt nor the output: left out of the response
 # cache key so a re-run or a duplicate request with another job id still hits.
-_NOT_IN_CACHE_KEY = ("metadata", "prompt_cache_key", "stream", "store", "service_tier")
+_NOT_IN_CACHE_KEY = (
+    "metadata",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "prompt_cache_options",
+    "stream",
+    "store",
+    "service_tier",
+)
 CACHE_KEY_VERSION = "v1"
 
 
+def _plain_content(content: Any) -> Any:
+    """One ``input_text`` block (with or without a breakpoint) is the same prompt as its text."""
+    if isinstance(content, list) and len(content) == 1:
+        block = content[0]
+        if isinstance(block, dict) and block.get("type") == "input_text":
+            return block.get("text")
+    return content
+
+
 def canonical_request(body: dict[str, Any]) -> str:
-    """The canonical JSON of a request for the response cache (sorted keys, compact)."""
+    """The canonical JSON of a request for the response cache (sorted keys, compact).
+
+    Prompt-cache fields are left out, and a message sent as one ``input_text`` block counts as
+    its text, so where the planner put breakpoints never changes the key: a re-run of one job
+    still finds the answer its first run paid for.
+    """
     kept = {k: v for k, v in body.items() if k not in _NOT_IN_CACHE_KEY}
+    messages = kept.get("input")
+    if isinstance(messages, list):
+        kept["input"] = [
+            {**m, "content": _plain_content(m.get("content"))} if isinstance(m, dict) else m
+            for m in messages
+        ]
     return json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

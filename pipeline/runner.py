@@ -23,15 +23,21 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.budget import Budget, worst_case_cost
+from pipeline.cachepolicy import PromptCachePolicy
 from pipeline.chains import ChainedRequest, follow_parents, followers_of
 from pipeline.client.responses import Outcome, ResponsesClient
 from pipeline.db import jobs
 from pipeline.db.engine import make_engine, require_migrated, session_factory
+from pipeline.db.generations import record_generation
+from pipeline.db.queries import count_queued
 from pipeline.db.runs import RunTotals, close_run, open_run
 from pipeline.errors import ConfigError, PermanentAPIError, PricingError
 from pipeline.execution import Dispatcher
 from pipeline.modes import for_mode
+from pipeline.pacing import Pacer, paced_rpm
 from pipeline.planning import Plan, PlannedRequest, choose_layouts, forecast, plan
+from pipeline.planning.shape import cache_fields, lifetime_problem, request_key
+from pipeline.prewarming import prewarm_generation
 from pipeline.pricing import PriceTable, load_pricing
 from pipeline.profiles import Profile, load_profiles
 from pipeline.progress import Progress
@@ -61,6 +67,9 @@ class RunOptions:
     budget_usd: Decimal | None = None
     chunk_size: int | None = None
     mode: str = "realtime"  # realtime | flex (batch and auto: pipeline.batchmode.dispatch)
+    # Finish within this many hours instead of as fast as the limit allows: fewer cache keys,
+    # fewer cold misses (pipeline.pacing). None: unpaced.
+    pace_h: float | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,8 @@ class RunSummary:
     lost_leases: int
     wall_s: float
     expected_cached_ratio: float
+    prewarms: int = 0
+    paced_rpm: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values for JSON output and Prefect results."""
@@ -91,6 +102,7 @@ class RunSummary:
             "from_cache": t.from_cache,
             "input_tokens": t.input_tokens,
             "cached_tokens": t.cached_tokens,
+            "cache_write_tokens": t.cache_write_tokens,
             "output_tokens": t.output_tokens,
             "reasoning_tokens": t.reasoning_tokens,
             "cached_ratio": round(t.cached_ratio, 4),
@@ -100,6 +112,8 @@ class RunSummary:
             "claimed": self.claimed,
             "released": self.released,
             "lost_leases": self.lost_leases,
+            "prewarms": self.prewarms,
+            "paced_rpm": self.paced_rpm,
             "wall_s": round(self.wall_s, 2),
         }
 
@@ -111,6 +125,23 @@ class Config:
     profiles: dict[str, Profile]
     prices: PriceTable
     sessions: sessionmaker[Session]
+    policies: dict[str, PromptCachePolicy] = field(default_factory=dict)
+
+
+def cache_policies(
+    profiles: dict[str, Profile], prices: PriceTable, where: str = "config/profiles.toml"
+) -> dict[str, PromptCachePolicy]:
+    """The prompt-cache policy of every profile's model; refuses a lifetime a model refuses.
+
+    Raises ``PricingError`` naming the price file for a model without a policy, and
+    ``ConfigError`` naming the profile for a ``prompt_cache_lifetime`` its model does not take.
+    """
+    policies = {p.model: prices.policy(p.model) for p in profiles.values()}
+    for task, profile in profiles.items():
+        problem = lifetime_problem(profile, policies[profile.model])
+        if problem is not None:
+            raise ConfigError(f"{where}: profiles.{task}.prompt_cache_lifetime: {problem}")
+    return policies
 
 
 def load_config(settings: Settings) -> Config:
@@ -120,6 +151,7 @@ def load_config(settings: Settings) -> Config:
     unpriced = sorted({p.model for p in profiles.values() if not prices.knows(p.model)})
     if unpriced:
         raise PricingError(f"no price for model(s) {unpriced} in config/pricing.toml")
+    policies = cache_policies(profiles, prices, str(settings.config_dir / "profiles.toml"))
     for task, profile in profiles.items():
         if profile.service_tier == "flex" and prices.tier_or_none(profile.model, "flex") is None:
             raise PricingError(
@@ -128,7 +160,7 @@ def load_config(settings: Settings) -> Config:
             )
     engine = make_engine(settings.database_url)
     require_migrated(engine)
-    return Config(profiles, prices, session_factory(engine))
+    return Config(profiles, prices, session_factory(engine), policies)
 
 
 def runnable_tasks(
@@ -162,6 +194,7 @@ class _RunState:
     prompt_tokens: int = 0
     forecast_usd: Decimal = Decimal(0)
     stop_reason: str | None = None
+    prewarms: int = 0
 
 
 class Runner:
@@ -193,6 +226,7 @@ class Runner:
         self._followers: dict[str, tuple[str, ...]] = followers_of(config.profiles)
         self.budget = None if options.budget_usd is None else Budget(options.budget_usd)
         self._settled = asyncio.Event()
+        self._pacer: Pacer | None = None
 
     def stop(self, reason: str = "stopped") -> None:
         """Stop claiming and sending; in-flight calls finish, unsent jobs are released."""
@@ -224,7 +258,10 @@ class Runner:
         return self._state
 
     def _planned_rpm(self, requests: list[RenderedRequest]) -> float:
-        """The send rate the plan can expect: the tightest model's RPM or TPM over request size."""
+        """The send rate the plan can expect: the tightest model's RPM or TPM over request size
+        (the paced rate when the run is paced)."""
+        if self._pacer is not None:
+            return self._pacer.per_minute
         rates = []
         for model in {r.model for r in requests}:
             rpm, tpm = self.stack.limiter.limits(model)
@@ -240,8 +277,9 @@ class Runner:
     def _render_chunk(self, claimed: list[jobs.ClaimedJob]) -> tuple[list[RenderedRequest], Plan]:
         profiles = for_mode(self.config.profiles, self.config.prices, self.options.mode)
         st = self._st
+        policies = self.config.policies
         if st.layouts is None:
-            st.layouts = choose_layouts(claimed, profiles)
+            st.layouts = choose_layouts(claimed, profiles, policies=policies)
         requests, chained = self._render_jobs(claimed, profiles, st.layouts)
         chunk_plan = plan(
             requests,
@@ -251,9 +289,12 @@ class Runner:
             # own requests: size buckets by rate then too.
             expect_more=bool(self._followers)
             or len(claimed) >= (self.options.chunk_size or self.settings.claim_chunk),
+            policies=policies,
+            machines=self.settings.cache_machines,
         )
         if chained:
-            chunk_plan = follow_parents(chunk_plan, chained)
+            explicit = frozenset(m for m, p in policies.items() if p.explicit)
+            chunk_plan = follow_parents(chunk_plan, chained, explicit)
         st.warm = st.warm | chunk_plan.warmed
         st.expected_cached += chunk_plan.expected_cached_tokens
         st.prompt_tokens += chunk_plan.prompt_tokens
@@ -327,10 +368,25 @@ class Runner:
             await self._settled.wait()
         return True
 
+    def _body(self, planned: PlannedRequest) -> tuple[dict[str, Any], str | None]:
+        """The request body with its model's prompt-cache fields, and the key it carries."""
+        request = planned.request
+        policy = self.config.policies.get(request.model) or self.config.prices.policy(request.model)
+        key = request_key(planned, policy, self._st.run_id, self.options.batch_label)
+        return request.body(prompt_cache_key=key, cache=cache_fields(planned, policy)), key
+
     async def _send(self, planned: PlannedRequest) -> None:
+        if planned.prewarm:
+            await self._prewarm(planned)
+            return
         request = planned.request
         profile = request.profile
-        body = request.body(prompt_cache_key=planned.cache_key)
+        body, key = self._body(planned)
+        planned = replace(planned, cache_key=key)
+        if self._pacer is not None and planned.cache_key is not None and planned.bucket is not None:
+            await self._pacer.wait()
+            if self._stop.is_set():
+                return  # not sent: the job stays held and is released at the end
         reserved = Decimal(0)
         if self.budget is not None:
             reserved = worst_case_cost(request, self.config.prices)
@@ -354,6 +410,47 @@ class Runner:
         await self._db_call(self._record, verdict)
         self.progress.finished(verdict.generation, verdict.succeeded)
         self._emit()
+
+    async def _prewarm(self, planned: PlannedRequest) -> None:
+        """Send a prewarm and record what it cost; its group's requests wait for it."""
+        body, key = self._body(planned)
+        reserved = Decimal(0)
+        if self.budget is not None:
+            reserved = worst_case_cost(planned.request, self.config.prices)
+            if not await self._reserve(reserved):
+                self.stop("budget")
+                return
+        outcome: Outcome = await self.client.generate(
+            body,
+            estimated_tokens=planned.prompt_tokens,
+            stream=False,
+            cache_enabled=False,
+            cache_ttl_s=None,
+            job_id=planned.request.job_id,
+        )
+        if outcome.result is None:
+            log.warning("prewarm for group %s failed: %s", planned.group, outcome.error)
+        generation = prewarm_generation(
+            planned.request,
+            outcome.result,
+            run_id=self._st.run_id,
+            prices=self.config.prices,
+            cache_key=key,
+            attempts=outcome.attempts,
+            error=None
+            if outcome.error is None
+            else f"{type(outcome.error).__name__}: {outcome.error}",
+        )
+        if self.budget is not None:
+            self.budget.settle(reserved, generation.cost_usd)
+            self._settled.set()
+
+        def store() -> None:
+            with self.config.sessions() as session:
+                record_generation(session, generation)
+
+        await self._db_call(store)
+        self._st.prewarms += 1
 
     def _judge(self, planned: PlannedRequest, outcome: Outcome) -> Verdict:
         request = planned.request
@@ -451,6 +548,24 @@ class Runner:
             self.progress.limiter = self.stack.limiter.stats()
             self._on_progress(self.progress)
 
+    def _make_pacer(self, within_h: float) -> Pacer:
+        with self.config.sessions() as session:
+            queued = count_queued(
+                session,
+                tasks=runnable_tasks(self.options.tasks, self.config.profiles),
+                batch_label=self.options.batch_label,
+            )
+        if self.options.limit is not None:
+            queued = min(queued, self.options.limit)
+        pacer = Pacer(paced_rpm(queued, within_h))
+        log.info(
+            "pacing %d jobs to %.0f requests/min to finish within %.2f h",
+            queued,
+            pacer.per_minute,
+            within_h,
+        )
+        return pacer
+
     # -- the run -------------------------------------------------------------------------
 
     async def run(self) -> RunSummary:
@@ -475,6 +590,8 @@ class Runner:
                 worker=socket.gethostname(),
             )
         self._state = _RunState(run_id=run_id, owner=_owner(run_id))
+        if self.options.pace_h:
+            self._pacer = await self._db_call(self._make_pacer, self.options.pace_h)
         background = [
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._tick()),
@@ -537,6 +654,8 @@ class Runner:
             lost_leases=st.lost_leases,
             wall_s=time.monotonic() - started,
             expected_cached_ratio=expected_ratio,
+            prewarms=st.prewarms,
+            paced_rpm=None if self._pacer is None else self._pacer.per_minute,
         )
 
 

@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     claim_chunk: int = Field(default=500, ge=1, le=50_000, description="Jobs claimed per chunk.")
     lease_s: int = Field(default=900, ge=10, description="Seconds a claimed job stays leased.")
     max_attempts: int = Field(default=5, ge=1, description="A job fails for good after this many.")
+    cache_machines: int = Field(
+        default=8,
+        ge=1,
+        description="Prompt-cache machines one prefix's routing keys are expected to share "
+        "(forecasts and waits of models before GPT-5.6; the provider does not publish it).",
+    )
     rpm_limit: int | None = Field(default=None, ge=1, description="Requests/min to start from.")
     tpm_limit: int | None = Field(default=None, ge=1, description="Tokens/min to start from.")
     request_timeout_s: float = Field(default=120.0, gt=0)

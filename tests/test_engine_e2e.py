@@ -281,6 +281,9 @@ max_output_tokens = 200
 model = "gpt-4.2-mini"
 effective_date = 2025-11-30
 standard = { input = "0.40", cached_input = "0.10", output = "1.60" }
+
+[models."gpt-4.2-mini"]
+regime = "grid"
 """,
     )
     [job_id] = seed(engine, ["preview_summary"], n=1)

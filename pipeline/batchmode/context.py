@@ -18,9 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.batchmode.files import Line, batch_line
 from pipeline.batchmode.items import Item, job_rows
 from pipeline.batchmode.remote import BatchAPI
+from pipeline.cachepolicy import PromptCachePolicy
 from pipeline.chains import ChainedRequest
 from pipeline.db.jobs import ClaimedJob
 from pipeline.modes import for_mode
+from pipeline.planning.shape import fields_for, static_breakpoints
 from pipeline.pricing import PriceTable
 from pipeline.profiles import Profile
 from pipeline.rendering import render_jobs as shared_render_jobs
@@ -67,9 +69,23 @@ def planned_rpm(settings: Settings, requests: Sequence[RenderedRequest]) -> floa
     return BURST_FACTOR * (sum(rates) if rates else DEFAULT_PLANNED_RPM)
 
 
-def line_of(request: RenderedRequest, cid: str, attempt: int, cache_key: str | None) -> Line:
-    """A request as a batch input line."""
-    body = request.body(prompt_cache_key=cache_key)
+def line_of(
+    request: RenderedRequest,
+    cid: str,
+    attempt: int,
+    cache_key: str | None,
+    policy: PromptCachePolicy | None = None,
+) -> Line:
+    """A request as a batch input line.
+
+    On a breakpoint model (GPT-5.6+) the line is in explicit mode with one breakpoint after
+    its static part (``planning.shape.static_breakpoints``): the same line whenever it is
+    rendered, and never a paid write of per-article text.
+    """
+    cache = None
+    if policy is not None:
+        cache = fields_for(request, policy, static_breakpoints(request, policy))
+    body = request.body(prompt_cache_key=cache_key, cache=cache)
     return Line(
         custom_id=cid,
         job_id=request.job_id,
@@ -116,7 +132,13 @@ def lines_of(ctx: BatchContext, items: Sequence[Item]) -> list[Line]:
     """The input lines of ``items``, in order (for a resumed upload or a split)."""
     requests = rerender(ctx, items)
     return [
-        line_of(requests[item.custom_id], item.custom_id, item.attempt, item.cache_key)
+        line_of(
+            requests[item.custom_id],
+            item.custom_id,
+            item.attempt,
+            item.cache_key,
+            ctx.prices.policy(requests[item.custom_id].model),
+        )
         for item in items
         if item.custom_id in requests
     ]

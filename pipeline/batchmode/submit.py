@@ -32,6 +32,7 @@ from pipeline.db import jobs
 from pipeline.db.jobs import ClaimedJob
 from pipeline.modes import loads_of
 from pipeline.planning import choose_layouts, plan
+from pipeline.planning.shape import request_key, without_prewarms
 from pipeline.pricing import cost_usd
 from pipeline.requests import Layout
 
@@ -173,8 +174,9 @@ async def submit_queued(
             out.claimed += len(claimed)
             if remaining is not None:
                 remaining -= len(claimed)
+            policies = {p.model: ctx.prices.policy(p.model) for p in ctx.profiles.values()}
             if layouts is None:
-                layouts = choose_layouts(claimed, ctx.profiles)
+                layouts = choose_layouts(claimed, ctx.profiles, policies=policies)
             requests, chained = render_jobs(ctx, claimed, partial(_layout, ctx, layouts))
             # Planned as ``Runner._render_chunk`` plans a chunk, so the cache keys are the same.
             chunk_plan = plan(
@@ -182,9 +184,14 @@ async def submit_queued(
                 planned_rpm=planned_rpm(settings, requests),
                 warm=warm,
                 expect_more=bool(followers_of(ctx.profiles)) or len(claimed) >= chunk_size,
+                policies=policies,
             )
             if chained:
-                chunk_plan = follow_parents(chunk_plan, chained)
+                explicit = frozenset(m for m, p in policies.items() if p.explicit)
+                chunk_plan = follow_parents(chunk_plan, chained, explicit)
+            # A batch runs its lines in no set order: no prewarms (the static part of each
+            # line carries its own breakpoint), and no waits.
+            chunk_plan = without_prewarms(chunk_plan)
             warm = warm | chunk_plan.warmed
             out.expected_cached += chunk_plan.expected_cached_tokens
             out.prompt_tokens += chunk_plan.prompt_tokens
@@ -194,7 +201,9 @@ async def submit_queued(
             for planned in chunk_plan.requests:
                 r = planned.request
                 attempt = attempts[r.job_id]
-                line = line_of(r, custom_id(r.job_id, attempt), attempt, planned.cache_key)
+                policy = policies[r.model]
+                key = request_key(planned, policy, ctx.run_id, batch_label)
+                line = line_of(r, custom_id(r.job_id, attempt), attempt, key, policy)
                 buffers.setdefault(r.model, []).append(line)
             for model in sorted(buffers):
                 parts = split(

@@ -10,6 +10,7 @@ from pipeline.cli import (
     demo_cmd,
     jobs_cmd,
     prices_cmd,
+    profiles_cmd,
     report_cmd,
     run_cmd,
     serve_cmd,
@@ -36,6 +37,7 @@ for module in (
     demo_cmd,
     simulate_cmd,
     prices_cmd,
+    profiles_cmd,
     report_cmd,
     serve_cmd,
 ):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from pipeline.chains import ParentOutput
@@ -91,3 +91,26 @@ def parent_outputs(
     for article_id, task, job_id, text, response_id, cache_key in rows:
         found[(article_id, task)] = ParentOutput(job_id, task, text or "", response_id, cache_key)
     return found
+
+
+def queued_by_task_section(session: Session) -> dict[tuple[str, str | None], int]:
+    """Queued jobs per (task, article section): the request counts ``profiles check`` uses."""
+    rows = session.execute(
+        select(Job.task, Article.section, func.count())
+        .join(Article, Article.id == Job.article_id)
+        .where(Job.state == "queued")
+        .group_by(Job.task, Article.section)
+    ).all()
+    return {(task, section): int(count) for task, section, count in rows}
+
+
+def count_queued(
+    session: Session, *, tasks: Sequence[str] | None = None, batch_label: str | None = None
+) -> int:
+    """Queued jobs a run with these filters would take (a paced run sizes its rate by it)."""
+    query = select(func.count()).select_from(Job).where(Job.state == "queued")
+    if tasks:
+        query = query.where(Job.task.in_(list(tasks)))
+    if batch_label is not None:
+        query = query.where(Job.batch_label == batch_label)
+    return int(session.scalar(query) or 0)

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from pipeline.planning.planner import Plan
+from pipeline.planning.planner import Plan, PlannedRequest
 from pipeline.pricing import PriceTable, TierPrice, Usage, cost_usd, tier_of
 
 
@@ -20,6 +20,8 @@ class Forecast:
     output_tokens: int
     cost_usd: Decimal
     uncached_cost_usd: Decimal
+    cache_write_tokens: int = 0
+    prewarms: int = 0
 
     @property
     def savings_usd(self) -> Decimal:
@@ -38,33 +40,52 @@ def forecast(
     """Price ``plan``: its prompt and expected cached tokens, output at ``output_ratio``.
 
     Output is guessed as ``output_ratio`` of each request's ``max_output_tokens`` (reasoning
-    included, as the API bills it). Each request is priced at its profile's tier (``flex``
-    or standard) on the day ``on`` (default: the newest prices). Raises ``PricingError`` for
-    a model without a price, so a run is refused before any request is sent.
+    included, as the API bills it); a prewarm has none. Expected cache writes (GPT-5.6+) are
+    priced at the write rate. Each request is priced at its profile's tier (``flex`` or
+    standard) on the day ``on`` (default: the newest prices). The uncached cost is the same
+    requests without prewarms and with every input token at the input rate. Raises
+    ``PricingError`` for a model without a price, so a run is refused before any request is
+    sent.
     """
     if output_ratio < 0:
         raise ValueError(f"output_ratio must be >= 0, got {output_ratio}")
     price_of: dict[tuple[str, str | None], TierPrice] = {}
-    input_tokens = cached_tokens = output_tokens = 0
+    total = Usage()
     cost = uncached = Decimal(0)
+    prewarms = 0
     for planned in plan.requests:
         request = planned.request
         key = (request.model, request.profile.service_tier)
         price = price_of.get(key)
         if price is None:
             price = price_of[key] = prices.price(request.model, tier_of(key[1]), on)
-        output = round(output_ratio * request.profile.max_output_tokens)
-        usage = Usage(request.prompt_tokens, planned.expected_cached_tokens, output)
-        input_tokens += usage.input_tokens
-        cached_tokens += usage.cached_tokens
-        output_tokens += output
+        usage = expected_usage(planned, output_ratio)
+        total += usage
         cost += cost_usd(usage, price)
-        uncached += cost_usd(Usage(usage.input_tokens, 0, output), price)
+        if planned.prewarm:
+            prewarms += 1
+        else:
+            uncached += cost_usd(Usage(usage.input_tokens, 0, usage.output_tokens), price)
     return Forecast(
         requests=len(plan.requests),
-        input_tokens=input_tokens,
-        cached_tokens=cached_tokens,
-        output_tokens=output_tokens,
+        input_tokens=total.input_tokens,
+        cached_tokens=total.cached_tokens,
+        output_tokens=total.output_tokens,
         cost_usd=cost,
         uncached_cost_usd=uncached,
+        cache_write_tokens=total.cache_write_tokens,
+        prewarms=prewarms,
+    )
+
+
+def expected_usage(planned: PlannedRequest, output_ratio: float = 0.5) -> Usage:
+    """The usage ``planned`` is expected to report (output at ``output_ratio`` of its cap)."""
+    output = (
+        0 if planned.prewarm else round(output_ratio * planned.request.profile.max_output_tokens)
+    )
+    return Usage(
+        input_tokens=planned.prompt_tokens,
+        cached_tokens=planned.expected_cached_tokens,
+        output_tokens=output,
+        cache_write_tokens=planned.expected_cache_write_tokens,
     )

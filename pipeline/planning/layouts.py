@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import combinations
 
-from pipeline.db.jobs import ClaimedJob
+from pipeline.articlejob import ArticleJob
+from pipeline.cachepolicy import PromptCachePolicy
 from pipeline.planning.planner import plan
 from pipeline.planning.tree import optimal_cached_tokens, root_key
+from pipeline.pricing import base_model_name
 from pipeline.profiles import Profile
 from pipeline.prompts import render as render_job
 from pipeline.requests import Layout, RenderedRequest
 
-RenderFn = Callable[[ClaimedJob, Profile, Layout], RenderedRequest]
+RenderFn = Callable[[ArticleJob, Profile, Layout], RenderedRequest]
 
 
 def _fixed_layout(profile: Profile) -> Layout | None:
@@ -30,7 +32,7 @@ def _fixed_layout(profile: Profile) -> Layout | None:
     return profile.layout
 
 
-def _sample(jobs: Sequence[ClaimedJob], max_articles: int) -> list[ClaimedJob]:
+def _sample(jobs: Sequence[ArticleJob], max_articles: int) -> list[ArticleJob]:
     """All jobs of the first ``max_articles`` articles (by id): sharing within an article stays."""
     kept = set(sorted({job.article_id for job in jobs})[:max_articles])
     return [job for job in jobs if job.article_id in kept]
@@ -44,7 +46,7 @@ def _assignments(tasks: Sequence[str]) -> Iterable[frozenset[str]]:
 
 
 def choose_layouts(
-    jobs: Sequence[ClaimedJob],
+    jobs: Sequence[ArticleJob],
     profiles: Mapping[str, Profile],
     *,
     render: RenderFn = render_job,
@@ -53,6 +55,7 @@ def choose_layouts(
     max_exhaustive: int = 8,
     min_cacheable: int = 1024,
     step: int = 128,
+    policies: Mapping[str, PromptCachePolicy] | None = None,
 ) -> dict[str, Layout]:
     """The layout for every task in ``profiles``, chosen for cached tokens over ``jobs``.
 
@@ -67,12 +70,27 @@ def choose_layouts(
     expected cached tokens of ``plan(...)`` at that rate, which also counts bucket primers.
     Only the jobs of the first ``max_articles`` articles are rendered, to bound the cost of
     tokenizing every article twice. Jobs of tasks missing from ``profiles`` are ignored.
+
+    With ``policies``, each cluster is scored by its model's policy: on grid models with its
+    minimum and step; on breakpoint models (GPT-5.6+, paid writes) by what the plan saves in
+    input-price tokens, reads at ``1 - r`` less the writes' ``w - 1`` premium.
     """
 
-    def score(requests: list[RenderedRequest]) -> int:
+    def score(requests: list[RenderedRequest]) -> float:
+        policy = None
+        if policies is not None and requests:
+            model = requests[0].model
+            policy = policies.get(model) or policies.get(base_model_name(model))
+        if policy is not None and policy.explicit:
+            chosen = plan(requests, planned_rpm=planned_rpm or 600.0, policies=policies)
+            reads = chosen.expected_cached_tokens * (1 - policy.read)
+            return float(reads - chosen.expected_cache_write_tokens * (policy.write - 1))
+        low, grid = (policy.min_prefix, policy.step) if policy else (min_cacheable, step)
         if planned_rpm is None:
-            return optimal_cached_tokens(requests, min_cacheable=min_cacheable, step=step)
-        chosen = plan(requests, planned_rpm=planned_rpm, min_cacheable=min_cacheable, step=step)
+            return optimal_cached_tokens(requests, min_cacheable=low, step=grid)
+        chosen = plan(
+            requests, planned_rpm=planned_rpm, min_cacheable=low, step=grid, policies=policies
+        )
         return chosen.expected_cached_tokens
 
     layouts: dict[str, Layout] = {}
@@ -102,7 +120,7 @@ def choose_layouts(
             article_first: frozenset[str],
             auto: list[str] = auto,
             fixed_requests: list[RenderedRequest] = fixed_requests,
-        ) -> int:
+        ) -> float:
             requests = list(fixed_requests)
             for task in auto:
                 layout: Layout = "article_first" if task in article_first else "instructions_first"
@@ -116,7 +134,7 @@ def choose_layouts(
 
 
 def _best(
-    tasks: Sequence[str], total: Callable[[frozenset[str]], int], *, exhaustive: bool
+    tasks: Sequence[str], total: Callable[[frozenset[str]], float], *, exhaustive: bool
 ) -> frozenset[str]:
     """The set of tasks to lay out article-first that scores highest (first found on ties).
 

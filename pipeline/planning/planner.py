@@ -12,10 +12,13 @@ longest prefix it can reuse on its bucket's machine.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from pipeline.cachepolicy import PromptCachePolicy
+from pipeline.planning.breakpoints import plan_breakpoints, prewarm_positions
 from pipeline.planning.tree import build_tree, cacheable, threshold
+from pipeline.pricing import base_model_name
 from pipeline.requests import REQUEST_OVERHEAD_TOKENS, RenderedRequest
 
 # In a bucket's registry: the node is already cached from an earlier chunk (the key is warm).
@@ -40,6 +43,17 @@ class PlannedRequest:
     expected_cached_tokens: int
     group: str | None
     bucket: int | None = None
+    breakpoints: tuple[int, ...] = ()
+    expected_cache_write_tokens: int = 0
+    prewarm: bool = False
+    prewarm_tokens: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Input tokens this request sends (a prewarm sends only the prefix it writes)."""
+        if self.prewarm:
+            return self.prewarm_tokens + REQUEST_OVERHEAD_TOKENS
+        return self.request.prompt_tokens
 
 
 @dataclass(frozen=True)
@@ -58,8 +72,10 @@ class GroupSummary:
 class Plan:
     """The requests in send order, their groups, and the cached tokens the plan expects.
 
-    ``warmed`` holds the cache keys this plan primes; pass ``warm | plan.warmed`` as ``warm``
-    to the next chunk of the same run so its buckets skip their primers.
+    ``warmed`` holds the cache keys (and, on breakpoint models, the breakpoints) this plan
+    primes; pass ``warm | plan.warmed`` as ``warm`` to the next chunk of the same run so its
+    buckets skip their primers and its groups their prewarms. Prewarm requests are in
+    ``requests`` (they are sent and billed); ``prompt_tokens`` and the expected tokens count them.
     """
 
     requests: tuple[PlannedRequest, ...]
@@ -67,6 +83,12 @@ class Plan:
     prompt_tokens: int
     expected_cached_tokens: int
     warmed: frozenset[str]
+    expected_cache_write_tokens: int = 0
+
+    @property
+    def prewarms(self) -> int:
+        """How many prewarm requests the plan sends."""
+        return sum(1 for p in self.requests if p.prewarm)
 
     @property
     def expected_cached_ratio(self) -> float:
@@ -106,11 +128,25 @@ def plan(
     min_cacheable: int = 1024,
     step: int = 128,
     expect_more: bool = False,
+    policies: Mapping[str, PromptCachePolicy] | None = None,
+    machines: int | None = None,
 ) -> Plan:
     """Plan ``requests``: depth-first order, cache keys by group and bucket, and waits.
 
     ``expect_more`` says more chunks of the same run follow within the minute: the group's keys
     are then sized by rate alone, since the next chunk will reuse them straight away.
+
+    ``policies`` gives each model's prompt-cache policy (``pipeline.cachepolicy``). Models on
+    the ``grid`` regime are planned as below with their own minimum, step and key rate (``0.8 x
+    key_rpm`` per bucket); models on the ``breakpoints`` regime (GPT-5.6+) get breakpoints,
+    prewarms and exact expected reads and writes from ``planning.breakpoints``, and no keys.
+    Without ``policies`` every model is a grid model with ``min_cacheable``, ``step`` and
+    ``max_bucket_rpm``.
+
+    ``machines`` is how many cache machines one group's keys are expected to land on (None:
+    each bucket its own). The provider routes a key by hash; when a group has more buckets than
+    that, buckets share machines, and a bucket finds what another bucket wrote on its machine:
+    expectations and waits are then kept per machine, not per bucket.
 
     Definitions (depths in segment tokens, see ``planning.tree``):
 
@@ -142,13 +178,23 @@ def plan(
     """
     if planned_rpm <= 0 or max_bucket_rpm <= 0:
         raise ValueError(f"rates must be > 0, got {planned_rpm=}, {max_bucket_rpm=}")
-    low = threshold(min_cacheable, step)
+    threshold(min_cacheable, step)  # validates the defaults
+    fallback = _GridRules(min_cacheable, step, max_bucket_rpm)
+    rules: dict[str, _GridRules | PromptCachePolicy] = {}
+
+    def rules_of(model: str) -> _GridRules | PromptCachePolicy:
+        found = rules.get(model)
+        if found is None:
+            policy = _policy(policies, model)
+            found = rules[model] = fallback if policy is None else policy
+        return found
+
     tree = build_tree(requests)
     order = tree.dfs_order()
     depth = tree.depth
     size = len(order)
     keys: list[str | None] = [None] * size
-    waits: list[int | None] = [None] * size
+    waits: list[int | tuple[str, int] | None] = [None] * size
     expected = [0] * size
     group_of: list[str | None] = [None] * size
     bucket_at: list[int | None] = [None] * size
@@ -157,9 +203,16 @@ def plan(
     # but for chained requests, which are ordered by their segments and never grouped).
     members: dict[int, list[int]] = {}
     root_at = [0] * size
+    explicit: list[tuple[int, int]] = []
     for pos, index in enumerate(order):
-        if requests[index].previous_response_id is not None:
+        request = requests[index]
+        if request.previous_response_id is not None:
             continue
+        model_rules = rules_of(request.model)
+        if isinstance(model_rules, PromptCachePolicy) and model_rules.explicit:
+            explicit.append((pos, index))
+            continue
+        low = model_rules.threshold
         for at, node in enumerate(tree.paths[index]):
             if depth[node] >= low:
                 members.setdefault(node, []).append(pos)
@@ -169,6 +222,8 @@ def plan(
     groups: list[GroupSummary] = []
     warmed: set[str] = set()
     for root, positions in members.items():
+        model_rules = rules_of(requests[order[positions[0]]].model)
+        grid_step = model_rules.step
         gid = f"cg-{tree.digest(root)[:12]}"
         article_bucket: dict[int, int] = {}
         for pos in positions:
@@ -179,18 +234,24 @@ def plan(
             len(positions),
             len(article_bucket),
             planned_rpm=planned_rpm,
-            max_bucket_rpm=max_bucket_rpm,
+            max_bucket_rpm=_bucket_rpm(model_rules),
             continuing=expect_more or f"{gid}-0" in warm,
         )
         bucket_keys = [f"{gid}-{b}" for b in range(buckets)]
         is_warm = [key in warm for key in bucket_keys]
-        # Per bucket: node -> position of the first request through it there (its writer).
-        registries: list[dict[int, int]] = [{root: _WARM} if hot else {} for hot in is_warm]
+        # Per cache machine: node -> position of the first request through it there (its
+        # writer). Keys route to machines by hash; with more buckets than machines, buckets
+        # share one (dealt round-robin here, the expected spread of a hash).
+        shared_by = buckets if machines is None else max(1, min(buckets, machines))
+        registries: list[dict[int, int]] = [{} for _ in range(shared_by)]
+        for b, hot in enumerate(is_warm):
+            if hot:
+                registries[b % shared_by][root] = _WARM
         primers = [-1] * buckets
         for pos in positions:
             index = order[pos]
             bucket = article_bucket[requests[index].article_id] % buckets
-            registry = registries[bucket]
+            registry = registries[bucket % shared_by]
             path = tree.paths[index][root_at[pos] :]
             keys[pos], group_of[pos], bucket_at[pos] = bucket_keys[bucket], gid, bucket
             at = len(path) - 1
@@ -202,8 +263,8 @@ def plan(
             else:
                 # Among the shared nodes that floor to the same cached tokens, the shallowest
                 # has the earliest writer (or is the warm root: no wait at all).
-                value = cacheable(depth[path[at]], min_cacheable=min_cacheable, step=step)
-                while at > 0 and depth[path[at - 1]] // step * step == value:
+                value = model_rules.cacheable(depth[path[at]])
+                while at > 0 and depth[path[at - 1]] // grid_step * grid_step == value:
                     at -= 1
                 writer = registry[path[at]]
                 expected[pos] = value
@@ -222,29 +283,119 @@ def plan(
             )
         )
 
-    waited = {w for w in waits if w is not None}
-    planned = tuple(
-        PlannedRequest(
-            index=pos,
-            request=requests[index],
-            cache_key=keys[pos],
-            wait_for=waits[pos],
-            is_primer=pos in waited,
-            expected_cached_tokens=expected[pos],
-            group=group_of[pos],
-            bucket=bucket_at[pos],
+    def policy_of(model: str) -> PromptCachePolicy:
+        found = rules_of(model)
+        assert isinstance(found, PromptCachePolicy)
+        return found
+
+    bp = plan_breakpoints(tree, requests, explicit, policy_of, warm)
+    for pos, value in bp.expected_cached.items():
+        expected[pos] = value
+        waits[pos] = bp.waits.get(pos)
+        group_of[pos] = bp.group_of.get(pos)
+    warmed.update(bp.written)
+    for gid, (model, count, prefix_tokens, articles) in bp.groups.items():
+        groups.append(GroupSummary(gid, model, count, len(articles), prefix_tokens, 0))
+
+    # Final order: each prewarm goes right before the first request that waits for it; plan
+    # positions are renumbered, and every wait points to an earlier index.
+    before = prewarm_positions(bp)
+    final_index: dict[int, int] = {}
+    prewarm_index: dict[int, int] = {}
+    slots: list[tuple[str, int]] = []
+    for pos in range(size):
+        for number in before.get(pos, ()):
+            prewarm_index[number] = len(slots)
+            slots.append(("prewarm", number))
+        final_index[pos] = len(slots)
+        slots.append(("request", pos))
+
+    def resolve_wait(wait: int | tuple[str, int] | None) -> int | None:
+        if wait is None:
+            return None
+        if isinstance(wait, tuple):
+            return prewarm_index[wait[1]]
+        return final_index[wait]
+
+    resolved = [resolve_wait(w) for w in waits]
+    waited = {w for w in resolved if w is not None}
+    planned: list[PlannedRequest] = []
+    for slot, (kind, ref) in enumerate(slots):
+        if kind == "prewarm":
+            pre = bp.prewarms[ref]
+            planned.append(
+                PlannedRequest(
+                    index=slot,
+                    request=requests[pre.index],
+                    cache_key=None,
+                    wait_for=None,
+                    is_primer=True,
+                    expected_cached_tokens=0,
+                    group=pre.group,
+                    breakpoints=(pre.segment,),
+                    expected_cache_write_tokens=pre.tokens,
+                    prewarm=True,
+                    prewarm_tokens=pre.tokens,
+                )
+            )
+            continue
+        pos = ref
+        planned.append(
+            PlannedRequest(
+                index=slot,
+                request=requests[order[pos]],
+                cache_key=keys[pos],
+                wait_for=resolved[pos],
+                is_primer=slot in waited,
+                expected_cached_tokens=expected[pos],
+                group=group_of[pos],
+                bucket=bucket_at[pos],
+                breakpoints=bp.breakpoints.get(pos, ()),
+                expected_cache_write_tokens=bp.expected_writes.get(pos, 0),
+            )
         )
-        for pos, index in enumerate(order)
-    )
     return Plan(
-        requests=planned,
+        requests=tuple(planned),
         groups=tuple(groups),
-        # The leaf depth is every segment's tokens: the same sum as ``prompt_tokens``, cheaper.
-        prompt_tokens=sum(depth[path[-1]] for path in tree.paths)
-        + REQUEST_OVERHEAD_TOKENS * len(requests),
-        expected_cached_tokens=sum(expected),
+        prompt_tokens=sum(p.prompt_tokens for p in planned),
+        expected_cached_tokens=sum(p.expected_cached_tokens for p in planned),
         warmed=frozenset(warmed),
+        expected_cache_write_tokens=sum(p.expected_cache_write_tokens for p in planned),
     )
+
+
+@dataclass(frozen=True)
+class _GridRules:
+    """The grid rules ``plan`` applies to a model without a policy (its arguments)."""
+
+    min_cacheable: int
+    step: int
+    max_bucket_rpm: float
+
+    @property
+    def threshold(self) -> int:
+        return threshold(self.min_cacheable, self.step)
+
+    def cacheable(self, depth: int) -> int:
+        return cacheable(depth, min_cacheable=self.min_cacheable, step=self.step)
+
+
+def _policy(
+    policies: Mapping[str, PromptCachePolicy] | None, model: str
+) -> PromptCachePolicy | None:
+    if policies is None:
+        return None
+    return policies.get(model) or policies.get(base_model_name(model))
+
+
+# A bucket is planned to carry this share of what one key can take before it overflows.
+KEY_RATE_MARGIN = 0.8
+
+
+def _bucket_rpm(rules: _GridRules | PromptCachePolicy) -> float:
+    if isinstance(rules, PromptCachePolicy):
+        return rules.key_rpm * KEY_RATE_MARGIN
+    return rules.max_bucket_rpm
 
 
 def _parent_primer(bucket: int, primers: list[int], is_warm: list[bool]) -> int | None:
