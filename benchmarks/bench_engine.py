@@ -3,14 +3,22 @@
 Both talk to the same simulator (a separate process, reset between the two) with a binding
 TPM limit, small fault rates and a short latency scale. Each side runs in its own child
 process so its CPU time and peak RSS are its own. Printed per side: wall s, % of the TPM limit
-used, 429s, cached-token %, cost and cost vs naive, failed / lost / duplicated jobs, client CPU
-s per request, peak RSS; plus the workload's theoretical optimum of cached tokens and cost.
+used, 429s, cached-token % and cache writes, cost and cost per job against the optimum,
+failed / lost / duplicated jobs, client CPU per request, peak RSS. Two more rows are computed,
+not run: "no cache" (the same jobs with every input token at the input rate) and "optimum"
+(the workload's theoretical best for the model's cache regime: on grid models the perfect
+cache's cached tokens; on breakpoint models one write per shared prefix and reads for the
+rest). Both are priced on ContentGen's rendered prompts and its actual output tokens.
 
-    python benchmarks/bench_engine.py                  # 400 articles x (summary, headline)
-    python benchmarks/bench_engine.py --scale 100000   # ContentGen only: a 100k-job run's RSS
+    python benchmarks/bench_engine.py                          # 400 articles, gpt-4.1-mini
+    python benchmarks/bench_engine.py --model gpt-5.6-luna     # paid writes, breakpoints
+    python benchmarks/bench_engine.py --articles 200           # a small ad-hoc batch
+    python benchmarks/bench_engine.py --scale 100000           # ContentGen only: RSS at 100k
 
-The naive loop is what one writes first: jobs in article order, the plain instructions-first
-prompt, no grouping, no prompt_cache_key, a fixed number of workers, the SDK's default retries.
+The naive loop is what one writes first: jobs in article order, one prompt with the
+instructions first, no grouping, no prompt_cache_key, a fixed number of workers, the SDK's
+default retries. On GPT-5.6+ models it sends the instructions, style guide and brief as
+top-level ``instructions`` and lets the API cache in its default (implicit) mode.
 """
 
 from __future__ import annotations
@@ -35,7 +43,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from workload import generate  # noqa: E402
 
-MODEL = "gpt-4.1-mini"
 TASKS = ["summary", "headline"]
 
 
@@ -98,17 +105,34 @@ def _claimed_jobs(workdir: Path, url: str) -> list:
     return jobs
 
 
+def naive_body(request: object, explicit: bool) -> dict:
+    """The body a plain loop sends; on breakpoint models the system prompt goes top level."""
+    body = request.body()  # type: ignore[attr-defined]
+    if not explicit:
+        return body
+    system = [m["content"] for m in body["input"] if m["role"] == "developer"]
+    body["instructions"] = "\n\n".join(system)
+    body["input"] = [m for m in body["input"] if m["role"] != "developer"]
+    return body
+
+
 def child_naive(workdir: Path, base_url: str, concurrency: int) -> dict:
     """The plain loop; returns facts about its own side."""
     import openai
 
+    from pipeline.pricing import load_pricing
     from pipeline.profiles import load_profiles
     from pipeline.prompts import render
 
     url = f"sqlite:///{workdir}/bench.db"
     profiles = load_profiles(workdir / "config")
+    prices = load_pricing(workdir / "config" / "pricing.toml")
     jobs = sorted(_claimed_jobs(workdir, url), key=lambda j: (j.article_id, j.task))
-    bodies = [render(j, profiles[j.task], "instructions_first").body() for j in jobs]
+    bodies = []
+    for j in jobs:
+        profile = profiles[j.task]
+        request = render(j, profile, "instructions_first")
+        bodies.append(naive_body(request, prices.policy(profile.model).explicit))
     results: dict[int, int] = {}
     failed = 0
 
@@ -145,12 +169,14 @@ def child_naive(workdir: Path, base_url: str, concurrency: int) -> dict:
     }
 
 
-def child_contentgen(workdir: Path, base_url: str, tpm: int, rpm: int, concurrency: int) -> dict:
+def child_contentgen(
+    workdir: Path, base_url: str, tpm: int, rpm: int, concurrency: int, pace_h: float
+) -> dict:
     from pydantic import SecretStr
     from sqlalchemy import func, select
 
     from pipeline.db.engine import make_engine, session_factory
-    from pipeline.db.models import Generation, Job
+    from pipeline.db.models import Generation, Job, Run
     from pipeline.runner import RunOptions, run_batch
     from pipeline.settings import Settings
 
@@ -166,7 +192,7 @@ def child_contentgen(workdir: Path, base_url: str, tpm: int, rpm: int, concurren
         concurrency=concurrency,
     )
     started = time.monotonic()
-    summary = run_batch(settings, RunOptions(kind="benchmark"))
+    summary = run_batch(settings, RunOptions(kind="benchmark", pace_h=pace_h or None))
     wall = time.monotonic() - started
     engine = make_engine(url)
     with session_factory(engine)() as s:
@@ -182,8 +208,20 @@ def child_contentgen(workdir: Path, base_url: str, tpm: int, rpm: int, concurren
             .where(Generation.status == "completed")
             .group_by(Generation.job_id)
         ).all()
+        forecast_usd = s.execute(
+            select(Run.forecast_cost_usd).where(Run.id == summary.run_id)
+        ).scalar_one()
+        # The next night's dry run over the same jobs: its forecast now knows each task's
+        # output from this run's history.
+        s.execute(Job.__table__.update().values(state="queued"))
+        s.commit()
     engine.dispose()
+    from pipeline.dryrun import dry_run
+
+    night2 = dry_run(settings, RunOptions(pace_h=pace_h or None))
     return {
+        "dry_run_cost_usd": str(night2.cost_usd),
+        "dry_run_cached_ratio": night2.cached_ratio,
         "requests": jobs,
         "wall_s": wall,
         "failed": failed,
@@ -191,6 +229,7 @@ def child_contentgen(workdir: Path, base_url: str, tpm: int, rpm: int, concurren
         "duplicated": sum(n - 1 for _, n in per_job if n > 1),
         "recorded_cost_usd": str(summary.totals.cost_usd),
         "expected_cached_ratio": summary.expected_cached_ratio,
+        "forecast_cost_usd": str(forecast_usd),
     }
 
 
@@ -215,7 +254,9 @@ def run_child(args: argparse.Namespace) -> None:
     if args.child == "naive":
         facts = child_naive(workdir, args.base_url, args.naive_concurrency)
     else:
-        facts = child_contentgen(workdir, args.base_url, args.tpm, args.rpm, args.concurrency)
+        facts = child_contentgen(
+            workdir, args.base_url, args.tpm, args.rpm, args.concurrency, args.pace_h
+        )
     after = resource.getrusage(resource.RUSAGE_SELF)
     facts["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     facts["peak_rss_mb"] = peak_rss_mb()
@@ -225,13 +266,13 @@ def run_child(args: argparse.Namespace) -> None:
 # -- parent -------------------------------------------------------------------------------
 
 
-def prepare(workdir: Path, n_articles: int) -> list:
+def prepare(workdir: Path, n_articles: int, model: str) -> list:
     from pipeline.db import jobs
     from pipeline.db.engine import make_engine, session_factory
     from pipeline.db.migrate import upgrade
     from pipeline.intake import read_chunks
 
-    workload = generate(workdir, n_articles, model=MODEL)
+    workload = generate(workdir, n_articles, model=model)
     url = f"sqlite:///{workdir}/bench.db"
     upgrade(url)
     engine = make_engine(url)
@@ -242,16 +283,66 @@ def prepare(workdir: Path, n_articles: int) -> list:
     return _claimed_jobs(workdir, url)
 
 
-def optimum(workdir: Path, queued: list) -> tuple[int, int]:
-    """(optimal cached tokens, prompt tokens) for the workload with its best layouts."""
+def breakpoint_optimum(requests: list, policy: object) -> tuple[int, int]:
+    """(cached, written) tokens with one write per shared prefix and reads for the rest.
+
+    Every node of the prefix tree that at least two requests pass through (and that reaches
+    the minimum) is written once, by the first request through it, at its depth less what
+    that request read; every later request reads the deepest such node on its path. Nodes
+    whose child carries the same requests add nothing (the child is deeper and as shared).
+    """
+    from pipeline.planning import build_tree
+
+    tree = build_tree(requests)
+    same_child = {
+        tree.parent[n]
+        for n in range(len(tree.depth))
+        if tree.parent[n] >= 0 and tree.count[n] == tree.count[tree.parent[n]]
+    }
+    shared = {
+        n
+        for n in range(len(tree.depth))
+        if tree.parent[n] >= 0
+        and tree.count[n] >= 2
+        and tree.depth[n] >= policy.min_prefix  # type: ignore[attr-defined]
+        and n not in same_child
+    }
+    written: set[int] = set()
+    cached = writes = 0
+    for path in tree.paths:
+        nodes = [n for n in path if n in shared]
+        read = next((n for n in reversed(nodes) if n in written), None)
+        read_depth = 0 if read is None else tree.depth[read]
+        cached += read_depth
+        if nodes and nodes[-1] not in written:
+            writes += tree.depth[nodes[-1]] - read_depth
+        written.update(nodes)
+    return cached, writes
+
+
+def optimum(workdir: Path, queued: list, model: str) -> dict:
+    """The workload's best case for ``model``'s cache regime, on its best layouts."""
     from pipeline.planning import choose_layouts, optimal_cached_tokens
+    from pipeline.pricing import load_pricing
     from pipeline.profiles import load_profiles
     from pipeline.prompts import render
 
     profiles = load_profiles(workdir / "config")
-    layouts = choose_layouts(queued, profiles)
+    prices = load_pricing(workdir / "config" / "pricing.toml")
+    policy = prices.policy(model)
+    layouts = choose_layouts(queued, profiles, policies={model: policy})
     requests = [render(j, profiles[j.task], layouts[j.task]) for j in queued]
-    return optimal_cached_tokens(requests), sum(r.prompt_tokens for r in requests)
+    if policy.explicit:
+        cached, writes = breakpoint_optimum(requests, policy)
+    else:
+        cached = optimal_cached_tokens(requests, min_cacheable=policy.min_prefix, step=policy.step)
+        writes = 0
+    return {
+        "prompt_tokens": sum(r.prompt_tokens for r in requests),
+        "cached_tokens": cached,
+        "cache_write_tokens": writes,
+        "price": prices.price(model),
+    }
 
 
 def side(name: str, workdir: Path, base: str, args: argparse.Namespace) -> dict:
@@ -273,6 +364,8 @@ def side(name: str, workdir: Path, base: str, args: argparse.Namespace) -> dict:
         str(args.concurrency),
         "--naive-concurrency",
         str(args.naive_concurrency),
+        "--pace-h",
+        str(args.pace_h),
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
@@ -283,28 +376,56 @@ def side(name: str, workdir: Path, base: str, args: argparse.Namespace) -> dict:
     return facts
 
 
-def row(name: str, facts: dict, args: argparse.Namespace, naive_cost: Decimal | None) -> list[str]:
+def jobs_done(ledger: dict) -> int:
+    """Jobs the side got an answer for (prewarms are billed but answer no job)."""
+    requests = ledger["totals"]["requests"]
+    answered = requests.get("completed", 0) + requests.get("incomplete", 0)
+    return max(1, answered - ledger.get("cache", {}).get("prewarms", 0))
+
+
+def row(name: str, facts: dict, args: argparse.Namespace, best: Decimal | None) -> list[str]:
     ledger = facts["ledger"]
     totals = ledger["totals"]
     limits = next(iter(ledger.get("rate_limits", {}).values()), {})
     admitted = limits.get("tokens_admitted", 0)
     possible = args.tpm * (facts["wall_s"] / 60) + args.tpm  # refill over the run + full bucket
     cost = Decimal(totals["cost_usd"])
-    completed = totals["requests"].get("completed", 0) or 1
-    per_job = cost / completed
+    per_job = cost / jobs_done(ledger)
     cached = totals["cached_tokens"] / totals["input_tokens"] if totals["input_tokens"] else 0
+    writes = totals.get("cache_write_tokens", 0)
     return [
         name,
         f"{facts['wall_s']:.1f}",
         f"{100 * admitted / possible:.1f}%",
         str(totals["requests"].get("429", 0)),
         f"{100 * cached:.1f}%",
+        f"{writes:,}",
         f"{cost:.4f}",
         f"{1000 * per_job:.4f}",
-        "1.00x" if naive_cost is None else f"{per_job / naive_cost:.3f}x",
+        "-" if best is None else f"{per_job / best:.3f}x",
         f"{facts['failed']}/{facts['lost']}/{facts['duplicated']}",
         f"{1000 * facts['cpu_s'] / facts['requests']:.2f}",
         f"{facts['peak_rss_mb']:.0f}",
+    ]
+
+
+def computed_row(
+    name: str, cost: Decimal, jobs: int, cached: int, writes: int, prompt: int, best: Decimal
+) -> list[str]:
+    per_job = cost / jobs
+    return [
+        name,
+        "-",
+        "-",
+        "-",
+        f"{100 * cached / prompt:.1f}%",
+        f"{writes:,}",
+        f"{cost:.4f}",
+        f"{1000 * per_job:.4f}",
+        f"{per_job / best:.3f}x",
+        "-",
+        "-",
+        "-",
     ]
 
 
@@ -315,9 +436,10 @@ def print_table(rows: list[list[str]]) -> None:
         "TPM used",
         "429s",
         "cached",
+        "writes",
         "cost $",
         "m$/job",
-        "vs naive",
+        "vs optimum",
         "fail/lost/dup",
         "CPU ms/req",
         "RSS MB",
@@ -331,6 +453,7 @@ def print_table(rows: list[list[str]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--articles", type=int, default=400)
+    parser.add_argument("--model", default="gpt-4.1-mini", help="The model of both profiles.")
     parser.add_argument("--scale", type=int, default=0, help="Run ContentGen alone on N jobs.")
     parser.add_argument("--tpm", type=int, default=2_000_000)
     parser.add_argument("--rpm", type=int, default=10_000)
@@ -338,6 +461,12 @@ def main() -> None:
     parser.add_argument("--fail-rate", type=float, default=0.01)
     parser.add_argument("--concurrency", type=int, default=96)
     parser.add_argument("--naive-concurrency", type=int, default=16)
+    parser.add_argument(
+        "--pace-h",
+        type=float,
+        default=0.0,
+        help="ContentGen paces its run to finish within this many hours (0: unpaced).",
+    )
     parser.add_argument("--child")
     parser.add_argument("--workdir")
     parser.add_argument("--base-url")
@@ -349,58 +478,98 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cg-bench-") as tmp:
         workdir = Path(tmp)
         articles = args.scale // len(TASKS) if args.scale else args.articles
-        queued = prepare(workdir, articles)
+        queued = prepare(workdir, articles, args.model)
         port = free_port()
         sim = start_simulator(port, args)
         base = f"http://127.0.0.1:{port}"
         try:
             print(
-                f"workload: {articles} articles x {TASKS} = {len(queued)} jobs on {MODEL}; "
+                f"workload: {articles} articles x {TASKS} = {len(queued)} jobs on {args.model}; "
                 f"simulator TPM {args.tpm:,}, RPM {args.rpm:,}, latency x{args.latency_scale}, "
                 f"faults {args.fail_rate:.1%} 500 + {args.fail_rate / 2:.1%} 503 + "
                 f"{args.fail_rate / 2:.1%} dropped"
+                + (f"; ContentGen paced to {args.pace_h} h" if args.pace_h else "")
             )
             if args.scale:
                 facts = side("contentgen", workdir, base, args)
                 print_table([row("contentgen", facts, args, None)])
                 return
-            opt_cached, prompt_tokens = optimum(workdir, queued)
+            best = optimum(workdir, queued, args.model)
             naive = side("naive", workdir, base, args)
             ours = side("contentgen", workdir, base, args)
-            # Compared per completed job: the naive loop gives up on jobs after its retries.
-            naive_totals = naive["ledger"]["totals"]
-            naive_cost = Decimal(naive_totals["cost_usd"]) / (
-                naive_totals["requests"].get("completed", 0) or 1
-            )
-            print_table(
-                [row("naive", naive, args, None), row("contentgen", ours, args, naive_cost)]
-            )
-            totals = ours["ledger"]["totals"]
-            price_in, price_cached = Decimal("0.40"), Decimal("0.10")  # gpt-4.1-mini, per 1M
-            opt_cost = Decimal(totals["cost_usd"]) - (
-                (opt_cached - totals["cached_tokens"]) * (price_in - price_cached) / 1_000_000
-            )
-            print(
-                f"optimum cached tokens {opt_cached:,} of {prompt_tokens:,} prompt tokens "
-                f"({opt_cached / prompt_tokens:.1%}); achieved {totals['cached_tokens']:,} "
-                f"= {totals['cached_tokens'] / opt_cached:.1%} of optimum"
-            )
-            print(
-                f"optimum cost ${opt_cost:.4f}; ContentGen ${Decimal(totals['cost_usd']):.4f} "
-                f"= {Decimal(totals['cost_usd']) / opt_cost:.3f}x optimum"
-            )
-            for name, facts in (("naive", naive), ("contentgen", ours)):
-                print(f"{name} prompt cache: {json.dumps(facts['ledger'].get('cache', {}))}")
-            recorded = Decimal(ours["recorded_cost_usd"])
-            billed = Decimal(totals["cost_usd"])
-            print(
-                f"recorded ${recorded} vs simulator bill ${billed}: "
-                f"{'equal' if recorded == billed else 'DIFFERENT'}; "
-                f"CPU/request vs naive {ours['cpu_s'] / naive['cpu_s']:.2f}x"
-            )
+            report(best, naive, ours, args)
         finally:
             sim.terminate()
             sim.wait(10)
+
+
+def report(best: dict, naive: dict, ours: dict, args: argparse.Namespace) -> None:
+    """Print the table and the checks: the optimum and no-cache rows use ContentGen's prompts
+    (its layouts) and its actual output tokens, so only the prompt cache differs."""
+    price = best["price"]
+    totals = ours["ledger"]["totals"]
+    jobs = jobs_done(ours["ledger"])
+    output = totals["output_tokens"]
+    prompt = best["prompt_tokens"]
+    mtok = Decimal(1_000_000)
+
+    def priced(cached: int, writes: int) -> Decimal:
+        ordinary = prompt - cached - writes
+        return (
+            ordinary * price.input
+            + cached * price.cached_rate
+            + writes * price.write_rate
+            + output * price.output
+        ) / mtok
+
+    opt_cost = priced(best["cached_tokens"], best["cache_write_tokens"])
+    bare_cost = priced(0, 0)
+    per_best = opt_cost / jobs
+    print_table(
+        [
+            row("naive", naive, args, per_best),
+            computed_row("no cache", bare_cost, jobs, 0, 0, prompt, per_best),
+            row("contentgen", ours, args, per_best),
+            computed_row(
+                "optimum",
+                opt_cost,
+                jobs,
+                best["cached_tokens"],
+                best["cache_write_tokens"],
+                prompt,
+                per_best,
+            ),
+        ]
+    )
+    cost = Decimal(totals["cost_usd"])
+    print(
+        f"optimum: {best['cached_tokens']:,} cached + {best['cache_write_tokens']:,} written of "
+        f"{prompt:,} prompt tokens; ContentGen cached {totals['cached_tokens']:,}, wrote "
+        f"{totals.get('cache_write_tokens', 0):,}, sent {totals['input_tokens']:,} "
+        f"({ours['ledger'].get('cache', {}).get('prewarms', 0)} prewarms)"
+    )
+    print(
+        f"ContentGen ${cost:.4f} = {cost / opt_cost:.3f}x optimum ${opt_cost:.4f}; "
+        f"{cost / bare_cost:.3f}x no-cache ${bare_cost:.4f}; naive "
+        f"{Decimal(naive['ledger']['totals']['cost_usd']) / opt_cost:.3f}x optimum"
+    )
+    for name, facts in (("naive", naive), ("contentgen", ours)):
+        print(f"{name} prompt cache: {json.dumps(facts['ledger'].get('cache', {}))}")
+    recorded = Decimal(ours["recorded_cost_usd"])
+    print(
+        f"recorded ${recorded} vs simulator bill ${cost}: "
+        f"{'equal' if recorded == cost else 'DIFFERENT'}; forecast cached "
+        f"{ours.get('expected_cached_ratio', 0):.1%} vs achieved "
+        f"{totals['cached_tokens'] / max(1, totals['input_tokens']):.1%}, forecast cost "
+        f"${Decimal(ours['forecast_cost_usd']):.4f} = "
+        f"{Decimal(ours['forecast_cost_usd']) / cost:.3f}x actual; "
+        f"CPU/request vs naive {ours['cpu_s'] / naive['cpu_s']:.2f}x"
+    )
+    night2 = Decimal(ours["dry_run_cost_usd"])
+    print(
+        f"next dry run over the same jobs (output learned from history): cost ${night2:.4f} = "
+        f"{night2 / cost:.3f}x this run, cached {ours['dry_run_cached_ratio']:.1%}"
+    )
 
 
 if __name__ == "__main__":

@@ -142,10 +142,12 @@ def write_config(
         "Write one headline of at most twelve words. " + _prose(rng, 30), encoding="utf-8"
     )
     tier = f'service_tier = "{service_tier}"\n' if service_tier else ""
-    sampling_summary = "" if model.startswith(("gpt-5", "o")) else "temperature = 0.3\n"
-    sampling_headline = (
-        "" if model.startswith(("gpt-5", "o")) else "temperature = 0.9\ntop_p = 0.95\n"
-    )
+    # Reasoning models take an effort, not a temperature: the lowest, as a newsroom would
+    # for summaries and headlines (at the default effort they spend the output cap thinking).
+    reasoning = model.startswith(("gpt-5", "o"))
+    effort = 'reasoning_effort = "minimal"\n' if reasoning else ""
+    sampling_summary = effort if reasoning else "temperature = 0.3\n"
+    sampling_headline = effort if reasoning else "temperature = 0.9\ntop_p = 0.95\n"
     follows = 'follows = "summary"\n' if chain else ""
     (config / "profiles.toml").write_text(
         f"""

@@ -16,7 +16,8 @@ from decimal import Decimal
 from typing import Any
 
 from pipeline.cachepolicy import PromptCachePolicy
-from pipeline.db.queries import count_queued, peek_queued
+from pipeline.db.jobs import queued_count
+from pipeline.db.queries import output_history, peek_queued
 from pipeline.modes import ModeChoice, ModelLoad, choose_modes, for_mode, loads_of, merge_loads
 from pipeline.pacing import paced_rpm
 from pipeline.planning import (
@@ -29,7 +30,8 @@ from pipeline.planning import (
 )
 from pipeline.prompts import render
 from pipeline.requests import Layout
-from pipeline.runner import RunOptions, load_config, runnable_tasks
+from pipeline.runconfig import load_config, runnable_tasks
+from pipeline.runner import RunOptions
 from pipeline.settings import Settings
 
 DEFAULT_PLANNED_RPM = 600.0
@@ -100,18 +102,7 @@ class DryRunReport:
             "mode": self.mode,
             "deadline_h": self.deadline_h,
             "modes": [choice.as_dict() for choice in self.mode_choices.values()],
-            "short_prefixes": [
-                {
-                    "model": a.model,
-                    "group": a.label,
-                    "requests": a.requests,
-                    "shared_tokens": a.shared_tokens,
-                    "minimum": a.minimum,
-                    "lacks": a.lacks,
-                    "padding_pays": a.padding_pays,
-                }
-                for a in self.advice
-            ],
+            "short_prefixes": [a.as_dict() for a in self.advice],
         }
 
     def merge_advice(
@@ -170,10 +161,12 @@ def dry_run(settings: Settings, options: RunOptions) -> DryRunReport:
     report = DryRunReport(mode=options.mode, deadline_h=settings.deadline_h)
     report.regimes = {model: policy.regime for model, policy in config.policies.items()}
     tasks = runnable_tasks(options.tasks, config.profiles)
+    with config.sessions() as session:
+        history = output_history(session)
     paced: float | None = None
     if options.pace_h:
         with config.sessions() as session:
-            queued = count_queued(session, tasks=tasks, batch_label=options.batch_label)
+            queued = queued_count(session, tasks=tasks, batch_label=options.batch_label)
         if options.limit is not None:
             queued = min(queued, options.limit)
         paced = report.paced_rpm = paced_rpm(queued, options.pace_h)
@@ -220,8 +213,8 @@ def dry_run(settings: Settings, options: RunOptions) -> DryRunReport:
         report.buckets += sum(g.buckets for g in chunk_plan.groups)
         report.primers += sum(1 for p in chunk_plan.requests if p.is_primer and not p.prewarm)
         report.trimmed += sum(1 for r in requests if r.trimmed)
-        report.add(forecast(chunk_plan, config.prices))
-        report.loads = merge_loads(report.loads, loads_of(chunk_plan))
+        report.add(forecast(chunk_plan, config.prices, history=history))
+        report.loads = merge_loads(report.loads, loads_of(chunk_plan, history=history))
     rates = {m: planned_rpm(settings, sizes[m] / load.requests) for m, load in report.loads.items()}
     report.mode_choices = choose_modes(
         report.loads,

@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any, Literal, get_args
 
 from pipeline.errors import PricingError
-from pipeline.planning.costs import expected_usage
+from pipeline.planning.costs import OutputHistory, expected_usage
 from pipeline.planning.planner import Plan
 from pipeline.pricing import PriceTable, Tier, Usage, cost_usd
 from pipeline.profiles import Profile
@@ -102,12 +102,15 @@ class ModelLoad:
         )
 
 
-def loads_of(plan: Plan, *, output_ratio: float = 0.5) -> dict[str, ModelLoad]:
-    """Per model: requests, prompt and expected cached tokens, output at ``output_ratio``."""
+def loads_of(
+    plan: Plan, *, output_ratio: float = 0.5, history: OutputHistory | None = None
+) -> dict[str, ModelLoad]:
+    """Per model: requests, prompt and expected cached tokens, and expected output
+    (``planning.expected_usage``)."""
     loads: dict[str, ModelLoad] = {}
     for planned in plan.requests:
         request = planned.request
-        usage = expected_usage(planned, output_ratio)
+        usage = expected_usage(planned, output_ratio, history)
         one = ModelLoad(
             request.model,
             1,

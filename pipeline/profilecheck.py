@@ -44,17 +44,7 @@ class ProfileCheck:
             "regime": self.regime,
             "lifetime": self.lifetime,
             "static_prefix_tokens": dict(self.static_tokens),
-            "short_prefixes": [
-                {
-                    "group": a.label,
-                    "requests": a.requests,
-                    "shared_tokens": a.shared_tokens,
-                    "minimum": a.minimum,
-                    "lacks": a.lacks,
-                    "padding_pays": a.padding_pays,
-                }
-                for a in self.advice
-            ],
+            "short_prefixes": [a.as_dict() for a in self.advice],
         }
 
 

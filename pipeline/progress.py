@@ -43,6 +43,10 @@ class Progress:
             self.done += 1
         else:
             self.failed += 1
+        self.billed(generation)
+
+    def billed(self, generation: Generation) -> None:
+        """Add a generation's tokens and cost (a prewarm is billed but finishes no job)."""
         if generation.from_cache:
             self.from_cache += 1
         self.input_tokens += generation.input_tokens or 0

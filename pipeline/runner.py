@@ -20,36 +20,33 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from pipeline.budget import Budget, worst_case_cost
-from pipeline.cachepolicy import PromptCachePolicy
 from pipeline.chains import ChainedRequest, follow_parents, followers_of
 from pipeline.client.responses import Outcome, ResponsesClient
 from pipeline.db import jobs
-from pipeline.db.engine import make_engine, require_migrated, session_factory
 from pipeline.db.generations import record_generation
-from pipeline.db.queries import count_queued
+from pipeline.db.queries import output_history
 from pipeline.db.runs import RunTotals, close_run, open_run
-from pipeline.errors import ConfigError, PermanentAPIError, PricingError
+from pipeline.errors import PermanentAPIError
 from pipeline.execution import Dispatcher
 from pipeline.modes import for_mode
-from pipeline.pacing import Pacer, paced_rpm
+from pipeline.pacing import KEY_RPM, Pacer, paced_rpm
 from pipeline.planning import Plan, PlannedRequest, choose_layouts, forecast, plan
-from pipeline.planning.shape import cache_fields, lifetime_problem, request_key
+from pipeline.planning.shape import cache_fields, request_key
 from pipeline.prewarming import prewarm_generation
-from pipeline.pricing import PriceTable, load_pricing
-from pipeline.profiles import Profile, load_profiles
+from pipeline.profiles import Profile
 from pipeline.progress import Progress
 from pipeline.recording import Verdict, failure, judge
 from pipeline.rendering import render_jobs
 from pipeline.requests import Layout, RenderedRequest
+from pipeline.runconfig import Config, load_config, runnable_tasks
 from pipeline.settings import Settings
 from pipeline.wiring import ClientStack, build_client_stack
 
 log = logging.getLogger("contentgen.run")
 DEFAULT_PLANNED_RPM = 600.0
 BURST_FACTOR = 2.0
+HISTORY_WEIGHT = 20
 
 
 @dataclass(frozen=True)
@@ -118,64 +115,6 @@ class RunSummary:
         }
 
 
-@dataclass
-class Config:
-    """Everything a run reads from config/ and the database, loaded once."""
-
-    profiles: dict[str, Profile]
-    prices: PriceTable
-    sessions: sessionmaker[Session]
-    policies: dict[str, PromptCachePolicy] = field(default_factory=dict)
-
-
-def cache_policies(
-    profiles: dict[str, Profile], prices: PriceTable, where: str = "config/profiles.toml"
-) -> dict[str, PromptCachePolicy]:
-    """The prompt-cache policy of every profile's model; refuses a lifetime a model refuses.
-
-    Raises ``PricingError`` naming the price file for a model without a policy, and
-    ``ConfigError`` naming the profile for a ``prompt_cache_lifetime`` its model does not take.
-    """
-    policies = {p.model: prices.policy(p.model) for p in profiles.values()}
-    for task, profile in profiles.items():
-        problem = lifetime_problem(profile, policies[profile.model])
-        if problem is not None:
-            raise ConfigError(f"{where}: profiles.{task}.prompt_cache_lifetime: {problem}")
-    return policies
-
-
-def load_config(settings: Settings) -> Config:
-    """Read profiles and prices, check every model is priced, connect to a migrated database."""
-    profiles = load_profiles(settings.config_dir)
-    prices = load_pricing(settings.config_dir / "pricing.toml")
-    unpriced = sorted({p.model for p in profiles.values() if not prices.knows(p.model)})
-    if unpriced:
-        raise PricingError(f"no price for model(s) {unpriced} in config/pricing.toml")
-    policies = cache_policies(profiles, prices, str(settings.config_dir / "profiles.toml"))
-    for task, profile in profiles.items():
-        if profile.service_tier == "flex" and prices.tier_or_none(profile.model, "flex") is None:
-            raise PricingError(
-                f"profile {task!r} asks for service_tier 'flex', but {profile.model} has no "
-                "flex price in config/pricing.toml"
-            )
-    engine = make_engine(settings.database_url)
-    require_migrated(engine)
-    return Config(profiles, prices, session_factory(engine), policies)
-
-
-def runnable_tasks(
-    requested: tuple[str, ...] | None, profiles: dict[str, Profile]
-) -> tuple[str, ...]:
-    """The tasks a run may claim: the requested ones (each must have a profile), else all
-    profiled tasks, so jobs of a task whose profile was removed never block the queue."""
-    if requested:
-        unknown = sorted(set(requested) - set(profiles))
-        if unknown:
-            raise ConfigError(f"no profile for task(s) {unknown}; known: {sorted(profiles)}")
-        return requested
-    return tuple(profiles)
-
-
 def _owner(run_id: int) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:run{run_id}"
 
@@ -195,6 +134,17 @@ class _RunState:
     forecast_usd: Decimal = Decimal(0)
     stop_reason: str | None = None
     prewarms: int = 0
+    # Expected output tokens per (task, model): recent history, then this run's own means.
+    outputs: dict[tuple[str, str], float] = field(default_factory=dict)
+    output_counts: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def learn_output(self, task: str, model: str, tokens: int) -> None:
+        """Fold one answer's output tokens into the running mean of its (task, model)."""
+        key = (task, model)
+        n = self.output_counts.get(key, 0)
+        mean = self.outputs.get(key, 0.0) if n else 0.0
+        self.outputs[key] = mean + (tokens - mean) / (n + 1)
+        self.output_counts[key] = n + 1
 
 
 class Runner:
@@ -226,7 +176,8 @@ class Runner:
         self._followers: dict[str, tuple[str, ...]] = followers_of(config.profiles)
         self.budget = None if options.budget_usd is None else Budget(options.budget_usd)
         self._settled = asyncio.Event()
-        self._pacer: Pacer | None = None
+        self._paced_rpm: float | None = None
+        self._key_pacers: dict[str, Pacer] = {}
 
     def stop(self, reason: str = "stopped") -> None:
         """Stop claiming and sending; in-flight calls finish, unsent jobs are released."""
@@ -260,8 +211,8 @@ class Runner:
     def _planned_rpm(self, requests: list[RenderedRequest]) -> float:
         """The send rate the plan can expect: the tightest model's RPM or TPM over request size
         (the paced rate when the run is paced)."""
-        if self._pacer is not None:
-            return self._pacer.per_minute
+        if self._paced_rpm is not None:
+            return self._paced_rpm
         rates = []
         for model in {r.model for r in requests}:
             rpm, tpm = self.stack.limiter.limits(model)
@@ -298,7 +249,7 @@ class Runner:
         st.warm = st.warm | chunk_plan.warmed
         st.expected_cached += chunk_plan.expected_cached_tokens
         st.prompt_tokens += chunk_plan.prompt_tokens
-        st.forecast_usd += forecast(chunk_plan, self.config.prices).cost_usd
+        st.forecast_usd += forecast(chunk_plan, self.config.prices, history=st.outputs).cost_usd
         return requests, chunk_plan
 
     def _render_jobs(
@@ -383,8 +334,13 @@ class Runner:
         profile = request.profile
         body, key = self._body(planned)
         planned = replace(planned, cache_key=key)
-        if self._pacer is not None and planned.cache_key is not None and planned.bucket is not None:
-            await self._pacer.wait()
+        if self._paced_rpm is not None and planned.bucket is not None and key is not None:
+            # Each routing key at its own steady rate: a burst released by a primer must not
+            # push one key past what its cache machine takes.
+            pacer = self._key_pacers.get(key)
+            if pacer is None:
+                pacer = self._key_pacers[key] = Pacer(KEY_RPM)
+            await pacer.wait()
             if self._stop.is_set():
                 return  # not sent: the job stays held and is released at the end
         reserved = Decimal(0)
@@ -408,6 +364,9 @@ class Runner:
             self.budget.settle(reserved, verdict.generation.cost_usd)
             self._settled.set()
         await self._db_call(self._record, verdict)
+        g = verdict.generation
+        if g.status in ("completed", "incomplete") and not g.from_cache:
+            self._st.learn_output(request.task, request.model, g.output_tokens or 0)
         self.progress.finished(verdict.generation, verdict.succeeded)
         self._emit()
 
@@ -451,6 +410,7 @@ class Runner:
 
         await self._db_call(store)
         self._st.prewarms += 1
+        self.progress.billed(generation)
 
     def _judge(self, planned: PlannedRequest, outcome: Outcome) -> Verdict:
         request = planned.request
@@ -548,23 +508,24 @@ class Runner:
             self.progress.limiter = self.stack.limiter.stats()
             self._on_progress(self.progress)
 
-    def _make_pacer(self, within_h: float) -> Pacer:
+    def _pace_rate(self, within_h: float) -> float:
         with self.config.sessions() as session:
-            queued = count_queued(
+            queued = jobs.queued_count(
                 session,
                 tasks=runnable_tasks(self.options.tasks, self.config.profiles),
                 batch_label=self.options.batch_label,
             )
         if self.options.limit is not None:
             queued = min(queued, self.options.limit)
-        pacer = Pacer(paced_rpm(queued, within_h))
+        rate = paced_rpm(queued, within_h)
         log.info(
-            "pacing %d jobs to %.0f requests/min to finish within %.2f h",
+            "pacing %d jobs to %.0f requests/min (%.0f per cache key) to finish within %.2f h",
             queued,
-            pacer.per_minute,
+            rate,
+            KEY_RPM,
             within_h,
         )
-        return pacer
+        return rate
 
     # -- the run -------------------------------------------------------------------------
 
@@ -590,8 +551,13 @@ class Runner:
                 worker=socket.gethostname(),
             )
         self._state = _RunState(run_id=run_id, owner=_owner(run_id))
+        with self.config.sessions() as session:
+            history = output_history(session)
+        # Recent history weighs as this many answers of this run.
+        self._state.outputs = dict(history)
+        self._state.output_counts = dict.fromkeys(history, HISTORY_WEIGHT)
         if self.options.pace_h:
-            self._pacer = await self._db_call(self._make_pacer, self.options.pace_h)
+            self._paced_rpm = await self._db_call(self._pace_rate, self.options.pace_h)
         background = [
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._tick()),
@@ -655,7 +621,7 @@ class Runner:
             wall_s=time.monotonic() - started,
             expected_cached_ratio=expected_ratio,
             prewarms=st.prewarms,
-            paced_rpm=None if self._pacer is None else self._pacer.per_minute,
+            paced_rpm=self._paced_rpm,
         )
 
 

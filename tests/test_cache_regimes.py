@@ -24,7 +24,7 @@ from pipeline.planning.shape import (
 )
 from pipeline.pricing import PriceTable, Usage, cost_usd, load_pricing
 from pipeline.requests import CacheFields, canonical_request, response_cache_key
-from pipeline.runner import cache_policies
+from pipeline.runconfig import cache_policies
 from tests.test_planning import make_profile, newsroom, req, seg
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,7 +22,8 @@ from sqlalchemy import Engine, event
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.pricing import load_pricing
 from pipeline.profiles import load_profiles
-from pipeline.runner import Config, Runner, RunOptions
+from pipeline.runconfig import Config
+from pipeline.runner import Runner, RunOptions
 from pipeline.wiring import build_client_stack
 from tests.engine_support import (
     completed_per_job,

@@ -24,6 +24,7 @@ from tests.engine_support import (
     generations,
     job_rows,
     recorded_cost,
+    requeue_succeeded,
     run_engine,
     seed,
     simulator,
@@ -127,3 +128,26 @@ def test_profile_lifetime_the_model_refuses_stops_before_any_request(
         with pytest.raises(Exception, match=r"profiles\.summary\.prompt_cache_lifetime"):
             run_engine(settings)
         assert sum(sim.ledger()["totals"]["requests"].values()) == 0
+
+
+@pytest.mark.parametrize("model", ["gpt-5.6-luna", "gpt-4.1-mini"])
+def test_next_dry_run_forecast_is_within_5_percent(
+    database_url: str, engine: Engine, tmp_path: Path, model: str
+) -> None:
+    """After a run, a dry run over the same jobs forecasts its cost and cached share within 5%.
+
+    The dry run learns each task's output length from the run's generations; the cached
+    tokens come from the plan (breakpoints on 5.6, buckets sharing machines before).
+    """
+    config = config_for(tmp_path, model)
+    seed(engine, ["summary", "headline"], n=12)
+    with simulator() as sim:
+        settings = engine_settings(database_url, sim, tmp_path, config_dir=config)
+        summary = run_engine(settings)
+        ledger = sim.ledger()
+    billed = Decimal(ledger["totals"]["cost_usd"])
+    assert requeue_succeeded(engine) == 24
+    forecast = dry_run(settings, RunOptions())
+    achieved = summary.totals.cached_tokens / summary.totals.input_tokens
+    assert abs(forecast.cached_ratio - achieved) < 0.05
+    assert abs(forecast.cost_usd - billed) / billed < Decimal("0.05")

@@ -32,7 +32,8 @@ from pipeline.db import jobs
 from pipeline.db.runs import RunTotals, close_run, open_run
 from pipeline.errors import InputError, PricingError
 from pipeline.modes import offers
-from pipeline.runner import Config, RunOptions, load_config
+from pipeline.runconfig import Config, load_config
+from pipeline.runner import RunOptions
 from pipeline.settings import Settings
 from pipeline.wiring import make_sdk_client
 

@@ -12,7 +12,7 @@ from pipeline.errors import PipelineError
 from pipeline.pricing import load_pricing
 from pipeline.profilecheck import check_profiles
 from pipeline.profiles import load_profiles
-from pipeline.runner import cache_policies
+from pipeline.runconfig import cache_policies
 from pipeline.settings import get_settings
 
 profiles_app = typer.Typer(

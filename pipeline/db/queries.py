@@ -104,13 +104,27 @@ def queued_by_task_section(session: Session) -> dict[tuple[str, str | None], int
     return {(task, section): int(count) for task, section, count in rows}
 
 
-def count_queued(
-    session: Session, *, tasks: Sequence[str] | None = None, batch_label: str | None = None
-) -> int:
-    """Queued jobs a run with these filters would take (a paced run sizes its rate by it)."""
-    query = select(func.count()).select_from(Job).where(Job.state == "queued")
-    if tasks:
-        query = query.where(Job.task.in_(list(tasks)))
-    if batch_label is not None:
-        query = query.where(Job.batch_label == batch_label)
-    return int(session.scalar(query) or 0)
+def output_history(session: Session, *, per_task: int = 200) -> dict[tuple[str, str], float]:
+    """Mean output tokens (reasoning included) of the latest completed or incomplete
+    generations per (task, requested model): what a forecast expects them to write."""
+    ranked = (
+        select(
+            Generation.task,
+            Generation.request_model,
+            Generation.output_tokens,
+            func.row_number()
+            .over(
+                partition_by=(Generation.task, Generation.request_model),
+                order_by=Generation.id.desc(),
+            )
+            .label("rank"),
+        )
+        .where(Generation.status.in_(("completed", "incomplete")), ~Generation.from_cache)
+        .subquery()
+    )
+    rows = session.execute(
+        select(ranked.c.task, ranked.c.request_model, func.avg(ranked.c.output_tokens))
+        .where(ranked.c.rank <= per_task)
+        .group_by(ranked.c.task, ranked.c.request_model)
+    ).all()
+    return {(task, model): float(mean) for task, model, mean in rows if mean is not None}

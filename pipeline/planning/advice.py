@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline.cachepolicy import PromptCachePolicy
 from pipeline.planning.tree import build_tree
@@ -34,6 +35,18 @@ class PrefixAdvice:
     def lacks(self) -> int:
         """Tokens missing to reach the minimum."""
         return self.minimum - self.shared_tokens
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values for JSON."""
+        return {
+            "model": self.model,
+            "group": self.label,
+            "requests": self.requests,
+            "shared_tokens": self.shared_tokens,
+            "minimum": self.minimum,
+            "lacks": self.lacks,
+            "padding_pays": self.padding_pays,
+        }
 
     def line(self) -> str:
         """One readable line."""

@@ -57,6 +57,16 @@ class Prewarm:
 
 
 @dataclass
+class GroupStats:
+    """A group's model, size, articles and top-level prefix depth (for ``GroupSummary``)."""
+
+    model: str
+    prefix_tokens: int
+    size: int = 0
+    articles: set[int] = field(default_factory=set)
+
+
+@dataclass
 class BreakpointPlan:
     """Per plan position (of breakpoint-model requests): breakpoints and expectations.
 
@@ -70,7 +80,7 @@ class BreakpointPlan:
     group_of: dict[int, str] = field(default_factory=dict)
     prewarms: list[Prewarm] = field(default_factory=list)
     written: set[str] = field(default_factory=set)
-    groups: dict[str, tuple[str, int, int, set[int]]] = field(default_factory=dict)
+    groups: dict[str, GroupStats] = field(default_factory=dict)
 
 
 def _segment_index(request: RenderedRequest, at: int) -> int:
@@ -136,11 +146,9 @@ def plan_breakpoints(
         top = nodes[0]
         gid = f"bp-{tree.digest(top)[:12]}"
         out.group_of[pos] = gid
-        _model, _size, _depth, articles = out.groups.setdefault(
-            gid, (request.model, 0, tree.depth[top], set())
-        )
-        out.groups[gid] = (request.model, _size + 1, tree.depth[top], articles)
-        articles.add(request.article_id)
+        stats = out.groups.setdefault(gid, GroupStats(request.model, tree.depth[top]))
+        stats.size += 1
+        stats.articles.add(request.article_id)
         if top not in registry and tree.count[top] >= PREWARM_MIN_GROUP:
             out.prewarms.append(
                 Prewarm(

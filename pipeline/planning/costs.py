@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -34,18 +35,27 @@ class Forecast:
         return self.cached_tokens / self.input_tokens if self.input_tokens else 0.0
 
 
-def forecast(
-    plan: Plan, prices: PriceTable, *, output_ratio: float = 0.5, on: dt.date | None = None
-) -> Forecast:
-    """Price ``plan``: its prompt and expected cached tokens, output at ``output_ratio``.
+# Output tokens expected per (task, model), e.g. the mean of recent completed generations.
+OutputHistory = Mapping[tuple[str, str], float]
 
-    Output is guessed as ``output_ratio`` of each request's ``max_output_tokens`` (reasoning
-    included, as the API bills it); a prewarm has none. Expected cache writes (GPT-5.6+) are
-    priced at the write rate. Each request is priced at its profile's tier (``flex`` or
-    standard) on the day ``on`` (default: the newest prices). The uncached cost is the same
-    requests without prewarms and with every input token at the input rate. Raises
-    ``PricingError`` for a model without a price, so a run is refused before any request is
-    sent.
+
+def forecast(
+    plan: Plan,
+    prices: PriceTable,
+    *,
+    output_ratio: float = 0.5,
+    on: dt.date | None = None,
+    history: OutputHistory | None = None,
+) -> Forecast:
+    """Price ``plan``: its prompt and expected cached tokens, and its expected output.
+
+    Output (reasoning included, as the API bills it) is what ``history`` says a (task, model)
+    produces, else ``output_ratio`` of the request's ``max_output_tokens``; a prewarm has
+    none. Expected cache writes (GPT-5.6+) are priced at the write rate. Each request is
+    priced at its profile's tier (``flex`` or standard) on the day ``on`` (default: the
+    newest prices). The uncached cost is the same requests without prewarms and with every
+    input token at the input rate. Raises ``PricingError`` for a model without a price, so a
+    run is refused before any request is sent.
     """
     if output_ratio < 0:
         raise ValueError(f"output_ratio must be >= 0, got {output_ratio}")
@@ -59,7 +69,7 @@ def forecast(
         price = price_of.get(key)
         if price is None:
             price = price_of[key] = prices.price(request.model, tier_of(key[1]), on)
-        usage = expected_usage(planned, output_ratio)
+        usage = expected_usage(planned, output_ratio, history)
         total += usage
         cost += cost_usd(usage, price)
         if planned.prewarm:
@@ -78,11 +88,16 @@ def forecast(
     )
 
 
-def expected_usage(planned: PlannedRequest, output_ratio: float = 0.5) -> Usage:
-    """The usage ``planned`` is expected to report (output at ``output_ratio`` of its cap)."""
-    output = (
-        0 if planned.prewarm else round(output_ratio * planned.request.profile.max_output_tokens)
-    )
+def expected_usage(
+    planned: PlannedRequest, output_ratio: float = 0.5, history: OutputHistory | None = None
+) -> Usage:
+    """The usage ``planned`` is expected to report (output from ``history``, else at
+    ``output_ratio`` of its cap; capped at ``max_output_tokens``)."""
+    request = planned.request
+    cap = request.profile.max_output_tokens
+    known = None if history is None else history.get((request.task, request.model))
+    guess = output_ratio * cap if known is None else min(known, cap)
+    output = 0 if planned.prewarm else round(guess)
     return Usage(
         input_tokens=planned.prompt_tokens,
         cached_tokens=planned.expected_cached_tokens,

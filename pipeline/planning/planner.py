@@ -294,8 +294,10 @@ def plan(
         waits[pos] = bp.waits.get(pos)
         group_of[pos] = bp.group_of.get(pos)
     warmed.update(bp.written)
-    for gid, (model, count, prefix_tokens, articles) in bp.groups.items():
-        groups.append(GroupSummary(gid, model, count, len(articles), prefix_tokens, 0))
+    for gid, stats in bp.groups.items():
+        groups.append(
+            GroupSummary(gid, stats.model, stats.size, len(stats.articles), stats.prefix_tokens, 0)
+        )
 
     # Final order: each prewarm goes right before the first request that waits for it; plan
     # positions are renumbered, and every wait points to an earlier index.
