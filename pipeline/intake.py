@@ -8,6 +8,7 @@ goes. A bad row does not stop the file: it becomes a ``Rejection`` that prints a
 - not valid UTF-8 (checked per line, so one bad byte costs one row), or not valid JSON / CSV;
 - ``body`` (or ``id``, ``title``) missing or empty, a field of the wrong type, an unknown field;
 - ``published_at`` not ISO 8601, ``metadata`` not a JSON object (in CSV: a JSON string);
+- JSON nested more than ``MAX_DEPTH`` levels (deeper would exhaust the recursion limit);
 - a body longer than ``max_body_chars``, or a line too long to be a row;
 - an ``id`` already seen earlier in the same file (the later row is rejected).
 
@@ -37,6 +38,8 @@ DEFAULT_MAX_BODY_CHARS = 200_000
 DEFAULT_CHUNK_SIZE = 2_000
 FIELDS = ("id", "title", "body", "section", "url", "published_at", "metadata")
 REQUIRED = ("id", "title", "body")
+# Objects and arrays a row may nest (the row itself is level 1); real metadata needs a few.
+MAX_DEPTH = 64
 _CONTENT_HASH_VERSION = "v1"
 _BOM = codecs.BOM_UTF8
 
@@ -192,9 +195,39 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"invalid JSON: {name} is not allowed")
 
 
-def _loads(text: str) -> Any:
+class _TooDeep(ValueError):
+    """JSON nested more than ``MAX_DEPTH`` levels."""
+
+    def __init__(self) -> None:
+        super().__init__(f"nested too deeply (more than {MAX_DEPTH} levels)")
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """True when ``value`` nests objects/arrays more than ``limit`` levels (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _loads(text: str, limit: int = MAX_DEPTH) -> Any:
     # NaN and Infinity are not JSON; PostgreSQL's json type refuses them later.
-    return json.loads(text, parse_constant=_reject_constant)
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise _TooDeep() from None
+    if _too_deep(value, limit):
+        raise _TooDeep()
+    return value
 
 
 def _bad_text(values: Any) -> str | None:
@@ -319,7 +352,9 @@ def _csv_row(header: list[str], values: list[str]) -> dict[str, Any]:
         row[name] = value
     if isinstance(row.get("metadata"), str):
         try:
-            row["metadata"] = _loads(row["metadata"])
+            row["metadata"] = _loads(row["metadata"], MAX_DEPTH - 1)  # the row is level 1
+        except _TooDeep as exc:
+            raise ValueError(f"metadata: {exc}") from None
         except ValueError as exc:
             raise ValueError(f"metadata: not a JSON object string ({exc})") from None
         if not isinstance(row["metadata"], dict):

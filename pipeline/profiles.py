@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from jsonschema import exceptions as schema_exceptions
+from jsonschema import validators
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.errors import ConfigError, TemplateError
-from pipeline.tomlfile import load_model
+from pipeline.tomlfile import decode_utf8, load_model
 
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 Layout = Literal["auto", "instructions_first", "article_first"]
@@ -38,6 +41,27 @@ _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 def is_reasoning_model(model: str) -> bool:
     """o-series and the gpt-5 family reject temperature/top_p and take reasoning effort."""
     return model.startswith(_REASONING_PREFIXES)
+
+
+def template_problem(template: str) -> str | None:
+    """Why ``template`` cannot be rendered with ``str.format`` and the JOB_FIELDS, or None.
+
+    Checked when profiles.toml is loaded: rendering happens mid-run, after other requests of
+    the run were paid for, so a lone brace must never get that far.
+    """
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        return f"{exc} (write {{{{ or }}}} for a literal brace)"
+    roots = {re.split(r"[.\[]", name, maxsplit=1)[0] for name in names}
+    unknown = roots - set(JOB_FIELDS)
+    if unknown:
+        return f"uses unknown field(s) {sorted(unknown)}; known: {list(JOB_FIELDS)}"
+    try:
+        template.format(**dict.fromkeys(JOB_FIELDS, "x"))
+    except (ValueError, LookupError, AttributeError, TypeError) as exc:
+        return f"cannot be formatted: {exc}"
+    return None
 
 
 class CachePolicy(BaseModel):
@@ -108,6 +132,14 @@ class ProfileSpec(BaseModel):
     follows: str | None = Field(default=None, description="Task whose output this one continues.")
     chain_via: Literal["history", "previous_response_id"] = "history"
 
+    @field_validator("job_template")
+    @classmethod
+    def _formattable(cls, template: str) -> str:
+        problem = template_problem(template)
+        if problem is not None:
+            raise ValueError(problem)
+        return template
+
     @model_validator(mode="after")
     def _consistent(self) -> ProfileSpec:
         if (self.instructions is None) == (self.instructions_file is None):
@@ -120,11 +152,6 @@ class ProfileSpec(BaseModel):
                 )
         elif self.reasoning_effort is not None or self.reasoning_summary is not None:
             raise ValueError(f"{self.model} is not a reasoning model: remove reasoning_*")
-        unknown = set(_PLACEHOLDER.findall(self.job_template)) - set(JOB_FIELDS)
-        if unknown:
-            raise ValueError(
-                f"job_template uses unknown field(s) {sorted(unknown)}; known: {list(JOB_FIELDS)}"
-            )
         if self.chain_via == "previous_response_id" and not self.store:
             raise ValueError("chain_via = 'previous_response_id' needs store = true")
         return self
@@ -214,29 +241,70 @@ def check_parts(task: str, parts: tuple[Part, ...], instructions: str) -> None:
         raise TemplateError(f"profile {task!r}: parts must name 'article' once each: {list(parts)}")
 
 
-def _read_text(config_dir: Path, relative: Path, where: str) -> str:
-    path = config_dir / relative
+def _read_text(path: Path, where: str) -> str:
+    """A file named by profiles.toml (at ``where``); errors name both."""
     try:
-        return path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise ConfigError(f"{where}: file not found: {path}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{where}: cannot read {path}: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        return decode_utf8(path, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (named by {where})") from exc.__cause__
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null"
+
+
+def _load_schema(path: Path, where: str) -> dict[str, Any]:
+    """An output schema file: a JSON object that is a valid JSON Schema."""
+    text = _read_text(path, where)
+    try:
+        schema = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}: line {exc.lineno}: invalid JSON: {exc.msg} (column {exc.colno})"
+        ) from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: nested too deeply") from exc
+    if not isinstance(schema, dict):
+        raise ConfigError(f"{path}: output schema must be a JSON object (got {_json_type(schema)})")
+    # An invalid schema would only show when the first paid response is checked against it.
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except schema_exceptions.SchemaError as exc:
+        raise ConfigError(
+            f"{path}: output schema is invalid at {exc.json_path}: {exc.message}"
+        ) from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: nested too deeply") from exc
+    return schema
 
 
 def _load_context(config_dir: Path, file: Path, name: str, spec: ContextSpec) -> Context:
     where = f"{file}: contexts.{name}"
     if spec.file is not None:
-        return Context(name, text=_read_text(config_dir, spec.file, where))
+        return Context(name, text=_read_text(config_dir / spec.file, where))
     assert spec.by_section is not None
     pattern = Path(spec.by_section)
     folder = config_dir / pattern.parent
     prefix, _, suffix = pattern.name.partition("{section}")
     texts = {
-        p.name[len(prefix) : len(p.name) - len(suffix)]: p.read_text(encoding="utf-8")
+        p.name[len(prefix) : len(p.name) - len(suffix)]: _read_text(p, where)
         for p in sorted(folder.glob(f"{prefix}*{suffix}"))
     }
-    fallback = None if spec.fallback is None else _read_text(config_dir, spec.fallback, where)
+    fallback = None if spec.fallback is None else _read_text(config_dir / spec.fallback, where)
     return Context(name, by_section=texts, fallback=fallback)
 
 
@@ -249,14 +317,11 @@ def _load_profile(
         raise ConfigError(f"{where}.contexts: unknown context(s) {missing}")
     instructions = spec.instructions
     if spec.instructions_file is not None:
-        instructions = _read_text(config_dir, spec.instructions_file, where)
+        instructions = _read_text(config_dir / spec.instructions_file, where)
     assert instructions is not None
-    schema = None
+    schema: dict[str, Any] | None = None
     if spec.output_schema_file is not None:
-        try:
-            schema = json.loads(_read_text(config_dir, spec.output_schema_file, where))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{where}.output_schema_file: invalid JSON: {exc}") from exc
+        schema = _load_schema(config_dir / spec.output_schema_file, f"{where}.output_schema_file")
     parts = tuple(spec.parts) if spec.parts is not None else None
     try:
         for candidate in [parts] if parts else [DEFAULT_PARTS[lay] for lay in LAYOUTS]:

@@ -1,12 +1,14 @@
 """What a run reads before it starts: profiles, prices, cache policies and the database.
 
 ``load_config`` refuses, before any request is sent, a model without a price or a prompt-cache
-policy, a profile asking for flex where its model has no flex price, and a prompt-cache
-lifetime the model does not accept; each error names the file and key.
+policy, a profile asking for flex where its model has no flex price, a model whose price only
+takes effect after today (its responses could not be recorded), and a prompt-cache lifetime the
+model does not accept; each error names the file and key.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,7 +17,7 @@ from pipeline.cachepolicy import PromptCachePolicy
 from pipeline.db.engine import make_engine, require_migrated, session_factory
 from pipeline.errors import ConfigError, PricingError
 from pipeline.planning.shape import lifetime_problem
-from pipeline.pricing import PriceTable, load_pricing
+from pipeline.pricing import PriceTable, Tier, base_model_name, load_pricing
 from pipeline.profiles import Profile, load_profiles
 from pipeline.settings import Settings
 
@@ -46,8 +48,40 @@ def cache_policies(
     return policies
 
 
-def load_config(settings: Settings) -> Config:
-    """Read profiles and prices, check every model is priced, connect to a migrated database."""
+def check_prices_in_effect(
+    profiles: dict[str, Profile], prices: PriceTable, today: dt.date
+) -> None:
+    """Refuse a model without a price in effect ``today``: standard always (every response is
+    priced at it), and flex for a profile asking for flex.
+
+    A price whose ``effective_date`` is still to come would let the run send and pay, then fail
+    to record the response; the ``PricingError`` names the file, the model and the first date.
+    """
+    standard: Tier = "standard"
+    flex: Tier = "flex"
+    needed = sorted(
+        {(p.model, standard) for p in profiles.values()}
+        | {(p.model, flex) for p in profiles.values() if p.service_tier == "flex"}
+    )
+    for model, tier in needed:
+        try:
+            prices.price(model, tier, on=today)
+        except PricingError:
+            rows = [r for r in prices.entries if r.model == model] or [
+                r for r in prices.entries if r.model == base_model_name(model)
+            ]
+            dates = [r.effective_date for r in rows if r.tier(tier) is not None]
+            what = "price" if tier == "standard" else f"{tier} price"
+            first = f" (its first {what} takes effect {min(dates)})" if dates else ""
+            raise PricingError(
+                f"{prices.source}: model {model} has no {what} in effect on {today}{first}"
+            ) from None
+
+
+def load_config(settings: Settings, today: dt.date | None = None) -> Config:
+    """Read profiles and prices, check every model is priced today, connect to a migrated
+    database. ``today`` (default: the UTC date, as recording uses) is when prices must hold.
+    """
     profiles = load_profiles(settings.config_dir)
     prices = load_pricing(settings.config_dir / "pricing.toml")
     unpriced = sorted({p.model for p in profiles.values() if not prices.knows(p.model)})
@@ -60,6 +94,7 @@ def load_config(settings: Settings) -> Config:
                 f"profile {task!r} asks for service_tier 'flex', but {profile.model} has no "
                 "flex price in config/pricing.toml"
             )
+    check_prices_in_effect(profiles, prices, today or dt.datetime.now(dt.UTC).date())
     engine = make_engine(settings.database_url)
     require_migrated(engine)
     return Config(profiles, prices, session_factory(engine), policies)

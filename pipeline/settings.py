@@ -1,16 +1,22 @@
 """Runtime settings: environment variables ``CONTENTGEN_*`` (nested with ``__``) and OpenAI's own.
 
-Nothing is read at import time; ``get_settings()`` builds one cached ``Settings`` on first use.
+Nothing is read at import time; ``get_settings()`` builds one cached ``Settings`` on first use,
+and an invalid value is a ``ConfigError`` naming the variable.
 """
 
 from __future__ import annotations
 
+import os
+import types
+import typing
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from pipeline.errors import ConfigError
 
 
 class Settings(BaseSettings):
@@ -25,12 +31,44 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the job database (SQLite file in the working directory).",
     )
     config_dir: Path = Field(default=Path("config"), description="Folder with profiles.toml etc.")
+    # The user's cache folder, not the working directory: answers cached by a rehearsal must not
+    # wait there for the next real run. XDG_CACHE_HOME counts only when absolute (XDG spec).
     cache_dir: Path = Field(
-        default=Path(".contentgen-cache"), description="Local response cache (diskcache)."
+        default_factory=lambda: (
+            (
+                Path(xdg)
+                if os.path.isabs(xdg := os.environ.get("XDG_CACHE_HOME", ""))
+                else Path.home() / ".cache"
+            )
+            / "contentgen"
+            / "responses"
+        ),
+        description="Local response cache (diskcache): $XDG_CACHE_HOME/contentgen/responses, "
+        "else ~/.cache/contentgen/responses.",
     )
     concurrency: int = Field(default=32, ge=1, le=2048, description="Requests in flight at most.")
-    claim_chunk: int = Field(default=500, ge=1, le=50_000, description="Jobs claimed per chunk.")
-    lease_s: int = Field(default=900, ge=10, description="Seconds a claimed job stays leased.")
+    claim_chunk: int | None = Field(
+        default=None,
+        ge=1,
+        le=50_000,
+        description="Jobs claimed at a time (default: 4 x concurrency, what is sent soon).",
+    )
+    lease_s: int = Field(
+        default=120,
+        ge=10,
+        description="Seconds a claimed job stays leased (renewed every third of it while held).",
+    )
+    outage_window_s: float = Field(
+        default=120.0, gt=0, description="How long the API may not answer before a run stops."
+    )
+    db_outage_s: float = Field(
+        default=60.0, gt=0, description="How long the database may not answer before a run stops."
+    )
+    journal_dir: Path | None = Field(
+        default=None,
+        description="Journal of paid results not yet recorded (default: "
+        "$XDG_STATE_HOME/contentgen/journal).",
+    )
     max_attempts: int = Field(default=5, ge=1, description="A job fails for good after this many.")
     cache_machines: int = Field(
         default=8,
@@ -76,8 +114,68 @@ class Settings(BaseSettings):
         default=25.0, gt=24, description="Lease of jobs in a batch (beyond the 24 h window)."
     )
 
+    def claim_chunk_for(self, concurrency: int) -> int:
+        """Jobs a run claims at a time: ``claim_chunk``, else four times what it sends at once
+        (claimed jobs wait in this run's hands: a crash strands no more than that)."""
+        return self.claim_chunk or max(32, 4 * concurrency)
+
+
+_KINDS: dict[object, str] = {int: "an integer", float: "a number", Path: "a path", str: "text"}
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _expected(annotation: Any, metadata: list[Any]) -> str:
+    """What a field takes, in words: ``an integer from 1 to 2048``, ``one of a, b``."""
+    args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    if typing.get_origin(annotation) is Literal:
+        return "one of " + ", ".join(str(arg) for arg in typing.get_args(annotation))
+    kind = _KINDS.get(annotation, "a valid value")
+    bounds = {
+        key: getattr(item, key)
+        for item in metadata
+        for key in ("ge", "gt", "le", "lt")
+        if getattr(item, key, None) is not None
+    }
+    if "ge" in bounds and "le" in bounds:
+        return f"{kind} from {_number(bounds['ge'])} to {_number(bounds['le'])}"
+    signs = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    limits = " and ".join(f"{signs[key]} {_number(value)}" for key, value in bounds.items())
+    return f"{kind} {limits}" if limits else kind
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """``VARIABLE: must be ..., got 'value'`` for each invalid setting, joined with '; '."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    problems = []
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err["loc"] else ""
+        field = Settings.model_fields.get(name)
+        if field is None:  # a validation alias such as OPENAI_BASE_URL, already a variable
+            problems.append(f"{name}: {err['msg']}")
+            continue
+        variable = prefix.upper() + "__".join(str(part) for part in err["loc"]).upper()
+        expected = _expected(field.annotation, field.metadata)
+        secret = "SecretStr" in str(field.annotation)  # never echo a key
+        got = "" if secret else f", got {str(err['input'])[:60]!r}"
+        problems.append(f"{variable}: must be {expected}{got}")
+    return "; ".join(problems)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process's settings, read from the environment once."""
-    return Settings()
+    """The process's settings, read from the environment once.
+
+    Raises ``ConfigError`` naming the variable when a value is invalid (the CLI prints it as
+    one line; flows let it propagate).
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(describe_settings_error(exc)) from exc
+    except SettingsError as exc:
+        raise ConfigError(f"settings: {exc}") from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from decimal import Decimal
 from pathlib import Path
@@ -17,6 +18,8 @@ from pipeline.db.prices import sync_prices
 from pipeline.errors import ConfigError, PricingError, TemplateError
 from pipeline.pricing import load_pricing
 from pipeline.profiles import load_profiles
+from pipeline.runconfig import load_config
+from pipeline.settings import Settings
 from pipeline.tokens import count_tokens
 
 REPO_CONFIG = Path(__file__).resolve().parents[1] / "config"
@@ -130,10 +133,156 @@ def test_missing_context_file_names_it(config_dir: Path) -> None:
 
 
 def test_invalid_toml_is_one_error(config_dir: Path) -> None:
-    """Broken TOML is reported with the file, not as a traceback from tomllib."""
+    """Broken TOML is reported with the file and line, not as a traceback from tomllib."""
     (config_dir / "profiles.toml").write_text("[profiles.summary\nmodel = 1\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"profiles\.toml: invalid TOML"):
+    with pytest.raises(
+        ConfigError, match=r"profiles\.toml: line 1: invalid TOML: .* \(column \d+\)"
+    ):
         load_profiles(config_dir)
+
+
+def test_unfinished_toml_names_the_last_line(config_dir: Path) -> None:
+    """TOML cut short ("at end of document" to tomllib) names the file's last line."""
+    path = config_dir / "pricing.toml"
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("\n[[prices]]\nmodel = [1,\n")
+    with pytest.raises(ConfigError) as caught:
+        load_pricing(path)
+    assert str(caught.value) == (
+        f"{path}: line {lines + 3}: invalid TOML: Invalid value (at the end)"
+    )
+
+
+@pytest.mark.parametrize("name", ["profiles.toml", "pricing.toml"])
+def test_non_utf8_toml_names_file_line_and_byte(config_dir: Path, name: str) -> None:
+    """Bytes that are not UTF-8 are one ConfigError with the line, not a UnicodeDecodeError."""
+    path = config_dir / name
+    path.write_bytes(b"# prices\n# caf\xe9\n" + path.read_bytes())
+    with pytest.raises(ConfigError) as caught:
+        load_profiles(config_dir) if name == "profiles.toml" else load_pricing(path)
+    assert str(caught.value) == f"{path}: line 2: not valid UTF-8 (byte 0xe9 at column 6)"
+
+
+def test_non_utf8_section_brief_names_the_file(config_dir: Path) -> None:
+    """A per-section context file that is not UTF-8 names itself and the context."""
+    path = config_dir / "contexts" / "sections" / "sport.md"
+    path.write_bytes(b"\xff\n")
+    with pytest.raises(ConfigError) as caught:
+        load_profiles(config_dir)
+    assert str(caught.value).startswith(f"{path}: line 1: not valid UTF-8 (byte 0xff at column 1)")
+    assert "contexts.section_brief" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[1, 2]", "output schema must be a JSON object (got an array)"),
+        ('"x"', "output schema must be a JSON object (got a string)"),
+        ("3", "output schema must be a JSON object (got a number)"),
+        ('{"type": "object",\n', "line 2: invalid JSON: Expecting property name enclosed in"),
+        ('{"type": 5}', "output schema is invalid at $.type: 5 is not valid under any of"),
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+    ],
+)
+def test_bad_output_schema_names_the_file(config_dir: Path, content: str, message: str) -> None:
+    """A schema file must be a JSON object and a valid JSON Schema; errors name the file."""
+    path = config_dir / "schemas" / "key_points.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_profiles(config_dir)
+    assert str(caught.value).startswith(f"{path}: {message}")
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        ("Summarise {title} {", "Single '{' encountered in format string"),
+        ("Summarise {title} }", "Single '}' encountered in format string"),
+        ("Summarise {title", "expected '}' before end of string"),
+        ("Summarise {author}", "uses unknown field(s) ['author']"),
+        ("Summarise {0}", "uses unknown field(s) ['0']"),
+        ("Summarise {title.upper.x}", "cannot be formatted"),
+        ("Summarise {title:d}", "cannot be formatted: Unknown format code 'd'"),
+        ("Summarise {title!z}", "cannot be formatted"),
+    ],
+)
+def test_job_template_that_cannot_be_formatted_is_refused_on_load(
+    config_dir: Path, template: str, problem: str
+) -> None:
+    """A job_template str.format would fail on is refused when profiles.toml is loaded."""
+    edit(
+        config_dir / "profiles.toml",
+        'job_template = "Write the summary for: {title}"',
+        f"job_template = {json.dumps(template)}",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_profiles(config_dir)
+    prefix = f"{config_dir / 'profiles.toml'}: profiles.summary.job_template: "
+    assert str(caught.value).startswith(prefix)
+    assert problem in str(caught.value)
+
+
+@pytest.mark.parametrize("template", ["Use {{braces}} for {title}", "{section}/{task}: {url}"])
+def test_job_template_with_escaped_braces_loads(config_dir: Path, template: str) -> None:
+    """Doubled braces are literal braces; every JOB_FIELDS placeholder is accepted."""
+    edit(
+        config_dir / "profiles.toml",
+        'job_template = "Write the summary for: {title}"',
+        f"job_template = {json.dumps(template)}",
+    )
+    assert load_profiles(config_dir)["summary"].job_template == template
+
+
+def _config_settings(config_dir: Path, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'never-opened.db'}",
+        config_dir=config_dir,
+        cache_dir=tmp_path / "cache",
+    )
+
+
+def test_price_only_in_the_future_is_refused(config_dir: Path, tmp_path: Path) -> None:
+    """A model whose first price takes effect after today cannot be priced when it answers."""
+    path = config_dir / "pricing.toml"
+    edit(
+        path,
+        'model = "gpt-4.1-mini"\neffective_date = 2025-11-30',
+        'model = "gpt-4.1-mini"\neffective_date = 2027-01-01',
+    )
+    with pytest.raises(PricingError) as caught:
+        load_config(_config_settings(config_dir, tmp_path), today=dt.date(2026, 12, 1))
+    assert str(caught.value) == (
+        f"{path}: model gpt-4.1-mini has no price in effect on 2026-12-01 "
+        "(its first price takes effect 2027-01-01)"
+    )
+
+
+def test_flex_price_only_in_the_future_is_refused_for_a_flex_profile(
+    config_dir: Path, tmp_path: Path
+) -> None:
+    """A flex profile needs a flex price in effect today, not only a future one."""
+    path = config_dir / "pricing.toml"
+    flex_row = 'flex = { input = "0.55", cached_input = "0.1375", output = "2.20" }'
+    edit(path, flex_row + "\n", "")
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(
+            '\n[[prices]]\nmodel = "o4-mini"\neffective_date = 2027-01-01\n'
+            'standard = { input = "1.10", cached_input = "0.275", output = "4.40" }\n'
+            + flex_row
+            + "\n"
+        )
+    edit(
+        config_dir / "profiles.toml",
+        'model = "o4-mini"',
+        'model = "o4-mini"\nservice_tier = "flex"',
+    )
+    with pytest.raises(PricingError) as caught:
+        load_config(_config_settings(config_dir, tmp_path), today=dt.date(2026, 12, 1))
+    assert str(caught.value) == (
+        f"{path}: model o4-mini has no flex price in effect on 2026-12-01 "
+        "(its first flex price takes effect 2027-01-01)"
+    )
 
 
 def test_pricing_unknown_key_and_negative_price(config_dir: Path) -> None:

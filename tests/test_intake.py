@@ -221,6 +221,50 @@ def test_csv_bad_rows(write_file: WriteFile) -> None:
     assert "metadata: not a JSON object string" in rejections[3]
 
 
+def nested(levels: int) -> dict[str, Any]:
+    """``{"a": {"a": ... 1}}`` with ``levels`` objects."""
+    value: Any = 1
+    for _ in range(levels):
+        value = {"a": value}
+    return dict(value)
+
+
+def test_rows_nested_too_deeply_are_rejected(write_file: WriteFile) -> None:
+    """Past 64 levels (the row is one) a row is rejected, even 1,000 deep; the rest goes on."""
+    path = write_file(
+        "deep.jsonl",
+        jsonl(
+            ok(1, metadata=nested(63)),
+            ok(2, metadata=nested(64)),
+            '{"id": "x", "title": "t", "body": "b", "metadata": '
+            + '{"a": ' * 1000
+            + "1"
+            + "}" * 1001,
+            "[" * 100_000 + "]" * 100_000,
+            ok(5),
+        ),
+    )
+    articles, rejections = read(path)
+    assert [a.source_id for a in articles] == ["a1", "a5"]
+    assert rejections == [f"{path}:{n}: nested too deeply (more than 64 levels)" for n in (2, 3, 4)]
+
+
+def test_csv_metadata_nested_too_deeply_is_rejected(write_file: WriteFile) -> None:
+    """CSV metadata counts from the row: 63 levels of it are the most a row may hold."""
+    text = csv_text(
+        ["id", "title", "body", "metadata"],
+        ["1", "T", "B", json.dumps(nested(63))],
+        ["2", "T", "B", json.dumps(nested(64))],
+        ["3", "T", "B", '{"a": ' * 1000 + "1" + "}" * 1000],
+    )
+    path = write_file("deep.csv", text)
+    articles, rejections = read(path)
+    assert [a.source_id for a in articles] == ["1"]
+    assert rejections == [
+        f"{path}:{n}: metadata: nested too deeply (more than 64 levels)" for n in (3, 4)
+    ]
+
+
 @pytest.mark.parametrize("header", ["id,title\n", "id,title,body,author\n", "id,title,body,body\n"])
 def test_csv_header_problems_reject_the_file(write_file: WriteFile, header: str) -> None:
     """A header without body, with an unknown or repeated column is one InputError."""
