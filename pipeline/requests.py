@@ -204,7 +204,9 @@ _NOT_IN_CACHE_KEY = (
     "store",
     "service_tier",
 )
-CACHE_KEY_VERSION = "v1"
+# v2: the key of a request is stored under its scope (endpoint and account, see
+# ``pipeline.client.cache.CacheScope``); v1 entries, stored without one, read as misses.
+CACHE_KEY_VERSION = "v2"
 
 
 def _plain_content(content: Any) -> Any:
@@ -234,5 +236,10 @@ def canonical_request(body: dict[str, Any]) -> str:
 
 
 def response_cache_key(body: dict[str, Any]) -> str:
-    """Version tag plus the hash of the canonical request; a new canonical form means a new tag."""
+    """Version tag plus the hash of the canonical request; a new canonical form means a new tag.
+
+    This is the request's part of the key: the response cache stores it under its scope
+    (``CacheScope.prefix``), so the same request sent to another server or as another account
+    is another entry.
+    """
     return f"{CACHE_KEY_VERSION}:{hashlib.sha256(canonical_request(body).encode()).hexdigest()}"

@@ -8,7 +8,9 @@ database is touched. When PostgreSQL cannot be reached those tests are skipped, 
 ``CI=true``, where they fail.
 
 Tests run offline: tiktoken's cache and Prefect's home are session folders set here, before
-anything imports them.
+anything imports them. No test writes to the user's cache folder: ``XDG_CACHE_HOME`` is a
+session folder, and a fresh one per test (``CONTENTGEN_CACHE_DIR`` unset) for the default
+location of the response cache.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
 os.environ["TIKTOKEN_CACHE_DIR"] = str(_SESSION_DIR / "tiktoken")
 os.environ["PREFECT_HOME"] = str(_SESSION_DIR / "prefect")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["XDG_CACHE_HOME"] = str(_SESSION_DIR / "xdg-cache")
+os.environ["XDG_STATE_HOME"] = str(_SESSION_DIR / "xdg-state")  # the journal of paid results
 
 import psycopg  # noqa: E402  (the environment above must be set before these imports)
 import pytest  # noqa: E402
@@ -183,6 +187,16 @@ def engine(database_url: str) -> Iterator[Engine]:
 def sessions(engine: Engine) -> sessionmaker[Session]:
     """The session factory production code uses, bound to ``engine``."""
     return session_factory(engine)
+
+
+@pytest.fixture(autouse=True)
+def _private_user_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The default response cache of each test is a fresh folder, never the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
+    monkeypatch.delenv("CONTENTGEN_CACHE_DIR", raising=False)
 
 
 @pytest.fixture

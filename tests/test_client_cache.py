@@ -1,7 +1,8 @@
-"""The local response cache: round trip, time to live, keys, bad entries."""
+"""The local response cache: round trip, time to live, keys, scopes, bad entries."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,10 +10,10 @@ from typing import Any
 import diskcache
 import pytest
 
-from pipeline.client.cache import NullCache, ResponseCache
+from pipeline.client.cache import LOCAL_SCOPE, CacheScope, NullCache, ResponseCache
 from pipeline.client.result import APIResult
 from pipeline.pricing import Usage
-from pipeline.requests import response_cache_key
+from pipeline.requests import CACHE_KEY_VERSION, response_cache_key
 
 RESULT = APIResult(
     response_id="resp_1",
@@ -66,7 +67,7 @@ def test_stored_as_json_not_pickle(tmp_path: Path, wall: WallClock) -> None:
     with ResponseCache(tmp_path / "c", now=wall) as cache:
         cache.put("k", RESULT, ttl_s=None)
     with diskcache.Cache(str(tmp_path / "c")) as raw:
-        value = raw.get("k")
+        value = raw.get(LOCAL_SCOPE.prefix + "k")
     assert isinstance(value, str) and '"output_text"' in value
 
 
@@ -103,8 +104,8 @@ def test_zero_ttl_stores_nothing(cache: ResponseCache) -> None:
 def test_unreadable_entry_is_a_miss(tmp_path: Path, wall: WallClock) -> None:
     """A corrupt or old-format entry reads as a miss and is dropped."""
     with diskcache.Cache(str(tmp_path / "c")) as raw:
-        raw.set("bad", "{not json")
-        raw.set("old", '{"expires_at": null, "result": {"format": 0}}')
+        raw.set(LOCAL_SCOPE.prefix + "bad", "{not json")
+        raw.set(LOCAL_SCOPE.prefix + "old", '{"expires_at": null, "result": {"format": 0}}')
     with ResponseCache(tmp_path / "c", now=wall) as cache:
         assert cache.get("bad") is None
         assert cache.get("old") is None
@@ -140,3 +141,42 @@ def test_null_cache_stores_nothing() -> None:
     cache = NullCache()
     cache.put("k", RESULT, ttl_s=None)
     assert cache.get("k") is None
+
+
+SIM = CacheScope.of("http://127.0.0.1:8000/v1", api_key="sk-sim")
+OPENAI = CacheScope.of(None, api_key="sk-live")
+
+
+def test_an_entry_is_served_only_in_its_scope(tmp_path: Path, wall: WallClock) -> None:
+    """The same request stored by one scope is a miss for another scope of the same folder."""
+    key = response_cache_key(BODY)
+    with ResponseCache(tmp_path / "c", scope=SIM, now=wall) as rehearsal:
+        rehearsal.put(key, RESULT, ttl_s=None)
+        assert rehearsal.get(key) == RESULT
+    with ResponseCache(tmp_path / "c", scope=OPENAI, now=wall) as production:
+        assert production.get(key) is None
+        assert len(production) == 1  # still there, for the simulator's scope
+    with ResponseCache(tmp_path / "c", scope=SIM, now=wall) as rehearsal:
+        assert rehearsal.get(key) == RESULT
+
+
+def test_keys_are_stored_under_the_scope(tmp_path: Path, wall: WallClock) -> None:
+    """A stored key reads endpoint | account hash | version tag and request hash."""
+    key = response_cache_key(BODY)
+    assert key.startswith(f"{CACHE_KEY_VERSION}:") and CACHE_KEY_VERSION == "v2"
+    with ResponseCache(tmp_path / "c", scope=SIM, now=wall) as cache:
+        cache.put(key, RESULT, ttl_s=None)
+    with diskcache.Cache(str(tmp_path / "c")) as raw:
+        assert list(raw.iterkeys()) == [f"http://127.0.0.1:8000/v1|{SIM.account}|{key}"]
+
+
+def test_unscoped_v1_entries_read_as_misses(tmp_path: Path, wall: WallClock) -> None:
+    """An answer stored by the old, unscoped key (v1: request hash only) is never served."""
+    request_hash = response_cache_key(BODY).split(":", 1)[1]
+    payload = json.dumps({"expires_at": None, "result": RESULT.to_json_dict()})
+    with diskcache.Cache(str(tmp_path / "c")) as raw:
+        raw.set(f"v1:{request_hash}", payload)
+    for scope in (LOCAL_SCOPE, OPENAI):
+        with ResponseCache(tmp_path / "c", scope=scope, now=wall) as cache:
+            assert cache.get(response_cache_key(BODY)) is None
+            assert cache.get(f"v1:{request_hash}") is None

@@ -6,6 +6,7 @@ import typer
 
 from pipeline.cli import (
     batches_cmd,
+    cache_cmd,
     db_cmd,
     demo_cmd,
     jobs_cmd,
@@ -39,6 +40,7 @@ for module in (
     prices_cmd,
     profiles_cmd,
     report_cmd,
+    cache_cmd,
     serve_cmd,
 ):
     module.register(app)
