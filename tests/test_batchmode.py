@@ -256,11 +256,13 @@ def test_batch_round_trip_records_every_job_at_batch_price(
     batch_settings: Settings, sim: SimulatorServer, sessions: sessionmaker[Session]
 ) -> None:
     """Jobs go out as one planned JSONL file and come back recorded at the batch tier, billed
-    exactly as the simulator billed them."""
+    exactly as the simulator billed them, each with one attempt."""
     n = enqueue(sessions, 6)
     summary = run(batch_settings, sim)
     assert summary.state == "finished" and summary.open_batches == 0
     assert job_states(sessions) == {"succeeded": n}
+    with sessions() as session:  # counted once, at the claim that sent it, not again
+        assert set(session.scalars(select(Job.attempts))) == {1}
     gens = generations(sessions)
     assert len(gens) == n
     assert {g.price_tier for g in gens} == {"batch"}

@@ -55,7 +55,8 @@ def worker(url: str, owner: str, barrier: Any, results: Any) -> None:
 def test_each_job_is_claimed_exactly_once(
     database_url: str, sessions: sessionmaker[Session]
 ) -> None:
-    """4 processes x chunks of 25 over 2,000 jobs: no job twice, none missed, all succeeded."""
+    """4 processes x chunks of 25 over 2,000 jobs: no job twice, none missed, all succeeded
+    with one attempt each."""
     with sessions() as session:
         articles = [
             ArticleIn(source_id=f"c{i}", title=f"T{i}", body=f"Body {i}") for i in range(ARTICLES)
@@ -98,7 +99,9 @@ def test_each_job_is_claimed_exactly_once(
         per_job = session.execute(
             select(Generation.job_id, func.count()).group_by(Generation.job_id)
         ).all()
+        attempts = set(session.scalars(select(Job.attempts).distinct()))
     assert states == {"succeeded": ARTICLES * len(TASKS)}
+    assert attempts == {1}  # each job was sent once, and counted once, at completion
     assert len(per_job) == len(all_ids) and {n for _, n in per_job} == {1}
 
 

@@ -225,7 +225,8 @@ def test_enqueue_refuses_bad_arguments(sessions: sessionmaker[Session]) -> None:
 
 
 def test_claim_takes_highest_priority_then_oldest(sessions: sessionmaker[Session]) -> None:
-    """Priority first, then job id; a claimed job is leased, attempted once, never re-claimed."""
+    """Priority first, then job id; a claimed job is leased, never re-claimed, and its attempt
+    is not counted yet (that happens when its outcome is recorded)."""
     with sessions() as s:
         jobs.enqueue(s, [article(1), article(2)], ["summary"])
         jobs.enqueue(s, [article(3)], ["summary"], priority=5)
@@ -236,10 +237,10 @@ def test_claim_takes_highest_priority_then_oldest(sessions: sessionmaker[Session
         assert jobs.claim(s, "w3", 5, lease_s=60) == []
         rows = {r.id: r for r in job_rows(s)}
         lease = rows[first[0].id]
-        assert (lease.state, lease.lease_owner, lease.attempts) == ("running", "w1", 1)
+        assert (lease.state, lease.lease_owner, lease.attempts) == ("running", "w1", 0)
         assert lease.lease_expires_at == T0 + dt.timedelta(seconds=60)
         by_source = {c.source_id: c for c in first}
-        assert (by_source["a3"].body, by_source["a3"].attempts) == ("Body of article 3.", 1)
+        assert (by_source["a3"].body, by_source["a3"].attempts) == ("Body of article 3.", 0)
 
 
 def test_claim_filters_by_task_and_batch(sessions: sessionmaker[Session]) -> None:
@@ -262,7 +263,7 @@ def test_claim_returns_fresh_values_to_a_session_that_saw_the_job(
         jobs.enqueue(s, [article(1)], ["summary"])
         (row,) = job_rows(s)  # now in the identity map with attempts=0
         assert row.attempts == 0
-        (claimed,) = jobs.claim(s, "w", 1, lease_s=60)
+        (claimed,) = jobs.claim(s, "w", 1, lease_s=60, count_attempt=True)
         assert claimed.attempts == 1
 
 
@@ -278,7 +279,8 @@ def test_complete_records_the_generation(sessions: sessionmaker[Session]) -> Non
 
 
 def test_completion_after_the_lease_was_lost(sessions: sessionmaker[Session]) -> None:
-    """A late result after the job was re-claimed elsewhere is kept; the job's state is not."""
+    """A late result after the job was re-claimed elsewhere is kept; the job's state is not,
+    and only the holder's result counts an attempt."""
     with sessions() as s:
         jobs.enqueue(s, [article(1)], ["summary"])
         (claimed,) = jobs.claim(s, "slow", 1, lease_s=30, now=T0)
@@ -286,13 +288,15 @@ def test_completion_after_the_lease_was_lost(sessions: sessionmaker[Session]) ->
         (again,) = jobs.claim(s, "fast", 1, lease_s=30)
         assert not jobs.complete(s, claimed.id, "slow", generation(claimed.id, text_="late"))
         (row,) = job_rows(s)
-        assert (row.state, row.lease_owner, row.attempts) == ("running", "fast", 2)
+        assert (row.state, row.lease_owner, row.attempts) == ("running", "fast", 0)
         assert jobs.complete(s, again.id, "fast", generation(again.id, text_="on time"))
+        assert job_rows(s)[0].attempts == 1
         assert sorted(s.scalars(select(Generation.output_text))) == ["late", "on time"]
 
 
 def test_fail_requeues_until_attempts_run_out(sessions: sessionmaker[Session]) -> None:
-    """A retryable failure re-queues with the error kept; the last attempt fails for good."""
+    """A retryable failure counts an attempt and re-queues with the error kept; the last
+    attempt fails for good."""
     with sessions() as s:
         jobs.enqueue(s, [article(1)], ["summary"])
         outcomes = []

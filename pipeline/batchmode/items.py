@@ -101,6 +101,7 @@ def record(
             g,
             article_id=verdict.article_id,
             followers=followers,
+            count_attempt=False,
         )
         return "succeeded" if held else "lost"
     set_item(session, row.id, item.custom_id, "failed")
@@ -115,6 +116,7 @@ def record(
         generation=g,
         max_attempts=max_attempts,
         permanent=verdict.permanent,
+        count_attempt=False,
     )
 
 
@@ -129,4 +131,5 @@ def requeue(session: Session, row: BatchRow, item: Item, reason: str, *, max_att
         generation=None,
         max_attempts=max_attempts,
         permanent=False,
+        count_attempt=False,
     )

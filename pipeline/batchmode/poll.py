@@ -35,7 +35,7 @@ async def _held(
 ) -> bool:
     """Run ``step`` while holding ``row``; False when another process holds it."""
     with ctx.sessions() as session:
-        if not store.take(session, row.id, worker, ctx.settings.lease_s):
+        if not store.take(session, row.id, worker, store.hold_s(ctx.settings)):
             return False
     try:
         await step()

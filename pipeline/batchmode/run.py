@@ -37,6 +37,9 @@ from pipeline.runner import RunOptions
 from pipeline.settings import Settings
 from pipeline.wiring import make_sdk_client
 
+# Jobs claimed per chunk of a Batch API file (they wait in the batch anyway).
+BATCH_CHUNK = 500
+
 
 @dataclass(frozen=True)
 class BatchRunSummary:
@@ -180,7 +183,7 @@ async def run_batch_mode_async(
                     limit=remaining,
                     tasks=options.tasks,
                     batch_label=options.batch_label,
-                    chunk_size=options.chunk_size or settings.claim_chunk,
+                    chunk_size=options.chunk_size or settings.claim_chunk or BATCH_CHUNK,
                 )
                 submitted.add(round_)
                 claimed = round_.claimed
@@ -272,7 +275,7 @@ async def cancel_batch_async(
         reason = f"batch {row.id} cancelled before it was submitted"
         worker = f"{socket.gethostname()}:{os.getpid()}:cancel"
         with config.sessions() as session:
-            if not store.take(session, row.id, worker, settings.lease_s):
+            if not store.take(session, row.id, worker, store.hold_s(settings)):
                 raise InputError(f"batch {key} is being submitted right now; try again shortly")
             for item in items.items(session, row.id):
                 items.requeue(session, row, item, reason, max_attempts=settings.max_attempts)

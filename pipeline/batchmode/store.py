@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from pipeline.batchmode.files import Line
 from pipeline.batchmode.items import set_item
 from pipeline.db.models import Batch, BatchItem, Generation, Job, utcnow
+from pipeline.settings import Settings
 
 OPEN_REMOTE = frozenset({"preparing", "uploaded", "validating", "in_progress", "finalizing"})
 _CHUNK = 1000  # ids per IN (...): under SQLite's variable limit
@@ -329,6 +330,15 @@ def open_models(session: Session) -> dict[str, int]:
         .group_by(Batch.model)
     )
     return {model: int(n) for model, n in rows}
+
+
+# A batch step (upload, download, ingest of up to 200 MB) may outlast a job lease.
+STEP_HOLD_S = 900.0
+
+
+def hold_s(settings: Settings) -> float:
+    """How long a batch step holds its batch: the job lease, at least ``STEP_HOLD_S``."""
+    return max(float(settings.lease_s), STEP_HOLD_S)
 
 
 def take(session: Session, row_id: int, worker: str, ttl_s: float) -> bool:

@@ -119,7 +119,7 @@ async def _open(ctx: BatchContext, model: str, lines: list[Line], owner: str, wo
             lease_h=settings.batch_lease_h,
             run_id=ctx.run_id,
             worker=worker,
-            ttl_s=settings.lease_s,
+            ttl_s=store.hold_s(settings),
         )
     if created is None:
         return 0
@@ -168,6 +168,7 @@ async def submit_queued(
                     lease_s=settings.lease_s,
                     tasks=tasks,
                     batch_label=batch_label,
+                    count_attempt=True,
                 )
             if not claimed:
                 break
@@ -225,5 +226,5 @@ async def submit_queued(
         unsent = [line.job_id for lines in buffers.values() for line in lines]
         if unsent:
             with ctx.sessions() as session:
-                jobs.release(session, unsent, owner)
+                jobs.release(session, unsent, owner, attempt_counted=True)
     return out

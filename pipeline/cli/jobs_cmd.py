@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import socket
 import sys
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,14 +25,16 @@ from pipeline.cli.common import (
     print_json,
 )
 from pipeline.db import jobs
-from pipeline.db.models import JOB_STATES
+from pipeline.db.models import JOB_STATES, utcnow
 from pipeline.errors import ConfigError, DatabaseError, InputError, PipelineError
 from pipeline.intake import DEFAULT_MAX_BODY_CHARS, Format, Rejection, read_chunks
+from pipeline.procs import owner_alive, pid_alive
 from pipeline.profiles import Profile, load_profiles
 from pipeline.settings import get_settings
 
 jobs_app = typer.Typer(
-    help="Count jobs by state, task and batch; re-queue failed ones.\n\n"
+    help="Count jobs by state, task and batch, with who holds the running ones; re-queue "
+    "failed ones, release those of dead workers.\n\n"
     "Example: `contentgen jobs --batch evening`",
 )
 _PLAIN_PROGRESS_BYTES = 5_000_000  # below this a file goes by too fast to need progress lines
@@ -237,7 +241,10 @@ def jobs_cmd(
     tasks: str | None = typer.Option(None, "--tasks", "-t", help="Only these tasks (a,b)."),
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Count jobs by state, per task and batch label.
+    """Count jobs by state, per task and batch label, and list who holds the running ones.
+
+    Each lease owner is shown with its jobs, the soonest and latest lease expiry, and whether
+    its process is alive (checked on this host only; "unknown" elsewhere).
 
     Example: `contentgen jobs --tasks summary --json`
     """
@@ -249,8 +256,10 @@ def jobs_cmd(
     try:
         with sessions() as session, _database_errors():
             counts = jobs.job_counts(session)
+            owners = jobs.lease_owners(session, tasks=wanted or None, batch_label=batch)
     finally:
         engine.dispose()
+    leases = _leases(owners, socket.gethostname())
     counts = [
         c
         for c in counts
@@ -263,10 +272,58 @@ def jobs_cmd(
                 "counts": [vars(c) for c in counts],
                 "by_state": by_state,
                 "total": sum(by_state.values()),
+                "leases": leases,
             }
         )
         return
     _print_counts(counts, by_state)
+    _print_leases(leases)
+
+
+def _leases(owners: list[jobs.LeaseOwner], host: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "owner": o.owner,
+            "jobs": o.jobs,
+            "first_expiry": o.first_expiry,
+            "last_expiry": o.last_expiry,
+            "alive": owner_alive(o.owner, host=host),
+        }
+        for o in owners
+    ]
+
+
+def _when(at: dt.datetime | None, now: dt.datetime) -> str:
+    if at is None:
+        return "-"
+    seconds = int((at - now).total_seconds())
+    span = _span(abs(seconds))
+    return f"{at:%Y-%m-%d %H:%M:%S} ({f'in {span}' if seconds >= 0 else f'{span} ago'})"
+
+
+def _span(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h"
+
+
+def _print_leases(leases: list[dict[str, Any]]) -> None:
+    if not leases:
+        return
+    now = utcnow()
+    table = Table("lease owner", "jobs", "first expiry (UTC)", "last expiry (UTC)", "alive")
+    for lease in leases:
+        alive = {True: "yes", False: "[b red]no[/]", None: "unknown"}[lease["alive"]]
+        table.add_row(
+            lease["owner"],
+            str(lease["jobs"]),
+            _when(lease["first_expiry"], now),
+            _when(lease["last_expiry"], now),
+            alive,
+        )
+    console.print(table)
 
 
 def _print_counts(counts: list[jobs.JobCount], by_state: dict[str, int]) -> None:
@@ -330,6 +387,54 @@ def requeue_cmd(
             f"{result['expired_requeued']:,} job(s) with an expired lease returned to the queue "
             "(or failed, when out of attempts)"
         )
+
+
+@jobs_app.command("release")
+@handle_errors
+def release_cmd(
+    stale: bool = typer.Option(
+        False,
+        "--stale",
+        help="Release running jobs whose worker on this host died, and jobs whose lease "
+        "expired (any host).",
+    ),
+    older_than: float | None = typer.Option(
+        None,
+        "--older-than",
+        min=0,
+        metavar="SECONDS",
+        help="Only leases that expired more than SECONDS ago (default: any expired lease).",
+    ),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Give the jobs of dead or stuck workers back to the queue, attempts untouched (--stale).
+
+    On this host, jobs of a worker whose process is gone are released at once and its runs
+    closed as abandoned. Jobs of workers elsewhere are released once their lease expired
+    (more than --older-than seconds ago). No job is failed and no attempt is used.
+
+    Example: `contentgen jobs release --stale --older-than 600`
+    """
+    if not stale:
+        raise PipelineError("say what to release: --stale")
+    settings = get_settings()
+    host = socket.gethostname()
+    engine, sessions = open_db(settings)
+    try:
+        with sessions() as session, _database_errors():
+            dead = jobs.reclaim_dead(session, host=host, is_alive=pid_alive)
+            expired = jobs.release_stale(session, older_than_s=older_than)
+    finally:
+        engine.dispose()
+    if json_out:
+        print_json({"host": host, **dead.as_dict(), "stale_released": expired})
+        return
+    owners = f" ({', '.join(dead.dead_owners)})" if dead.dead_owners else ""
+    _say(f"released {dead.jobs_released:,} job(s) of dead workers on {host}{owners}")
+    if dead.runs_abandoned:
+        _say(f"abandoned run(s) {', '.join(str(r) for r in dead.runs_abandoned)}")
+    since = "" if older_than is None else f" more than {older_than:g} s ago"
+    _say(f"released {expired:,} job(s) whose lease expired{since}")
 
 
 def register(app: typer.Typer) -> None:

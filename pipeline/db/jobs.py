@@ -9,6 +9,13 @@ SKIP LOCKED) RETURNING``; SQLite the same ``UPDATE ... RETURNING`` inside ``BEGI
 queue, so a killed worker loses only its in-flight calls. Completion writes the job's new
 state and its generation in one transaction, and only if the caller still holds the lease.
 
+An attempt is counted when its outcome is recorded (``complete``, ``fail``), that is when a
+request was sent; a claim, a release or a lost lease do not count one, so jobs a crashed
+worker claimed but never sent go back to the queue as they were. Batch mode sends at claim
+time and counts there instead (``count_attempt``). Jobs of a worker that died on this machine
+go back at once (``reclaim_dead``); elsewhere when their lease expires (``requeue_expired``,
+``release_stale``).
+
 Enqueueing is bulk: a chunk of articles costs a handful of statements (select the known ones,
 insert the new ones, update the changed ones, insert jobs with ON CONFLICT DO NOTHING, re-queue
 the jobs whose article changed), so 100,000 articles go in within seconds.
@@ -18,10 +25,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     DateTime,
@@ -43,14 +50,18 @@ from sqlalchemy.orm import Session
 from pipeline.articlejob import ArticleJob
 from pipeline.db.articles import dialect_insert, one_of, store_articles
 from pipeline.db.models import Article, Generation, Job, utcnow
+from pipeline.db.runs import abandon_run, running_runs
 from pipeline.intake import ArticleIn
+from pipeline.procs import Worker, parse_owner, parse_worker
 
 ENQUEUE_CHUNK = 2_000  # articles per transaction; keeps every IN (...) under SQLite's limits
 MAX_BATCH_LABEL = 128  # the column's length
+_OWNERS_PER_STATEMENT = 500  # owners per IN (...)
 _JOBS = cast(Table, Job.__table__)
+T = TypeVar("T")
 
 
-def _batched(items: Iterable[ArticleIn], size: int) -> Iterator[list[ArticleIn]]:
+def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
@@ -93,26 +104,31 @@ def claim(
     tasks: Sequence[str] | None = None,
     batch_label: str | None = None,
     now: dt.datetime | None = None,
+    count_attempt: bool = False,
 ) -> list[ClaimedJob]:
     """Lease up to ``n`` queued jobs to ``owner`` (highest priority, oldest first) and commit.
 
-    Each job is handed to exactly one caller, however many processes claim at once.
+    Each job is handed to exactly one caller, however many processes claim at once. The
+    attempt is counted when its outcome is recorded, unless ``count_attempt``: batch mode
+    sends at claim time, counts here, and numbers its requests with the new count.
     """
     if n <= 0:
         return []
     now = now or utcnow()
     postgres = session.get_bind().dialect.name == "postgresql"
     candidates = _claim_candidates(n, tasks, batch_label, for_update=postgres)
+    values: dict[str, Any] = {
+        "state": "running",
+        "lease_owner": owner,
+        "lease_expires_at": now + dt.timedelta(seconds=lease_s),
+        "updated_at": now,
+    }
+    if count_attempt:
+        values["attempts"] = Job.attempts + 1
     claimed = session.execute(
         update(Job)
         .where(Job.id.in_(candidates.scalar_subquery()))
-        .values(
-            state="running",
-            lease_owner=owner,
-            lease_expires_at=now + dt.timedelta(seconds=lease_s),
-            attempts=Job.attempts + 1,
-            updated_at=now,
-        )
+        .values(values)
         .returning(Job.id)
         .execution_options(synchronize_session=False)
     )
@@ -176,28 +192,29 @@ def complete(
     *,
     article_id: int | None = None,
     followers: Sequence[str] = (),
+    count_attempt: bool = True,
 ) -> bool:
-    """Mark the job succeeded and store its generation, in one transaction.
+    """Mark the job succeeded, count its attempt and store its generation, in one transaction.
 
     Returns False when ``owner`` no longer holds the lease (it expired and the job went back
     to the queue): the generation is still stored, because its tokens were paid for, but the
     job's state is left to whoever holds it now. ``followers`` are the tasks chained after
     this one: their jobs for ``article_id`` go (back) to the queue, since their input is new.
+    ``count_attempt=False`` for a job whose attempt its claim counted (batch mode).
     """
     now = utcnow()
+    values: dict[str, Any] = {
+        "state": "succeeded",
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "last_error": None,
+        "updated_at": now,
+    }
+    if count_attempt:
+        values["attempts"] = JOBS.c.attempts + 1
     # Core statements on the tables: this runs once per result, and the ORM's bulk paths
     # cost several times more CPU than the SQL itself.
-    result = session.execute(
-        JOBS.update()
-        .where(_owned(job_id, owner))
-        .values(
-            state="succeeded",
-            lease_owner=None,
-            lease_expires_at=None,
-            last_error=None,
-            updated_at=now,
-        )
-    )
+    result = session.execute(JOBS.update().where(_owned(job_id, owner)).values(values))
     insert_generation(session, generation)
     held = bool(result.rowcount)  # type: ignore[attr-defined]
     if held and followers and article_id is not None:
@@ -273,26 +290,32 @@ def fail(
     generation: Generation | None,
     max_attempts: int,
     permanent: bool,
+    count_attempt: bool = True,
 ) -> str:
-    """Record a failed attempt; the job is re-queued unless it is permanent or out of attempts.
+    """Record a failed attempt and count it; the job is re-queued unless the error is
+    permanent or this was its ``max_attempts``-th attempt.
 
     Returns the job's new state (``queued`` or ``failed``), or ``lost`` without a lease.
+    ``count_attempt=False`` for a job whose attempt its claim counted (batch mode).
     """
     now = utcnow()
-    job = session.execute(
+    attempts = session.execute(
         select(Job.attempts).where(_owned(job_id, owner)).with_for_update()
     ).scalar_one_or_none()
     if generation is not None:
         insert_generation(session, generation)
-    if job is None:
+    if attempts is None:
         session.commit()
         return "lost"
-    new_state = "failed" if permanent or job >= max_attempts else "queued"
+    if count_attempt:
+        attempts += 1
+    new_state = "failed" if permanent or attempts >= max_attempts else "queued"
     session.execute(
         update(Job)
         .where(_owned(job_id, owner))
         .values(
             state=new_state,
+            attempts=attempts,
             lease_owner=None,
             lease_expires_at=None,
             last_error=error[:4000],
@@ -304,22 +327,32 @@ def fail(
     return new_state
 
 
-def release(session: Session, job_ids: Sequence[int], owner: str) -> int:
-    """Give unsent claimed jobs back to the queue (their attempt did not happen)."""
+def release(
+    session: Session, job_ids: Sequence[int], owner: str, *, attempt_counted: bool = False
+) -> int:
+    """Give unsent claimed jobs back to the queue, their attempts as they were.
+
+    ``attempt_counted``: the claim counted an attempt that did not happen (batch mode), so
+    take it back.
+    """
     if not job_ids:
         return 0
+    values: dict[str, Any] = {
+        "state": "queued",
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "updated_at": utcnow(),
+    }
+    if attempt_counted:
+        values["attempts"] = (
+            func.max(Job.attempts - 1, 0)
+            if session.get_bind().dialect.name == "sqlite"
+            else func.greatest(Job.attempts - 1, 0)
+        )
     result = session.execute(
         update(Job)
         .where(Job.id.in_(list(job_ids)), Job.lease_owner == owner, Job.state == "running")
-        .values(
-            state="queued",
-            lease_owner=None,
-            lease_expires_at=None,
-            attempts=func.max(Job.attempts - 1, 0)
-            if session.get_bind().dialect.name == "sqlite"
-            else func.greatest(Job.attempts - 1, 0),
-            updated_at=utcnow(),
-        )
+        .values(values)
         .execution_options(synchronize_session=False)
     )
     session.commit()
@@ -341,7 +374,12 @@ def extend_leases(session: Session, job_ids: Sequence[int], owner: str, lease_s:
 
 
 def requeue_expired(session: Session, *, max_attempts: int, now: dt.datetime | None = None) -> int:
-    """Return jobs whose lease expired to the queue (or fail them when out of attempts)."""
+    """Return jobs whose lease expired to the queue, their attempts as they were.
+
+    A job is failed instead only when its attempts, counted at each send (or at a batch
+    claim), already reached ``max_attempts``: an expiry never uses an attempt up, so jobs
+    claimed by a worker that died before sending them are never failed here.
+    """
     now = now or utcnow()
     expired = and_(Job.state == "running", Job.lease_expires_at < now)
     failed = session.execute(
@@ -364,6 +402,133 @@ def requeue_expired(session: Session, *, max_attempts: int, now: dt.datetime | N
     )
     session.commit()
     return int(requeued.rowcount) + int(failed.rowcount)  # type: ignore[attr-defined]
+
+
+def release_stale(
+    session: Session, *, older_than_s: float | None = None, now: dt.datetime | None = None
+) -> int:
+    """Return jobs whose lease expired (more than ``older_than_s`` ago) to the queue; how many.
+
+    For workers this machine cannot check (other hosts): their attempts stay as they were and
+    no job is failed, whatever its count (unlike ``requeue_expired``).
+    """
+    if older_than_s is not None and older_than_s < 0:
+        raise ValueError("older_than_s cannot be negative")
+    now = now or utcnow()
+    cutoff = now - dt.timedelta(seconds=older_than_s or 0)
+    result = session.execute(
+        update(Job)
+        .where(Job.state == "running", Job.lease_expires_at < cutoff)
+        .values(state="queued", lease_owner=None, lease_expires_at=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class ReclaimResult:
+    """What ``reclaim_dead`` did: jobs back in the queue, runs closed, owners found dead."""
+
+    jobs_released: int = 0
+    runs_abandoned: tuple[int, ...] = ()
+    dead_owners: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values (for ``--json``)."""
+        return {
+            "jobs_released": self.jobs_released,
+            "runs_abandoned": list(self.runs_abandoned),
+            "dead_owners": list(self.dead_owners),
+        }
+
+
+def reclaim_dead(
+    session: Session,
+    *,
+    host: str,
+    is_alive: Callable[[int], bool],
+    now: dt.datetime | None = None,
+) -> ReclaimResult:
+    """Take back at once what workers on ``host`` that no longer run left behind.
+
+    Jobs leased to ``"{host}:{pid}:run{id}"`` with ``is_alive(pid)`` False go back to the
+    queue, attempts as they were; runs still ``running`` whose worker is such a dead
+    ``"{host}:{pid}"``, or whose id such an owner names, are closed ``abandoned`` with their
+    totals. Owners on other hosts and names that do not parse (batches, older rows) are left
+    alone. ``is_alive`` is ``procs.pid_alive`` in production.
+    """
+    now = now or utcnow()
+    alive: dict[int, bool] = {}
+
+    def dead(worker: Worker | None) -> bool:
+        if worker is None or worker.host != host:
+            return False
+        if worker.pid not in alive:
+            alive[worker.pid] = is_alive(worker.pid)
+        return not alive[worker.pid]
+
+    owners = session.scalars(
+        select(Job.lease_owner)
+        .where(Job.state == "running", Job.lease_owner.startswith(f"{host}:", autoescape=True))
+        .distinct()
+    ).all()
+    dead_owners = sorted(o for o in owners if o is not None and dead(parse_owner(o)))
+    released = 0
+    for chunk in _batched(dead_owners, _OWNERS_PER_STATEMENT):
+        result = session.execute(
+            update(Job)
+            .where(Job.state == "running", Job.lease_owner.in_(chunk))
+            .values(state="queued", lease_owner=None, lease_expires_at=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        released += int(result.rowcount)  # type: ignore[attr-defined]
+    session.commit()
+    # Whose death closes which run: the run's own worker first, else the owner naming it.
+    died: dict[int, Worker] = {}
+    for owner in dead_owners:
+        worker = parse_owner(owner)
+        assert worker is not None and worker.run_id is not None
+        died.setdefault(worker.run_id, worker)
+    abandoned = []
+    for run_id, worker_name in running_runs(session):
+        worker = parse_worker(worker_name)
+        culprit = worker if dead(worker) else died.get(run_id)
+        if culprit is None:
+            continue
+        reason = f"worker {culprit.name} died"
+        if abandon_run(session, run_id, stop_reason=reason, finished_at=now):
+            abandoned.append(run_id)
+    return ReclaimResult(released, tuple(abandoned), tuple(dead_owners))
+
+
+@dataclass(frozen=True)
+class LeaseOwner:
+    """A lease owner with the jobs it holds and when their leases expire (soonest, latest)."""
+
+    owner: str
+    jobs: int
+    first_expiry: dt.datetime | None
+    last_expiry: dt.datetime | None
+
+
+def lease_owners(
+    session: Session, *, tasks: Sequence[str] | None = None, batch_label: str | None = None
+) -> list[LeaseOwner]:
+    """Who holds ``running`` jobs, soonest expiry first (``contentgen jobs``)."""
+    query = select(
+        Job.lease_owner,
+        func.count(),
+        func.min(Job.lease_expires_at),
+        func.max(Job.lease_expires_at),
+    ).where(Job.state == "running")
+    if tasks:
+        query = query.where(Job.task.in_(list(tasks)))
+    if batch_label is not None:
+        query = query.where(Job.batch_label == batch_label)
+    rows = session.execute(query.group_by(Job.lease_owner))
+    found = [LeaseOwner(owner or "-", int(n), first, last) for owner, n, first, last in rows]
+    return sorted(found, key=lambda o: (o.first_expiry or dt.datetime.max, o.owner))
 
 
 def requeue_failed(
@@ -615,3 +780,55 @@ def enqueue(
             session.rollback()
             raise
     return total
+
+
+def recover(
+    session: Session,
+    generation: Generation,
+    *,
+    succeeded: bool,
+    article_id: int | None = None,
+    followers: Sequence[str] = (),
+) -> int:
+    """Record a result a dead run paid for but never recorded (``pipeline.journal``).
+
+    The generation is stored with its real usage and cost unless a generation with the same
+    response id is already there (the run did record it). A successful answer completes its
+    job when the job is not done yet, whoever holds it (it may have gone back to the queue),
+    with its followers released as ``complete`` does. Returns 1 when something was recorded.
+    """
+    response_id = generation.response_id
+    if response_id is not None:
+        seen = session.execute(
+            select(GENERATIONS.c.id).where(GENERATIONS.c.response_id == response_id).limit(1)
+        ).first()
+        if seen is not None:
+            session.commit()
+            return 0
+    insert_generation(session, generation)
+    if succeeded:
+        c = JOBS.c
+        done = session.execute(
+            JOBS.update()
+            .where(c.id == generation.job_id, c.state.in_(("queued", "running")))
+            .values(
+                state="succeeded",
+                lease_owner=None,
+                lease_expires_at=None,
+                last_error=None,
+                attempts=c.attempts + 1,
+                updated_at=utcnow(),
+            )
+        )
+        if done.rowcount and followers and article_id is not None:  # type: ignore[attr-defined]
+            session.execute(
+                JOBS.update()
+                .where(
+                    c.article_id == article_id,
+                    c.task.in_(list(followers)),
+                    c.state.in_(("waiting", "succeeded", "failed")),
+                )
+                .values(state="queued", attempts=0, updated_at=utcnow())
+            )
+    session.commit()
+    return 1

@@ -1,4 +1,8 @@
-"""Run rows: opened when a run starts, closed with totals computed from its generations."""
+"""Run rows: opened when a run starts, closed with totals computed from its generations.
+
+A run whose worker died is closed by someone else as ``abandoned`` (see
+``jobs.reclaim_dead``), with the same totals a clean close would have stored.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.db.models import Generation, Run, utcnow
+
+STOP_REASON_CHARS = 64  # the column's length
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,27 @@ def run_totals(session: Session, run_id: int) -> RunTotals:
     )
 
 
+def _closing_values(
+    session: Session, run_id: int, state: str, stop_reason: str | None, finished_at: dt.datetime
+) -> tuple[RunTotals, dict[str, Any]]:
+    totals = run_totals(session, run_id)
+    values: dict[str, Any] = {
+        "state": state,
+        "stop_reason": stop_reason[:STOP_REASON_CHARS] if stop_reason else stop_reason,
+        "finished_at": finished_at,
+        "requests": totals.requests,
+        "succeeded": totals.succeeded,
+        "failed": totals.failed + totals.incomplete,
+        "input_tokens": totals.input_tokens,
+        "cached_tokens": totals.cached_tokens,
+        "cache_write_tokens": totals.cache_write_tokens,
+        "output_tokens": totals.output_tokens,
+        "reasoning_tokens": totals.reasoning_tokens,
+        "cost_usd": totals.cost_usd,
+    }
+    return totals, values
+
+
 def close_run(
     session: Session,
     run_id: int,
@@ -113,21 +140,7 @@ def close_run(
     finished_at: dt.datetime | None = None,
 ) -> RunTotals:
     """Store the run's totals and final state; returns the totals."""
-    totals = run_totals(session, run_id)
-    values: dict[str, Any] = {
-        "state": state,
-        "stop_reason": stop_reason,
-        "finished_at": finished_at or utcnow(),
-        "requests": totals.requests,
-        "succeeded": totals.succeeded,
-        "failed": totals.failed + totals.incomplete,
-        "input_tokens": totals.input_tokens,
-        "cached_tokens": totals.cached_tokens,
-        "cache_write_tokens": totals.cache_write_tokens,
-        "output_tokens": totals.output_tokens,
-        "reasoning_tokens": totals.reasoning_tokens,
-        "cost_usd": totals.cost_usd,
-    }
+    totals, values = _closing_values(session, run_id, state, stop_reason, finished_at or utcnow())
     if forecast_cost_usd is not None:
         values["forecast_cost_usd"] = forecast_cost_usd
     if forecast_cached_ratio is not None:
@@ -135,3 +148,27 @@ def close_run(
     session.execute(update(Run).where(Run.id == run_id).values(**values))
     session.commit()
     return totals
+
+
+def running_runs(session: Session) -> list[tuple[int, str | None]]:
+    """(id, worker) of every run still in state ``running``, oldest first."""
+    rows = session.execute(
+        select(Run.id, Run.worker).where(Run.state == "running").order_by(Run.id)
+    )
+    return [(run_id, worker) for run_id, worker in rows]
+
+
+def abandon_run(
+    session: Session, run_id: int, *, stop_reason: str, finished_at: dt.datetime | None = None
+) -> bool:
+    """Close a run whose worker died as ``abandoned``, with its totals; commits.
+
+    Only a run still ``running`` is changed (False otherwise): a run that closed itself in
+    the meantime keeps its own state and reason.
+    """
+    _, values = _closing_values(session, run_id, "abandoned", stop_reason, finished_at or utcnow())
+    result = session.execute(
+        update(Run).where(Run.id == run_id, Run.state == "running").values(**values)
+    )
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
