@@ -25,6 +25,7 @@ from flows.gate import DEFAULT_TOKEN_LIMIT, open_token_gate
 from flows.parameters import BatchParameters
 from flows.reporting import by_profile, run_markdown, table
 from pipeline.db.engine import make_engine, session_factory
+from pipeline.errors import RunStopped
 from pipeline.progress import Progress
 from pipeline.runner import RunOptions, run_batch
 from pipeline.settings import Settings, get_settings
@@ -166,9 +167,14 @@ def execute_batch(
             "Forecast of cost and cache hits; nothing was sent.",
         )
         return result
-    outcome = run_chunks(batch, context, run_chunk, gate=gate).as_dict()
+    chunks = run_chunks(batch, context, run_chunk, gate=gate)
+    outcome = chunks.as_dict()
     outcome["flow_run_id"] = context.flow_run_id
     publish_run(settings, context.kind, outcome, publish)
+    fatal = next((c["fatal"] for c in chunks.chunks if c.get("fatal")), None)
+    if fatal:
+        # The flow run fails with the reason; unsent jobs are still queued, untouched.
+        raise RunStopped(f"run stopped: {fatal}")
     return outcome
 
 

@@ -172,7 +172,9 @@ def dry_run(settings: Settings, options: RunOptions) -> DryRunReport:
         paced = report.paced_rpm = paced_rpm(queued, options.pace_h)
     profiles = for_mode(config.profiles, config.prices, options.mode)
     sizes: dict[str, int] = {}
-    chunk = options.chunk_size or settings.claim_chunk
+    chunk = options.chunk_size or settings.claim_chunk_for(
+        options.concurrency or settings.concurrency
+    )
     after: tuple[int, int] | None = None
     warm: frozenset[str] = frozenset()
     layouts: dict[str, Layout] | None = None

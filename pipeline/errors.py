@@ -9,10 +9,13 @@ and exits non-zero, flows let it propagate so the run is marked failed.
     ├── DatabaseError          the database is unreachable or not migrated
     ├── PricingError           a model has no price (raised before any request is sent)
     ├── TemplateError          a profile's layout puts per-job values before shared content
+    ├── RunStopped             a run ended early for a reason the caller must see (flows fail)
     └── APIError               a request to the Responses API failed (translated in client/)
         ├── RetryableAPIError  429, 5xx, timeouts, dropped connections
         │   └── RateLimited    429 (carries the server's retry hint)
-        └── PermanentAPIError  400/401/403/404 and other non-retryable answers
+        └── PermanentAPIError  400/404 and other non-retryable answers about one request
+            └── FatalAPIError  401, 403, insufficient quota, unknown model, an API that
+                               stays unreachable: no other request can succeed either
 
 Library exceptions are translated where they enter (``client/``, ``db/``) and keep their cause.
 """
@@ -42,6 +45,10 @@ class PricingError(PipelineError):
 
 class TemplateError(PipelineError):
     """A prompt template would put per-job content before the shared (cacheable) part."""
+
+
+class RunStopped(PipelineError):
+    """A run stopped before its queue was done (a fatal API error): the flow run fails."""
 
 
 class APIError(PipelineError):
@@ -83,3 +90,27 @@ class RateLimited(RetryableAPIError):
 
 class PermanentAPIError(APIError):
     """A failure that will not go away by retrying (bad request, auth, unknown model)."""
+
+
+class FatalAPIError(PermanentAPIError):
+    """A failure of the account or the endpoint, not of one request: the run must stop.
+
+    ``kind`` is ``auth`` (401), ``permission`` (403), ``quota`` (insufficient quota),
+    ``model`` (unknown model) or ``unreachable``; ``advice`` says what to do, in a sentence.
+    The job that met it was not at fault: it goes back to the queue with its attempts as they
+    were.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        advice: str,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code, request_id=request_id)
+        self.kind = kind
+        self.advice = advice

@@ -100,9 +100,18 @@ class Dispatcher(Generic[T]):
             heapq.heappush(self._state.ready, (item.position, item))
         self._wake.set()
 
+    def cancel_in_flight(self) -> int:
+        """Cancel the items being sent (a stop's grace period is over); how many."""
+        tasks = list(self._state.in_flight)
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
+
     async def _run_one(self, item: Item[T]) -> None:
         try:
             await self._send(item.payload)
+        except asyncio.CancelledError:
+            pass  # cancelled by a stop: the payload's job was not recorded and is released
         except BaseException as exc:  # a bug in send: keep it, stop cleanly
             self._errors.append(exc)
             self._stopping = True

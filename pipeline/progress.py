@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from pipeline.db.models import Generation
+from pipeline.db.runs import RunTotals
 
 
 @dataclass
@@ -54,6 +55,23 @@ class Progress:
         self.cache_write_tokens += generation.cache_write_tokens or 0
         self.output_tokens += generation.output_tokens or 0
         self.cost_usd += generation.cost_usd or Decimal(0)
+
+    def totals(self) -> RunTotals:
+        """The run's totals as counted here (when the database cannot give them)."""
+        return RunTotals(
+            requests=self.done + self.failed,
+            succeeded=self.done,
+            failed=self.failed,
+            incomplete=0,
+            from_cache=self.from_cache,
+            input_tokens=self.input_tokens,
+            cached_tokens=self.cached_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+            output_tokens=self.output_tokens,
+            reasoning_tokens=0,
+            cost_usd=self.cost_usd,
+            list_cost_usd=self.cost_usd,
+        )
 
     @property
     def elapsed_s(self) -> float:

@@ -15,104 +15,46 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
 from pipeline.budget import Budget, worst_case_cost
 from pipeline.chains import ChainedRequest, follow_parents, followers_of
+from pipeline.client.breaker import RunStopping
 from pipeline.client.responses import Outcome, ResponsesClient
 from pipeline.db import jobs
 from pipeline.db.generations import record_generation
 from pipeline.db.queries import output_history
 from pipeline.db.runs import RunTotals, close_run, open_run
-from pipeline.errors import PermanentAPIError
+from pipeline.dbthread import DatabaseThread
+from pipeline.errors import DatabaseError, FatalAPIError, PermanentAPIError
 from pipeline.execution import Dispatcher
+from pipeline.journal import Journal, journal_dir
 from pipeline.modes import for_mode
 from pipeline.pacing import KEY_RPM, Pacer, paced_rpm
 from pipeline.planning import Plan, PlannedRequest, choose_layouts, forecast, plan
 from pipeline.planning.shape import cache_fields, request_key
 from pipeline.prewarming import prewarm_generation
+from pipeline.procs import pid_alive
 from pipeline.profiles import Profile
 from pipeline.progress import Progress
 from pipeline.recording import Verdict, failure, judge
+from pipeline.recovery import drain_journals, journal_entry
 from pipeline.rendering import render_jobs
 from pipeline.requests import Layout, RenderedRequest
 from pipeline.runconfig import Config, load_config, runnable_tasks
+from pipeline.runsummary import RunOptions as RunOptions
+from pipeline.runsummary import RunSummary as RunSummary
 from pipeline.settings import Settings
 from pipeline.wiring import ClientStack, build_client_stack
 
 log = logging.getLogger("contentgen.run")
 DEFAULT_PLANNED_RPM = 600.0
 BURST_FACTOR = 2.0
+# After a stop, requests on the wire get this long to answer before they are cancelled.
+STOP_GRACE_S = 10.0
 HISTORY_WEIGHT = 20
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """What to run: which jobs, how hard, and how the run is labelled."""
-
-    limit: int | None = None
-    tasks: tuple[str, ...] | None = None
-    batch_label: str | None = None
-    concurrency: int | None = None
-    kind: str = "cli"
-    trigger: str = "cli"
-    flow_run_id: str | None = None
-    parameters: dict[str, Any] | None = None
-    budget_usd: Decimal | None = None
-    chunk_size: int | None = None
-    mode: str = "realtime"  # realtime | flex (batch and auto: pipeline.batchmode.dispatch)
-    # Finish within this many hours instead of as fast as the limit allows: fewer cache keys,
-    # fewer cold misses (pipeline.pacing). None: unpaced.
-    pace_h: float | None = None
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """The outcome of a run, read back from the database."""
-
-    run_id: int
-    state: str
-    stop_reason: str | None
-    totals: RunTotals
-    claimed: int
-    released: int
-    lost_leases: int
-    wall_s: float
-    expected_cached_ratio: float
-    prewarms: int = 0
-    paced_rpm: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain values for JSON output and Prefect results."""
-        t = self.totals
-        return {
-            "run_id": self.run_id,
-            "state": self.state,
-            "stop_reason": self.stop_reason,
-            "requests": t.requests,
-            "succeeded": t.succeeded,
-            "failed": t.failed,
-            "incomplete": t.incomplete,
-            "from_cache": t.from_cache,
-            "input_tokens": t.input_tokens,
-            "cached_tokens": t.cached_tokens,
-            "cache_write_tokens": t.cache_write_tokens,
-            "output_tokens": t.output_tokens,
-            "reasoning_tokens": t.reasoning_tokens,
-            "cached_ratio": round(t.cached_ratio, 4),
-            "expected_cached_ratio": round(self.expected_cached_ratio, 4),
-            "cost_usd": str(t.cost_usd),
-            "list_cost_usd": str(t.list_cost_usd),
-            "claimed": self.claimed,
-            "released": self.released,
-            "lost_leases": self.lost_leases,
-            "prewarms": self.prewarms,
-            "paced_rpm": self.paced_rpm,
-            "wall_s": round(self.wall_s, 2),
-        }
 
 
 def _owner(run_id: int) -> str:
@@ -133,6 +75,7 @@ class _RunState:
     prompt_tokens: int = 0
     forecast_usd: Decimal = Decimal(0)
     stop_reason: str | None = None
+    fatal: str | None = None
     prewarms: int = 0
     # Expected output tokens per (task, model): recent history, then this run's own means.
     outputs: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -166,7 +109,7 @@ class Runner:
         self.client: ResponsesClient = stack.client
         self.progress = Progress(limit_tpm=settings.tpm_limit)
         self._on_progress = progress
-        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contentgen-db")
+        self._db = DatabaseThread(outage_s=settings.db_outage_s)
         self._stop = asyncio.Event()
         concurrency = options.concurrency or settings.concurrency
         self._dispatcher: Dispatcher[PlannedRequest] = Dispatcher(
@@ -177,18 +120,45 @@ class Runner:
         self.budget = None if options.budget_usd is None else Budget(options.budget_usd)
         self._settled = asyncio.Event()
         self._paced_rpm: float | None = None
+        self._journal: Journal | None = None
         self._key_pacers: dict[str, Pacer] = {}
 
     def stop(self, reason: str = "stopped") -> None:
-        """Stop claiming and sending; in-flight calls finish, unsent jobs are released."""
+        """Stop claiming and sending; unsent jobs are released.
+
+        Waits in the client (rate limiter, outage, retry backoff) end at once; requests on the
+        wire get ``STOP_GRACE_S`` to answer, then they are cancelled and their jobs released.
+        """
         if self._state is not None and self._state.stop_reason is None:
             self._state.stop_reason = reason
+        first = not self._stop.is_set()
         self._stop.set()
         self._dispatcher.stop()
+        self.client.stop()
+        if first:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            loop.call_later(STOP_GRACE_S, self._dispatcher.cancel_in_flight)
+
+    def _fatal(self, error: FatalAPIError) -> None:
+        """An error no request can get past: stop the run, keep the cause for the summary."""
+        st = self._st
+        if st.fatal is None:
+            st.fatal = f"{error}; {error.advice}"
+            log.info("stopping: %s", st.fatal)
+        self.stop(f"fatal {error.kind}")
 
     async def _db_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._db, lambda: fn(*args, **kwargs))
+        return await self._db.call(fn, *args, **kwargs)
+
+    def _db_down(self, error: DatabaseError) -> None:
+        """The database stayed away: stop the run with one line; nothing paid is lost."""
+        st = self._st
+        if st.fatal is None:
+            st.fatal = str(error)
+        self.stop("database unreachable")
 
     # -- claiming, rendering, planning -------------------------------------------------
 
@@ -238,8 +208,7 @@ class Runner:
             warm=st.warm,
             # Followers reuse their parent's key later, so a chunk's keys carry more than its
             # own requests: size buckets by rate then too.
-            expect_more=bool(self._followers)
-            or len(claimed) >= (self.options.chunk_size or self.settings.claim_chunk),
+            expect_more=bool(self._followers) or len(claimed) >= self._chunk_size,
             policies=policies,
             machines=self.settings.cache_machines,
         )
@@ -266,7 +235,7 @@ class Runner:
     async def _feed(self) -> None:
         """Claim, render and plan chunks while the dispatcher runs low, until the queue is empty."""
         st = self._st
-        chunk = self.options.chunk_size or self.settings.claim_chunk
+        chunk = self._chunk_size
         remaining = self.options.limit
         low_water = max(self._dispatcher_concurrency * 2, chunk // 2)
         try:
@@ -277,7 +246,11 @@ class Runner:
                 n = chunk if remaining is None else min(chunk, remaining)
                 if n <= 0:
                     break
-                claimed: list[jobs.ClaimedJob] = await self._db_call(self._claim, n)
+                try:
+                    claimed: list[jobs.ClaimedJob] = await self._db_call(self._claim, n)
+                except DatabaseError as exc:
+                    self._db_down(exc)
+                    break
                 if not claimed:
                     if self._followers and (self._dispatcher.in_flight or self._dispatcher.pending):
                         # A parent still running may queue its followers when it finishes.
@@ -298,6 +271,12 @@ class Runner:
                 )
         finally:
             self._dispatcher.close()
+
+    @property
+    def _chunk_size(self) -> int:
+        return self.options.chunk_size or self.settings.claim_chunk_for(
+            self._dispatcher_concurrency
+        )
 
     @property
     def _dispatcher_concurrency(self) -> int:
@@ -359,11 +338,24 @@ class Runner:
             cache_ttl_s=profile.cache.ttl_s,
             job_id=request.job_id,
         )
+        if self._unsent(outcome.error):
+            if self.budget is not None:
+                self.budget.settle(reserved, Decimal(0))
+                self._settled.set()
+            return  # not the job's fault: it stays held and is released untouched
         verdict = self._judge(planned, outcome)
         if self.budget is not None:
             self.budget.settle(reserved, verdict.generation.cost_usd)
             self._settled.set()
-        await self._db_call(self._record, verdict)
+        paid = outcome.result is not None and not outcome.from_cache
+        entry = self._journal_write(verdict) if paid else None
+        try:
+            await self._db_call(self._record, verdict)
+        except DatabaseError as exc:
+            self._db_down(exc)
+            return
+        if entry is not None:
+            self._journal_done(entry)
         g = verdict.generation
         if g.status in ("completed", "incomplete") and not g.from_cache:
             self._st.learn_output(request.task, request.model, g.output_tokens or 0)
@@ -387,6 +379,11 @@ class Runner:
             cache_ttl_s=None,
             job_id=planned.request.job_id,
         )
+        if self._unsent(outcome.error):
+            if self.budget is not None:
+                self.budget.settle(reserved, Decimal(0))
+                self._settled.set()
+            return
         if outcome.result is None:
             log.warning("prewarm for group %s failed: %s", planned.group, outcome.error)
         generation = prewarm_generation(
@@ -408,9 +405,38 @@ class Runner:
             with self.config.sessions() as session:
                 record_generation(session, generation)
 
-        await self._db_call(store)
+        entry = None
+        if outcome.result is not None:
+            entry = self._journal_write(
+                Verdict(generation, succeeded=False, permanent=False, error=None)
+            )
+        try:
+            await self._db_call(store)
+        except DatabaseError as exc:
+            self._db_down(exc)
+            return
+        if entry is not None:
+            self._journal_done(entry)
         self._st.prewarms += 1
         self.progress.billed(generation)
+
+    def _unsent(self, error: BaseException | None) -> bool:
+        """True when a request ended for a reason outside its job: a fatal error (the run
+        stops) or the stop itself. Nothing is recorded and the job keeps its attempts."""
+        if isinstance(error, FatalAPIError):
+            self._fatal(error)
+            return True
+        return isinstance(error, RunStopping)
+
+    def _journal_write(self, verdict: Verdict) -> str | None:
+        if self._journal is None:
+            return None
+        g = verdict.generation
+        return self._journal.write(journal_entry(verdict, self._followers.get(g.task, ())))
+
+    def _journal_done(self, entry: str) -> None:
+        if self._journal is not None:
+            self._journal.done(entry)
 
     def _judge(self, planned: PlannedRequest, outcome: Outcome) -> Verdict:
         request = planned.request
@@ -480,7 +506,12 @@ class Runner:
             with self.config.sessions() as session:
                 return jobs.release(session, job_ids, self._st.owner)
 
-        released: int = await self._db_call(release)
+        try:
+            released: int = await self._db_call(release)
+        except DatabaseError as exc:
+            # Their leases stay: the next run on this machine takes them back at once.
+            log.warning("could not hand %d jobs back: %s", len(job_ids), exc)
+            return
         self._st.released += released
         self._st.held.difference_update(job_ids)
 
@@ -495,7 +526,10 @@ class Runner:
                 with self.config.sessions() as session:
                     return jobs.extend_leases(session, ids, self._st.owner, self.settings.lease_s)
 
-            await self._db_call(extend)
+            try:
+                await self._db_call(extend)
+            except DatabaseError as exc:
+                self._db_down(exc)
 
     async def _tick(self) -> None:
         while True:
@@ -532,7 +566,21 @@ class Runner:
     async def run(self) -> RunSummary:
         """Execute the run and return its summary (read back from the database)."""
         started = time.monotonic()
+        recovered = await self._db_call(
+            drain_journals,
+            self.config.sessions,
+            journal_dir(self.settings.journal_dir, self.settings.database_url),
+        )
+        if recovered:
+            log.warning("recorded %d paid results a stopped run had not recorded", recovered)
         with self.config.sessions() as session:
+            reclaimed = jobs.reclaim_dead(session, host=socket.gethostname(), is_alive=pid_alive)
+            if reclaimed.jobs_released:
+                log.info(
+                    "took back %d jobs leased by dead runs %s",
+                    reclaimed.jobs_released,
+                    ", ".join(reclaimed.dead_owners),
+                )
             requeued = jobs.requeue_expired(session, max_attempts=self.settings.max_attempts)
             follows = {t: p.follows for t, p in self.config.profiles.items() if p.follows}
             if follows:
@@ -548,9 +596,12 @@ class Runner:
                 batch_label=self.options.batch_label,
                 parameters=self.options.parameters,
                 budget_usd=self.options.budget_usd,
-                worker=socket.gethostname(),
+                worker=f"{socket.gethostname()}:{os.getpid()}",
             )
         self._state = _RunState(run_id=run_id, owner=_owner(run_id))
+        self._journal = Journal(
+            journal_dir(self.settings.journal_dir, self.settings.database_url), self._st.owner
+        )
         with self.config.sessions() as session:
             history = output_history(session)
         # Recent history weighs as this many answers of this run.
@@ -604,8 +655,15 @@ class Runner:
                         forecast_cost_usd=st.forecast_usd,
                     )
 
-            totals: RunTotals = await self._db_call(finish)
-            self._db.shutdown(wait=True)
+            try:
+                totals: RunTotals = await self._db_call(finish)
+            except DatabaseError as exc:
+                self._db_down(exc)
+                state = "failed"
+                totals = self.progress.totals()
+            self._db.shutdown()
+            if self._journal is not None:
+                self._journal.close()
             await self.stack.aclose()
         if failure is not None:
             raise failure
@@ -622,6 +680,7 @@ class Runner:
             expected_cached_ratio=expected_ratio,
             prewarms=st.prewarms,
             paced_rpm=self._paced_rpm,
+            fatal=st.fatal,
         )
 
 

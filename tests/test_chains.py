@@ -262,7 +262,8 @@ def test_headline_is_sent_only_after_its_summary_completed_and_continues_it(
 
 
 @pytest.mark.parametrize(
-    ("fault", "status"), [("incomplete", "summary incomplete"), ("quota", "summary failed")]
+    ("fault", "status"),
+    [("incomplete", "summary incomplete"), ("invalid_prompt", "summary failed")],
 )
 def test_summary_cut_short_or_failed_leaves_headline_waiting_and_unsent(
     database_url: str, engine: Engine, tmp_path: Path, fault: str, status: str
@@ -295,7 +296,7 @@ def test_requeued_failed_summary_then_releases_its_headline(
     enqueue_chain(engine, sample_articles()[:2])
     with simulator() as sim:
         # (An incomplete summary would come back from the response cache, incomplete again.)
-        sim.script("quota")
+        sim.script("invalid_prompt")
         run_chain(database_url, tmp_path, config, sim)
         with session_factory(engine)() as session:
             assert jobs.requeue_failed(session, tasks=["summary"]) == 1

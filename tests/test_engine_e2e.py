@@ -262,10 +262,11 @@ job_template = "Check the claims of: {title}"
     assert states(engine) == {"failed": len(ids)}
 
 
-def test_bad_request_is_not_retried_and_keeps_the_api_message(
+def test_unknown_model_stops_the_run_with_the_api_message(
     database_url: str, engine: Engine, tmp_path: Path
 ) -> None:
-    """A 400 is tried once and recorded failed with the API's message; the key is never stored."""
+    """A model the API does not know is fatal: tried once, the run stops, the job stays queued
+    with its attempts, nothing is recorded; the key is never stored."""
     # Our price table knows a model the account cannot use: the API answers 400.
     config = config_with(
         tmp_path,
@@ -293,14 +294,12 @@ regime = "grid"
 
     message = "The requested model 'gpt-4.2-mini' does not exist."
     assert counts["4xx"] == 1 and sum(counts.values()) == 1
-    [g] = generations(engine)
-    assert (g.job_id, g.status, g.attempts) == (job_id, "failed", 1)
-    assert g.cost_usd == 0
-    assert g.error is not None and message in g.error
+    assert generations(engine) == []
     [job] = job_rows(engine)
-    assert job.state == "failed" and job.attempts == 1
-    assert job.last_error is not None and message in job.last_error
-    assert summary.totals.failed == 1
+    assert (job.id, job.state, job.attempts) == (job_id, "queued", 0)
+    assert summary.stop_reason == "fatal model"
+    assert summary.fatal is not None and message in summary.fatal
+    assert "profiles.toml" in summary.fatal
     assert texts_containing(engine, API_KEY) == []
 
 

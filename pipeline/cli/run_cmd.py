@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import typer
 
 from pipeline.batchmode.dispatch import run_in_mode
-from pipeline.cli.common import JSON_OPTION, console, handle_errors, print_json
+from pipeline.cli.common import JSON_OPTION, console, err_console, handle_errors, print_json
 from pipeline.cli.display import print_summary, progress_display
 from pipeline.dryrun import dry_run
 from pipeline.errors import InputError
@@ -41,6 +42,36 @@ def parse_mode(mode: str) -> str:
     if mode not in RUN_MODES:
         raise InputError(f"--mode: expected one of {', '.join(RUN_MODES)}, got {mode!r}")
     return mode
+
+
+# Exit codes of `contentgen run` (also in its --help and the README).
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+
+def exit_status(parts: list[dict[str, Any]]) -> tuple[int, str | None]:
+    """The exit code of a run and the one line that explains a non-zero one.
+
+    A fatal API error or the budget stopping the run is 3, Ctrl-C 130 and SIGTERM 143 (the
+    unsent jobs are queued either way); jobs that failed make it 1; otherwise 0.
+    """
+    for part in parts:
+        fatal = part.get("fatal")
+        if fatal:
+            return EXIT_STOPPED, f"error: run stopped: {fatal}"
+        reason = str(part.get("stop_reason") or "")
+        if reason == "budget":
+            return EXIT_STOPPED, "run stopped by --budget-usd: the remaining jobs are queued"
+        if reason == "signal SIGINT":
+            return EXIT_SIGINT, "interrupted: unsent jobs are back in the queue"
+        if reason == "signal SIGTERM":
+            return EXIT_SIGTERM, "terminated: unsent jobs are back in the queue"
+        if part.get("state") == "failed":
+            return EXIT_SOME_FAILED, f"run failed: {reason}"
+    failed = sum(int(part.get("failed") or 0) for part in parts)
+    if failed:
+        return EXIT_SOME_FAILED, f"{failed} job(s) failed: see `contentgen jobs`"
+    return EXIT_OK, None
 
 
 def register(app: typer.Typer) -> None:
@@ -95,6 +126,10 @@ def register(app: typer.Typer) -> None:
         With --pace a small batch that may take its time costs less: sent at the rate that
         finishes it within --deadline-h, it needs fewer prompt-cache keys, each a cold miss.
 
+        Exit codes: 0 every job done; 1 some jobs failed; 2 usage or config error; 3 stopped
+        by a fatal API error (bad key, no quota, unknown model, API unreachable) or by
+        --budget-usd; 130 Ctrl-C; 143 SIGTERM. Unsent jobs stay queued with their attempts.
+
         Example: contentgen run --tasks summary,headline --limit 1000 --concurrency 64
         """
         settings = get_settings()
@@ -134,8 +169,13 @@ def register(app: typer.Typer) -> None:
             result = run_in_mode(settings, options, progress=on_progress, handle_signals=True)
         if as_json:
             print_json(result.parts[0] if len(result.parts) == 1 else result.as_dict())
-            return
-        for choice in result.choices.values():
-            console.print(f"{choice.model}: {choice.mode} ({choice.reason})")
-        for part in result.parts:
-            print_summary(part, title=f"Run {part['run_id']} ({part.get('mode', chosen)})")
+        else:
+            for choice in result.choices.values():
+                console.print(f"{choice.model}: {choice.mode} ({choice.reason})")
+            for part in result.parts:
+                print_summary(part, title=f"Run {part['run_id']} ({part.get('mode', chosen)})")
+        code, line = exit_status(result.parts)
+        if line:
+            err_console.print(line, highlight=False, soft_wrap=True, markup=False)
+        if code:
+            raise typer.Exit(code)

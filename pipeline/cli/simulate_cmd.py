@@ -53,6 +53,10 @@ def register(app: typer.Typer) -> None:
         pricing: Annotated[
             Path | None, _opt("--pricing", "pricing.toml (default: <config dir>/pricing.toml).")
         ] = None,
+        api_key: Annotated[
+            list[str] | None,
+            _opt("--api-key", "Accept only this key (repeat for more); others get a 401."),
+        ] = None,
     ) -> None:
         """Serve a local OpenAI Responses/Files/Batches API with caching, limits and faults.
 
@@ -72,6 +76,7 @@ def register(app: typer.Typer) -> None:
                 fail_rate=fail_rate,
                 overload_rate=overload_rate,
                 seed=seed,
+                api_keys=tuple(api_key or ()),
                 cache_machines=cache_machines,
                 cache_ttl_s=cache_ttl_s,
                 drop_rate=drop_rate,

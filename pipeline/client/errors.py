@@ -8,6 +8,8 @@ Decisions beyond "429/408/409/5xx retry, other 4xx don't":
 
 - a 429 whose code is ``insufficient_quota`` or whose message says "Request too large" is
   permanent: waiting does not add credit or shrink the request;
+- 401, 403, ``insufficient_quota`` and an unknown model are ``FatalAPIError``: no other
+  request of the run can succeed, so the run stops (``_fatal``);
 - ``x-should-retry: true|false`` overrides the status, as in the SDK;
 - a streamed ``response.failed``/``error`` is retryable unless its code names a problem with
   the prompt itself (``PERMANENT_RESPONSE_CODES``).
@@ -22,7 +24,13 @@ from typing import Any
 import openai
 
 from pipeline.client.durations import retry_after_s
-from pipeline.errors import APIError, PermanentAPIError, RateLimited, RetryableAPIError
+from pipeline.errors import (
+    APIError,
+    FatalAPIError,
+    PermanentAPIError,
+    RateLimited,
+    RetryableAPIError,
+)
 
 _KEY_PATTERN = re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-*]{6,}")
 _REDACTED = "sk-***"
@@ -100,11 +108,28 @@ def _from_status(exc: openai.APIStatusError, secrets: tuple[str, ...]) -> APIErr
     if override is not None:
         retryable = override
 
+    fatal = _fatal(status, exc.code, api_message)
+    if fatal is not None:
+        kind, advice = fatal
+        return FatalAPIError(message, kind=kind, advice=advice, **common)
     if not retryable:
         return PermanentAPIError(message, **common)
     if status == 429:
         return RateLimited(message, retry_after_s=hint, **common)
     return RetryableAPIError(message, retry_after_s=hint, **common)
+
+
+def _fatal(status: int, code: str | None, message: str) -> tuple[str, str] | None:
+    """(kind, advice) when an answer is about the account or endpoint, not one request."""
+    if status == 401:
+        return "auth", "the API key was refused: check OPENAI_API_KEY (and OPENAI_BASE_URL)"
+    if status == 403:
+        return "permission", "the key may not use this model or endpoint: check its project"
+    if code == "insufficient_quota":
+        return "quota", "the account is out of quota: add credit or raise its limit"
+    if code == "model_not_found" or (status == 404 and "model" in message.lower()):
+        return "model", "the API does not know this model: fix `model` in profiles.toml"
+    return None
 
 
 def response_error(

@@ -15,6 +15,9 @@ Decisions:
   first fails, they get the same error.
 - A 429 without a hint still pauses the limiter briefly (``DEFAULT_429_PAUSE_S``), so the
   queue behind it does not run into the same wall.
+- Every attempt passes the outage breaker first (``client/breaker.py``): while the API does
+  not answer, one probe goes at a time and the rest wait; past the outage window they fail
+  with ``FatalAPIError``. ``stop()`` ends every wait at once with ``RunStopping``.
 - A flex request (``service_tier: "flex"``) gets the flex timeout and, when flex stays
   unavailable past the deadline, falls back to the default tier (``client/flex.py``); its
   "resource unavailable" 429s do not pause the limiter. ``attempts`` counts both stages.
@@ -29,6 +32,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.client.api import ResponsesCaller
+from pipeline.client.breaker import OutageBreaker, RunStopping, Stopping, is_outage
 from pipeline.client.cache import ResultCache
 from pipeline.client.clock import SYSTEM_CLOCK, Clock
 from pipeline.client.flex import FlexPolicy, fallback_body, is_flex, is_flex_unavailable
@@ -83,8 +87,12 @@ class ResponsesClient:
         clock: Clock = SYSTEM_CLOCK,
         timeout_s: float = 120.0,
         flex: FlexPolicy | None = None,
+        breaker: OutageBreaker | None = None,
+        stopping: Stopping | None = None,
     ) -> None:
         self._api = api
+        self._breaker = breaker or OutageBreaker(clock=clock)
+        self.stopping = stopping or Stopping()
         self._cache = cache
         self._limiter = limiter
         self._retry = retry
@@ -92,6 +100,15 @@ class ResponsesClient:
         self._timeout_s = timeout_s
         self._flex = flex or FlexPolicy()
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
+
+    def stop(self) -> None:
+        """End every wait (limiter, outage, retry backoff) at once: the run is stopping."""
+        self.stopping.set()
+
+    @property
+    def breaker(self) -> OutageBreaker:
+        """The outage breaker (the progress display shows when it is open)."""
+        return self._breaker
 
     @property
     def limiter(self) -> RateLimiter | ModelLimiters:
@@ -206,16 +223,35 @@ class ResponsesClient:
         limiter = self._limiter_for(body)
 
         async def attempt(number: int) -> APIResult:
-            await limiter.acquire(estimated_tokens)
-            try:
-                return await self._api.call(
-                    body, stream=stream, timeout_s=timeout_s, on_headers=limiter.observe
-                )
-            except RateLimited as exc:
-                if is_flex(body) and is_flex_unavailable(exc):
-                    raise  # flex capacity, not our rate: other requests need not wait
-                pause = exc.retry_after_s if exc.retry_after_s is not None else DEFAULT_429_PAUSE_S
-                limiter.penalize(pause)
-                raise
+            stopping = self.stopping
+            while True:
+                if stopping.is_set:
+                    raise RunStopping("the run is stopping")
+                probe = await self._breaker.before(stopping)
+                try:
+                    await stopping.race(limiter.acquire(estimated_tokens))
+                    result = await self._api.call(
+                        body, stream=stream, timeout_s=timeout_s, on_headers=limiter.observe
+                    )
+                except RateLimited as exc:
+                    self._breaker.answered(probe)
+                    if is_flex(body) and is_flex_unavailable(exc):
+                        raise  # flex capacity, not our rate: other requests need not wait
+                    pause = (
+                        exc.retry_after_s if exc.retry_after_s is not None else DEFAULT_429_PAUSE_S
+                    )
+                    limiter.penalize(pause)
+                    raise
+                except APIError as exc:
+                    self._breaker.failed(exc, probe)
+                    if is_outage(exc) and self._breaker.open:
+                        continue  # the API is down: wait for it here, not on the retries
+                    raise
+                except BaseException:
+                    if probe:
+                        self._breaker.failed(RunStopping("cancelled"), probe)
+                    raise
+                self._breaker.answered(probe)
+                return result
 
         return attempt

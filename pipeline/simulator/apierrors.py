@@ -36,6 +36,18 @@ class SimAPIError(Exception):
         return code
 
 
+def incorrect_api_key(key: str) -> SimAPIError:
+    """401 for a key the server does not know (the key is masked as the API masks it)."""
+    shown = f"{key[:3]}*****{key[-4:]}" if len(key) > 8 else "*****"
+    return SimAPIError(
+        401,
+        f"Incorrect API key provided: {shown}. You can find your API key at "
+        "https://platform.openai.com/account/api-keys.",
+        type="invalid_request_error",
+        code="invalid_api_key",
+    )
+
+
 def missing_api_key() -> SimAPIError:
     """401 for a request without ``Authorization: Bearer <key>`` (code: UNCONFIRMED)."""
     return SimAPIError(

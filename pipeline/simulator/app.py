@@ -54,11 +54,15 @@ def error_response(error: SimAPIError, headers: dict[str, str] | None = None) ->
 
 
 def check_auth(request: web.Request) -> None:
-    """Raise a 401 unless the request has ``Authorization: Bearer <non-empty key>``."""
+    """Raise a 401 unless the request has ``Authorization: Bearer <key>`` with a key the
+    server accepts (any non-empty key unless ``api_keys`` names some)."""
     value = request.headers.get("Authorization", "")
     scheme, _, key = value.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise apierrors.missing_api_key()
+    accepted = request.app[STATE].config.api_keys
+    if accepted and key.strip() not in accepted:
+        raise apierrors.incorrect_api_key(key.strip())
 
 
 async def read_json(request: web.Request) -> Any:
@@ -89,6 +93,13 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             raise apierrors.flex_unavailable()
         if fault.kind in ("429", "quota"):
             raise _scripted_429(state, prep.model, fault.kind, fault.retry_ms)
+        if fault.kind == "invalid_prompt":
+            raise SimAPIError(
+                400,
+                "Invalid prompt: your prompt was flagged as potentially violating our usage "
+                "policy.",
+                code="invalid_prompt",
+            )
         cfg = state.config
         headers.update(state.limiter.admit(prep.model, prep.estimate(cfg.default_output_estimate)))
         if fault.kind in ("500", "503", "drop"):

@@ -21,6 +21,9 @@ class SimulatorConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535, description="0 picks a free port.")
     seed: int = 0
+    api_keys: tuple[str, ...] = Field(
+        default=(), description="Keys the server accepts (401 for others); empty: any key."
+    )
     pricing_path: Path | None = Field(
         default=None, description="pricing.toml; None: <config_dir>/pricing.toml, then the repo's."
     )

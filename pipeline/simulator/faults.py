@@ -5,7 +5,8 @@ valid ``/v1/responses`` request, before any random draw. Entries:
 
 ``ok`` no fault · ``500`` server_error · ``503`` overloaded · ``drop`` connection closed without
 an answer · ``429`` or ``429:<ms>`` a rate-limit 429 with that retry hint (default 20 ms) ·
-``quota`` 429 insufficient_quota · ``flex`` flex resource unavailable · ``slow`` or
+``quota`` 429 insufficient_quota · ``invalid_prompt`` 400 invalid_prompt (this request only) ·
+``flex`` flex resource unavailable · ``slow`` or
 ``slow:<s>`` extra latency · ``stream_fail`` ``response.failed`` after some deltas ·
 ``stream_error`` an ``error`` event then ``response.failed`` · ``incomplete`` answer cut at
 ``max_output_tokens`` (or at half the natural length without one).
@@ -30,6 +31,7 @@ KINDS = frozenset(
         "drop",
         "429",
         "quota",
+        "invalid_prompt",
         "flex",
         "slow",
         "stream_fail",
