@@ -120,6 +120,7 @@ class Runner:
         self.budget = None if options.budget_usd is None else Budget(options.budget_usd)
         self._settled = asyncio.Event()
         self._paced_rpm: float | None = None
+        self._queued = 0
         self._journal: Journal | None = None
         self._key_pacers: dict[str, Pacer] = {}
 
@@ -211,6 +212,9 @@ class Runner:
             expect_more=bool(self._followers) or len(claimed) >= self._chunk_size,
             policies=policies,
             machines=self.settings.cache_machines,
+            # A small run needs no more keys than its size calls for, however fast the account
+            # is: each key is a cold miss.
+            run_scale=max(1.0, (self._queued - st.claimed + len(claimed)) / max(len(claimed), 1)),
         )
         if chained:
             explicit = frozenset(m for m, p in policies.items() if p.explicit)
@@ -542,15 +546,17 @@ class Runner:
             self.progress.limiter = self.stack.limiter.stats()
             self._on_progress(self.progress)
 
-    def _pace_rate(self, within_h: float) -> float:
+    def _queued_jobs(self) -> int:
+        """The jobs this run would take if nothing else took them (the limit applied)."""
         with self.config.sessions() as session:
             queued = jobs.queued_count(
                 session,
                 tasks=runnable_tasks(self.options.tasks, self.config.profiles),
                 batch_label=self.options.batch_label,
             )
-        if self.options.limit is not None:
-            queued = min(queued, self.options.limit)
+        return queued if self.options.limit is None else min(queued, self.options.limit)
+
+    def _pace_rate(self, queued: int, within_h: float) -> float:
         rate = paced_rpm(queued, within_h)
         log.info(
             "pacing %d jobs to %.0f requests/min (%.0f per cache key) to finish within %.2f h",
@@ -607,8 +613,9 @@ class Runner:
         # Recent history weighs as this many answers of this run.
         self._state.outputs = dict(history)
         self._state.output_counts = dict.fromkeys(history, HISTORY_WEIGHT)
+        self._queued = await self._db_call(self._queued_jobs)
         if self.options.pace_h:
-            self._paced_rpm = await self._db_call(self._pace_rate, self.options.pace_h)
+            self._paced_rpm = self._pace_rate(self._queued, self.options.pace_h)
         background = [
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._tick()),

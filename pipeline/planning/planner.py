@@ -103,6 +103,7 @@ def bucket_count(
     planned_rpm: float,
     max_bucket_rpm: float,
     continuing: bool = False,
+    run_total: float | None = None,
 ) -> int:
     """Buckets for a group: enough that none gets over ``max_bucket_rpm``, and no more.
 
@@ -113,9 +114,16 @@ def bucket_count(
     with these keys within the minute: in a ``continuing`` run (the group's keys are already
     warm from an earlier chunk) the next chunk follows straight on, so the group gets what the
     rate needs. An article never spans buckets, so there are never more buckets than articles.
+    ``run_total`` (the group's expected requests over the whole run) bounds a continuing
+    group the same way: a key carries at most what the run will ever send with it.
     """
     by_rate = math.ceil(planned_rpm / max_bucket_rpm)
-    by_size = by_rate if continuing else math.ceil(size / max_bucket_rpm)
+    if not continuing:
+        by_size = math.ceil(size / max_bucket_rpm)
+    elif run_total is not None:
+        by_size = math.ceil(max(run_total, size) / max_bucket_rpm)
+    else:
+        by_size = by_rate
     return max(1, min(by_rate, by_size, articles))
 
 
@@ -130,6 +138,7 @@ def plan(
     expect_more: bool = False,
     policies: Mapping[str, PromptCachePolicy] | None = None,
     machines: int | None = None,
+    run_scale: float | None = None,
 ) -> Plan:
     """Plan ``requests``: depth-first order, cache keys by group and bucket, and waits.
 
@@ -142,6 +151,10 @@ def plan(
     prewarms and exact expected reads and writes from ``planning.breakpoints``, and no keys.
     Without ``policies`` every model is a grid model with ``min_cacheable``, ``step`` and
     ``max_bucket_rpm``.
+
+    ``run_scale`` is how many times this chunk's size the whole run (this chunk and what
+    follows) is expected to be: a continuing group gets no more buckets than its share of the
+    run needs.
 
     ``machines`` is how many cache machines one group's keys are expected to land on (None:
     each bucket its own). The provider routes a key by hash; when a group has more buckets than
@@ -236,6 +249,7 @@ def plan(
             planned_rpm=planned_rpm,
             max_bucket_rpm=_bucket_rpm(model_rules),
             continuing=expect_more or f"{gid}-0" in warm,
+            run_total=None if run_scale is None else len(positions) * run_scale,
         )
         bucket_keys = [f"{gid}-{b}" for b in range(buckets)]
         is_warm = [key in warm for key in bucket_keys]
