@@ -145,9 +145,11 @@ def write_config(
     # Reasoning models take an effort, not a temperature: the lowest, as a newsroom would
     # for summaries and headlines (at the default effort they spend the output cap thinking).
     reasoning = model.startswith(("gpt-5", "o"))
-    effort = 'reasoning_effort = "minimal"\n' if reasoning else ""
+    # gpt-5.1 and later default to effort "none"; the older ones think at "medium" by default.
+    effort = 'reasoning_effort = "minimal"\n' if model.startswith(("gpt-5-", "o")) else ""
     sampling_summary = effort if reasoning else "temperature = 0.3\n"
     sampling_headline = effort if reasoning else "temperature = 0.9\ntop_p = 0.95\n"
+    headline_cap = 120 if effort else 40  # room for the reasoning tokens before the text
     follows = 'follows = "summary"\n' if chain else ""
     (config / "profiles.toml").write_text(
         f"""
@@ -169,7 +171,7 @@ job_template = "Summary for: {{title}}"
 model = "{model}"
 instructions_file = "prompts/headline.md"
 contexts = ["style_guide", "section_brief"]
-{sampling_headline}max_output_tokens = 40
+{sampling_headline}max_output_tokens = {headline_cap}
 job_template = "Headline for the {{section}} desk."
 {tier}{follows}""",
         encoding="utf-8",

@@ -213,8 +213,9 @@ class Runner:
             policies=policies,
             machines=self.settings.cache_machines,
             # A small run needs no more keys than its size calls for, however fast the account
-            # is: each key is a cold miss.
-            run_scale=max(1.0, (self._queued - st.claimed + len(claimed)) / max(len(claimed), 1)),
+            # is (each key is a cold miss). Sized by the whole run, so every chunk deals its
+            # articles over the same keys and no key carries more than its share.
+            run_scale=max(1.0, self._queued / max(len(claimed), 1)),
         )
         if chained:
             explicit = frozenset(m for m, p in policies.items() if p.explicit)

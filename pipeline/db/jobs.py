@@ -184,6 +184,34 @@ def _owned(job_id: int, owner: str) -> Any:
     return and_(c.id == job_id, c.lease_owner == owner, c.state == "running")
 
 
+def _release_followers(
+    session: Session, article_id: int, followers: Sequence[str], now: dt.datetime
+) -> None:
+    """Queue the chained tasks of ``article_id`` after their parent's new answer."""
+    c = JOBS.c
+    session.execute(
+        JOBS.update()
+        .where(
+            c.article_id == article_id,
+            c.task.in_(list(followers)),
+            c.state.in_(("waiting", "succeeded", "failed")),
+        )
+        # One above the parent's priority: claimed next, while the shared prefix is warm.
+        .values(
+            state="queued",
+            attempts=0,
+            wait_reason=None,
+            last_error=None,
+            priority=c.priority + 1,
+            # Its next generation is made from the article as it is now.
+            content_hash=select(Article.content_hash)
+            .where(Article.id == article_id)
+            .scalar_subquery(),
+            updated_at=now,
+        )
+    )
+
+
 def complete(
     session: Session,
     job_id: int,
@@ -218,28 +246,7 @@ def complete(
     insert_generation(session, generation)
     held = bool(result.rowcount)  # type: ignore[attr-defined]
     if held and followers and article_id is not None:
-        c = JOBS.c
-        session.execute(
-            JOBS.update()
-            .where(
-                c.article_id == article_id,
-                c.task.in_(list(followers)),
-                c.state.in_(("waiting", "succeeded", "failed")),
-            )
-            # One above the parent's priority: claimed next, while the shared prefix is warm.
-            .values(
-                state="queued",
-                attempts=0,
-                wait_reason=None,
-                last_error=None,
-                priority=c.priority + 1,
-                # Its next generation is made from the article as it is now.
-                content_hash=select(Article.content_hash)
-                .where(Article.id == article_id)
-                .scalar_subquery(),
-                updated_at=now,
-            )
-        )
+        _release_followers(session, article_id, followers, now)
     session.commit()
     return held
 
@@ -821,14 +828,6 @@ def recover(
             )
         )
         if done.rowcount and followers and article_id is not None:  # type: ignore[attr-defined]
-            session.execute(
-                JOBS.update()
-                .where(
-                    c.article_id == article_id,
-                    c.task.in_(list(followers)),
-                    c.state.in_(("waiting", "succeeded", "failed")),
-                )
-                .values(state="queued", attempts=0, updated_at=utcnow())
-            )
+            _release_followers(session, article_id, followers, utcnow())
     session.commit()
     return 1

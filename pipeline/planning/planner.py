@@ -152,9 +152,9 @@ def plan(
     Without ``policies`` every model is a grid model with ``min_cacheable``, ``step`` and
     ``max_bucket_rpm``.
 
-    ``run_scale`` is how many times this chunk's size the whole run (this chunk and what
-    follows) is expected to be: a continuing group gets no more buckets than its share of the
-    run needs.
+    ``run_scale`` is how many times this chunk's size the whole run is expected to be: a
+    continuing group gets no more buckets than its share of the run needs, the same in every
+    chunk of the run (its keys carry the group's requests of every chunk).
 
     ``machines`` is how many cache machines one group's keys are expected to land on (None:
     each bucket its own). The provider routes a key by hash; when a group has more buckets than
