@@ -43,17 +43,17 @@ CONCURRENCY = 4
 def test_twenty_kills_lose_nothing_and_fail_nothing(
     database_url: str, engine: Engine, tmp_path: Path
 ) -> None:
-    """20 SIGKILLs at random points over 120 jobs: 0 lost, 0 failed, bill - recorded bounded."""
-    ids = seed(engine, ["summary", "headline"], n=36)[:120]
+    """20 SIGKILLs at random points over 144 jobs: 0 lost, 0 failed, bill - recorded bounded."""
+    ids = seed(engine, ["summary", "headline", "key_points", "fact_check"], n=36)
     rng = random.Random(20)
-    with simulator(latency_scale=0.3) as sim:
+    with simulator(latency_scale=1.0) as sim:
         settings = engine_settings(database_url, sim, tmp_path)
         for _ in range(KILLS):
             before = len(generations(engine))
             with worker(settings, concurrency=CONCURRENCY) as proc:
                 # Mid-run: once this worker has recorded something, at a random moment.
                 wait_until(lambda before=before: len(generations(engine)) > before, proc=proc)
-                time.sleep(rng.uniform(0.0, 0.5))
+                time.sleep(rng.uniform(0.0, 0.3))
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=10)
         final = run_engine(settings)
@@ -63,8 +63,9 @@ def test_twenty_kills_lose_nothing_and_fail_nothing(
     assert final.state == "finished"
     assert completed_per_job(engine) == dict.fromkeys(ids, 1)
     assert states(engine) == {"succeeded": len(ids)}
+    assert len(ids) == 144
     assert all(job.attempts >= 1 for job in job_rows(engine))
-    assert {g.status for g in generations(engine)} <= {"completed", "prewarm"}
+    assert {g.status for g in generations(engine)} <= {"completed", "incomplete", "prewarm"}
     # Paid twice at most for the calls in flight at each kill.
     assert counts["completed"] - len(ids) <= KILLS * CONCURRENCY
     recorded = recorded_cost(engine)
