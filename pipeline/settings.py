@@ -30,7 +30,11 @@ class Settings(BaseSettings):
         default="sqlite:///contentgen.db",
         description="SQLAlchemy URL of the job database (SQLite file in the working directory).",
     )
-    config_dir: Path = Field(default=Path("config"), description="Folder with profiles.toml etc.")
+    config_dir: Path = Field(
+        default_factory=lambda: _default_config_dir(),
+        description="Folder with profiles.toml etc.: ./config when there is one, else the "
+        "installation's own.",
+    )
     # The user's cache folder, not the working directory: answers cached by a rehearsal must not
     # wait there for the next real run. XDG_CACHE_HOME counts only when absolute (XDG spec).
     cache_dir: Path = Field(
@@ -118,6 +122,16 @@ class Settings(BaseSettings):
         """Jobs a run claims at a time: ``claim_chunk``, else four times what it sends at once
         (claimed jobs wait in this run's hands: a crash strands no more than that)."""
         return self.claim_chunk or max(32, 4 * concurrency)
+
+
+def _default_config_dir() -> Path:
+    """``./config`` when the working directory has one, else the one ContentGen was installed
+    with (a source checkout's ``config/``), so commands work from any directory."""
+    local = Path("config")
+    if local.is_dir():
+        return local
+    bundled = Path(__file__).resolve().parents[1] / "config"
+    return bundled if bundled.is_dir() else local
 
 
 _KINDS: dict[object, str] = {int: "an integer", float: "a number", Path: "a path", str: "text"}

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from pipeline.runner import RunOptions, run_batch_async
 from pipeline.wiring import build_client_stack
+from tests.conftest import _truncate_all
 from tests.engine_support import (
     completed_per_job,
     engine_settings,
@@ -106,11 +107,20 @@ class Proxy:
         self._listener.close()
 
 
+# A connection to lose needs a server: PostgreSQL only (SQLite is a local file).
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def database_url(_postgres_database: str) -> str:
+    """This module's database: the PostgreSQL scratch database, emptied."""
+    _truncate_all(_postgres_database)
+    return _postgres_database
+
+
 @pytest.fixture
 def proxied(database_url: str) -> tuple[str, Proxy]:
-    """The test database reached through a cuttable proxy (PostgreSQL only)."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite is a local file: there is no connection to lose")
+    """The test database reached through a cuttable proxy."""
     url = make_url(database_url)
     proxy = Proxy((url.host or "127.0.0.1", url.port or 5432))
     yield url.set(port=proxy.port).render_as_string(hide_password=False), proxy
