@@ -15,6 +15,15 @@ provoking 429s:
   a stale, optimistic header must not cause a burst.
 - ``penalize(retry_after_s)`` after a 429 blocks every sender until the hint has passed.
 
+The server counts its own way (OpenAI estimates tokens from characters; an emulator may use
+another tokenizer), so each bucket learns the ratio of the server's count to ours from the
+``remaining-*`` headers (``calibration``): ``acquire`` returns the admission time, and
+``observe(headers, sent_at=...)`` compares how far the server's bucket fell with what we sent
+since. Buckets are kept in the server's units (our estimate x the factor), and a recent header
+brought forward to now (refill less what we sent since) sets the level, down and, once the
+factor is learnt and the account is ours alone, up. ``set_share`` gives this process a part of
+the account when other runners share it (``pipeline.limitshare``).
+
 With a continuous bucket, ``reset-*`` is redundant ((limit - remaining) / rate); it is parsed
 and reported in ``snapshot()`` for the progress display, not used for admission.
 """
@@ -29,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pipeline.client.calibration import Calibration, Sends
 from pipeline.client.clock import SYSTEM_CLOCK, Clock
 from pipeline.client.durations import parse_go_duration
 
@@ -37,14 +47,22 @@ log = logging.getLogger("contentgen.limiter")
 WINDOW_S = 60.0
 # Float rounding after sleeping exactly the computed wait must not cost another loop.
 _EPSILON = 1e-9
+# A header older than this (a long generation) is not brought forward to raise the level.
+FRESH_HEADER_S = 10.0
+RESERVE_SHARE = 0.02
 
 
 class _Bucket:
-    """A continuously refilling bucket; its level may go below zero (debt) for oversize takes."""
+    """A continuously refilling bucket in the server's units; its level may go below zero
+    (debt) for oversize takes. ``capacity`` is this process's ``share`` of the ``limit``."""
 
-    def __init__(self, capacity: float, level: float | None = None) -> None:
-        self.capacity = capacity
-        self.level = capacity if level is None else min(level, capacity)
+    def __init__(self, limit: float, level: float | None = None, share: float = 1.0) -> None:
+        self.limit = limit
+        self.share = share
+        self.capacity = limit * share
+        self.level = self.capacity if level is None else min(level, self.capacity)
+        self.sends = Sends()
+        self.calibration = Calibration(self.sends)
 
     @property
     def rate_per_s(self) -> float:
@@ -55,15 +73,38 @@ class _Bucket:
             self.level = min(self.capacity, self.level + elapsed_s * self.rate_per_s)
 
     def wait_s(self, amount: float) -> float:
-        """Seconds until ``amount`` can be taken (more than capacity needs a full bucket)."""
-        missing = min(amount, self.capacity) - self.level
+        """Seconds until ``amount`` can be taken (more than capacity needs a full bucket).
+
+        Once the level follows the server's, a small reserve stays untouched: the server's
+        count of what is in flight is only known on average, and the reserve absorbs the
+        difference (it costs no throughput: the refill rate is the same)."""
+        reserve = RESERVE_SHARE * self.capacity if self.calibration.samples else 0.0
+        missing = min(amount + reserve, self.capacity) - self.level
         if missing <= _EPSILON * max(1.0, self.capacity):
             return 0.0
         return missing / self.rate_per_s
 
-    def set_capacity(self, capacity: float) -> None:
-        self.capacity = capacity
-        self.level = min(self.level, capacity)
+    def set_limit(self, limit: float, share: float | None = None) -> None:
+        self.limit = limit
+        if share is not None:
+            self.share = share
+        self.capacity = limit * self.share
+        self.level = min(self.level, self.capacity)
+
+    def follow(self, now: float, remaining: float, sent_at: float | None) -> None:
+        """Bring the server's level after the request sent at ``sent_at`` forward to now."""
+        if sent_at is None:
+            self.level = min(self.level, remaining)  # no time of reference: only ever lower
+            return
+        self.calibration.observe(sent_at, remaining, self.limit, self.share)
+        since = self.sends.between(sent_at, now) * self.calibration.factor
+        expected = min(self.limit, remaining + max(0.0, now - sent_at) * self.limit / WINDOW_S)
+        expected -= since
+        alone = self.share >= 1.0 - 1e-9
+        if alone and self.calibration.samples >= 2 and now - sent_at <= FRESH_HEADER_S:
+            self.level = min(self.capacity, expected)
+        else:
+            self.level = min(self.level, expected)
 
 
 @dataclass(frozen=True)
@@ -83,11 +124,16 @@ class LimiterStats:
     penalties: int
     server_reset_requests_s: float | None
     server_reset_tokens_s: float | None
+    token_factor: float = 1.0
+    request_factor: float = 1.0
+    share: float = 1.0
 
     @property
     def tpm_utilisation(self) -> float | None:
-        """Tokens admitted in the last minute as a share of the TPM limit."""
-        return None if not self.tpm_limit else self.tokens_per_min / self.tpm_limit
+        """Tokens admitted in the last minute, as the server counts them, over the TPM limit."""
+        if not self.tpm_limit:
+            return None
+        return self.tokens_per_min * self.token_factor / self.tpm_limit
 
     def as_dict(self) -> dict[str, Any]:
         """The fields (and ``tpm_utilisation``) as a plain JSON-friendly dict."""
@@ -118,9 +164,12 @@ class RateLimiter:
         self._tokens_total = 0
         self._reset_requests_s: float | None = None
         self._reset_tokens_s: float | None = None
+        self._share = 1.0
 
-    async def acquire(self, tokens: int) -> None:
-        """Wait until one request and ``tokens`` tokens may be sent, then take them."""
+    async def acquire(self, tokens: int) -> float:
+        """Wait until one request and ``tokens`` tokens may be sent, then take them.
+
+        Returns the admission time, to pass back to ``observe`` with the answer's headers."""
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, got {tokens}")
         self._waiting += 1
@@ -135,6 +184,7 @@ class RateLimiter:
                 self._take(now, tokens)
         finally:
             self._waiting -= 1
+        return now
 
     def _fifo(self) -> asyncio.Lock:
         # asyncio.Lock wakes waiters in FIFO order. A lock belongs to one event loop; a limiter
@@ -145,20 +195,43 @@ class RateLimiter:
             self._queue_loop = loop
         return self._queue
 
-    def observe(self, headers: Mapping[str, str]) -> None:
-        """Follow a response's ``x-ratelimit-*`` headers (missing or malformed ones are ignored)."""
+    def observe(self, headers: Mapping[str, str], sent_at: float | None = None) -> None:
+        """Follow a response's ``x-ratelimit-*`` headers (missing or malformed ones are ignored).
+
+        ``sent_at`` is what ``acquire`` returned for the request: with it the headers also
+        calibrate the buckets and may raise their levels (see the module docstring)."""
         lowered = {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-ratelimit-")}
         if not lowered:
             return
-        self._refill()
-        self._requests = self._follow(self._requests, lowered, "requests")
-        self._tokens = self._follow(self._tokens, lowered, "tokens")
+        now = self._refill()
+        self._requests = self._follow(self._requests, lowered, "requests", now, sent_at)
+        self._tokens = self._follow(self._tokens, lowered, "tokens", now, sent_at)
         reset_requests = _duration(lowered.get("x-ratelimit-reset-requests"))
         reset_tokens = _duration(lowered.get("x-ratelimit-reset-tokens"))
         if reset_requests is not None:
             self._reset_requests_s = reset_requests
         if reset_tokens is not None:
             self._reset_tokens_s = reset_tokens
+
+    def rejected(self, sent_at: float, tokens: int) -> None:
+        """The request admitted at ``sent_at`` was answered 429: the server counted nothing."""
+        if self._requests is not None:
+            self._requests.sends.reject(sent_at, 1)
+        if self._tokens is not None:
+            self._tokens.sends.reject(sent_at, tokens)
+
+    def set_share(self, share: float) -> None:
+        """Use ``share`` (0 < share <= 1) of the account's limits: other runners have the rest."""
+        share = min(1.0, max(share, 1e-3))
+        for bucket in (self._requests, self._tokens):
+            if bucket is not None and bucket.share != share:
+                bucket.set_limit(bucket.limit, share)
+        self._share = share
+
+    @property
+    def token_factor(self) -> float:
+        """How the server counts a token of our estimate (1.0 until learnt)."""
+        return 1.0 if self._tokens is None else self._tokens.calibration.factor
 
     def penalize(self, retry_after_s: float) -> None:
         """After a 429: send nothing for ``retry_after_s`` (extends a pause, never shortens it)."""
@@ -205,6 +278,9 @@ class RateLimiter:
             penalties=self._penalties,
             server_reset_requests_s=self._reset_requests_s,
             server_reset_tokens_s=self._reset_tokens_s,
+            token_factor=self.token_factor,
+            request_factor=1.0 if self._requests is None else self._requests.calibration.factor,
+            share=self._share,
         )
 
     def _refill(self) -> float:
@@ -219,16 +295,18 @@ class RateLimiter:
     def _wait_s(self, now: float, tokens: int) -> float:
         wait = self._blocked_until - now
         if self._requests is not None:
-            wait = max(wait, self._requests.wait_s(1))
+            wait = max(wait, self._requests.wait_s(self._requests.calibration.factor))
         if self._tokens is not None:
-            wait = max(wait, self._tokens.wait_s(tokens))
+            wait = max(wait, self._tokens.wait_s(tokens * self._tokens.calibration.factor))
         return wait
 
     def _take(self, now: float, tokens: int) -> None:
         if self._requests is not None:
-            self._requests.level -= 1
+            self._requests.level -= self._requests.calibration.factor
+            self._requests.sends.add(now, 1)
         if self._tokens is not None:
-            self._tokens.level -= tokens
+            self._tokens.level -= tokens * self._tokens.calibration.factor
+            self._tokens.sends.add(now, tokens)
         self._admitted.append((now, tokens))
         self._window_tokens += tokens
         self._requests_total += 1
@@ -240,23 +318,29 @@ class RateLimiter:
             _, tokens = self._admitted.popleft()
             self._window_tokens -= tokens
 
-    @staticmethod
-    def _follow(bucket: _Bucket | None, headers: Mapping[str, str], kind: str) -> _Bucket | None:
+    def _follow(
+        self,
+        bucket: _Bucket | None,
+        headers: Mapping[str, str],
+        kind: str,
+        now: float,
+        sent_at: float | None,
+    ) -> _Bucket | None:
         limit = _number(headers.get(f"x-ratelimit-limit-{kind}"))
         remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
         if limit is not None and limit > 0:
             if bucket is None:
-                bucket = _Bucket(limit, remaining)
-            elif bucket.capacity != limit:
-                log.info("server %s limit is %d per minute (was %d)", kind, limit, bucket.capacity)
-                bucket.set_capacity(limit)
+                bucket = _Bucket(limit, remaining, self._share)
+            elif bucket.limit != limit:
+                log.info("server %s limit is %d per minute (was %d)", kind, limit, bucket.limit)
+                bucket.set_limit(limit)
         if bucket is not None and remaining is not None:
-            bucket.level = min(bucket.level, remaining)
+            bucket.follow(now, remaining, sent_at)
         return bucket
 
 
 def _limit(bucket: _Bucket | None) -> int | None:
-    return None if bucket is None else round(bucket.capacity)
+    return None if bucket is None else round(bucket.limit)
 
 
 def _number(value: str | None) -> float | None:
@@ -310,11 +394,15 @@ class ModelLimiters:
         return limiter.rpm, limiter.tpm
 
     def stats(self) -> dict[str, Any]:
-        """Admitted requests/tokens per minute summed over models, plus each model's stats."""
+        """Admitted requests/tokens per minute summed over models (tokens as the server counts
+        them, with each model's learnt factor), plus each model's stats."""
         per_model = {model: lim.stats() for model, lim in self._by_model.items()}
         return {
             "requests_per_min": sum(s["requests_per_min"] for s in per_model.values()),
-            "tokens_per_min": sum(s["tokens_per_min"] for s in per_model.values()),
+            "tokens_per_min": round(
+                sum(s["tokens_per_min"] * s["token_factor"] for s in per_model.values())
+            ),
             "tpm_limit": sum(s["tpm_limit"] or 0 for s in per_model.values()) or self._tpm,
+            "token_factors": {m: round(s["token_factor"], 3) for m, s in per_model.items()},
             "models": per_model,
         }

@@ -26,6 +26,7 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -229,12 +230,16 @@ class ResponsesClient:
                     raise RunStopping("the run is stopping")
                 probe = await self._breaker.before(stopping)
                 try:
-                    await stopping.race(limiter.acquire(estimated_tokens))
+                    sent_at = await stopping.race(limiter.acquire(estimated_tokens))
                     result = await self._api.call(
-                        body, stream=stream, timeout_s=timeout_s, on_headers=limiter.observe
+                        body,
+                        stream=stream,
+                        timeout_s=timeout_s,
+                        on_headers=functools.partial(limiter.observe, sent_at=sent_at),
                     )
                 except RateLimited as exc:
                     self._breaker.answered(probe)
+                    limiter.rejected(sent_at, estimated_tokens)
                     if is_flex(body) and is_flex_unavailable(exc):
                         raise  # flex capacity, not our rate: other requests need not wait
                     pause = (

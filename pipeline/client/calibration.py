@@ -1,0 +1,127 @@
+"""Learning how the server counts: our estimate of a request against what its bucket lost.
+
+The limiter reserves ``prompt tokens (o200k) + max_output_tokens`` per request, but a server
+counts its own way: OpenAI estimates from characters, an emulator may use another tokenizer.
+A limiter that trusts its own count either leaves the limit half used (the server counts
+less) or provokes 429 storms (it counts more). ``x-ratelimit-remaining-*`` tells us the
+server's bucket level at the moment it admitted a request, so between two answered requests
+sent at ``t0`` and ``t1`` the server consumed
+
+    consumed = remaining(t0) + rate * (t1 - t0) - remaining(t1)
+
+for exactly the requests we sent in ``(t0, t1]`` (alone on the account, with the bucket below
+capacity all the while so no refill was lost). ``consumed / sum(our estimates)`` is one
+sample of the factor; the factor is their running, amount-weighted mean over about one
+bucket's worth of traffic, clamped to a sane range. Answers come back out of order, so every
+sample is anchored on its request's *send* time, which the limiter hands out at admission.
+
+``Sends`` is the history of what we admitted (time, cumulative amount) that makes the sums
+over any interval O(log n); it also gives the limiter "what we sent since the server's
+snapshot", so a header's ``remaining`` can be brought up to now.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+# Samples need enough traffic to be more than jitter: at least this share of the bucket.
+MIN_SAMPLE_SHARE = 0.04
+# The server's bucket must stay this far below capacity over a sample (no refill lost).
+FULL_SHARE = 0.95
+# The factor's memory, in buckets' worth of estimated traffic.
+MEMORY_BUCKETS = 1.0
+FACTOR_RANGE = (0.1, 10.0)
+HISTORY_S = 180.0
+
+
+class Sends:
+    """What was admitted and when: cumulative amounts by (monotonic) admission time."""
+
+    def __init__(self) -> None:
+        self._times: list[float] = []
+        self._cumulative: list[float] = []
+        self._base = 0.0  # cumulative amount before the oldest entry kept
+        self._total = 0.0
+        self._rejected: list[tuple[float, float]] = []  # rare: a sorted list is enough
+
+    def add(self, at: float, amount: float) -> None:
+        """Record ``amount`` admitted at ``at`` (times never go backwards)."""
+        self._total += amount
+        self._times.append(at)
+        self._cumulative.append(self._total)
+        if len(self._times) > 4096 and self._times[0] < at - HISTORY_S:
+            cut = bisect.bisect_left(self._times, at - HISTORY_S)
+            self._base = self._cumulative[cut - 1]
+            del self._times[:cut]
+            del self._cumulative[:cut]
+
+    def upto(self, at: float) -> float:
+        """Cumulative amount admitted at or before ``at``."""
+        i = bisect.bisect_right(self._times, at)
+        return self._base if i == 0 else self._cumulative[i - 1]
+
+    def between(self, start: float, end: float) -> float:
+        """Amount admitted in ``(start, end]``, less what the server turned away (429)."""
+        taken = self.upto(end) - self.upto(start)
+        if self._rejected:
+            lo = bisect.bisect_right(self._rejected, (start, float("inf")))
+            hi = bisect.bisect_right(self._rejected, (end, float("inf")))
+            taken -= sum(amount for _, amount in self._rejected[lo:hi])
+        return taken
+
+    def reject(self, at: float, amount: float) -> None:
+        """What was admitted at ``at`` was answered 429: the server did not count it."""
+        bisect.insort(self._rejected, (at, amount))
+        if len(self._rejected) > 1024:
+            del self._rejected[:512]
+
+    @property
+    def total(self) -> float:
+        """Everything admitted so far."""
+        return self._total
+
+
+class Calibration:
+    """The learnt ratio of the server's count to our estimate, for one bucket.
+
+    ``observe(sent_at, remaining, capacity)`` feeds one answered request's header;
+    ``factor`` starts at 1.0 and ``samples`` counts how often it was updated.
+    """
+
+    def __init__(self, sends: Sends) -> None:
+        self.factor = 1.0
+        self.samples = 0
+        self._sends = sends
+        self._weight = 0.0
+        self._anchor: tuple[float, float] | None = None
+
+    def observe(
+        self, sent_at: float, remaining: float, capacity: float, share: float = 1.0
+    ) -> None:
+        """One header: the server's level right after admitting what we sent at ``sent_at``.
+
+        ``share`` is the part of the account this process uses (``limitshare``): with other
+        runners on the account, the server's consumption is theirs too, and ours is taken to
+        be ``share`` of it.
+        """
+        anchor = self._anchor
+        if anchor is None or sent_at < anchor[0]:
+            if anchor is None:
+                self._anchor = (sent_at, remaining)
+            return  # an older request answered late: its snapshot is already behind us
+        t0, r0 = anchor
+        ours = self._sends.between(t0, sent_at)
+        if ours < MIN_SAMPLE_SHARE * capacity / max(self.factor, 1e-9):
+            return  # keep accumulating from the same anchor
+        rate = capacity / 60.0
+        topped = r0 + rate * (sent_at - t0)
+        self._anchor = (sent_at, remaining)
+        if topped >= FULL_SHARE * capacity or remaining >= FULL_SHARE * capacity:
+            return  # the server's bucket (nearly) filled: refill was lost, no measure
+        consumed = (topped - remaining) * share
+        sample = min(max(consumed / ours, FACTOR_RANGE[0]), FACTOR_RANGE[1])
+        memory = MEMORY_BUCKETS * capacity
+        weight = min(self._weight, memory)
+        self.factor = (self.factor * weight + sample * ours) / (weight + ours)
+        self._weight = weight + ours
+        self.samples += 1

@@ -1,0 +1,130 @@
+"""The limiter learns how the server counts tokens from ``x-ratelimit-remaining-tokens``.
+
+A small discrete-time server below counts each request as ``factor`` x our estimate (with
+per-request noise, as a character-based estimate has) plus nothing else, admits it at send
+time, and answers one to three seconds later with its headers. The limiter must fill the
+server's limit, not its own idea of it, with next to no 429s.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+
+import pytest
+
+from pipeline.client.calibration import Calibration, Sends
+from pipeline.client.clock import FakeClock
+from pipeline.client.limiter import RateLimiter
+
+
+class CountingServer:
+    """The server's token bucket, counting ``factor`` x our estimate per request."""
+
+    def __init__(self, tpm: int, factor: float, clock: FakeClock, seed: int = 7) -> None:
+        self.tpm = tpm
+        self.factor = factor
+        self.level = float(tpm)
+        self.clock = clock
+        self.last = clock.monotonic()
+        self.random = random.Random(seed)
+        self.admitted = 0.0
+        self.rejected = 0
+
+    def admit(self, estimate: int) -> tuple[bool, dict[str, str]]:
+        now = self.clock.monotonic()
+        self.level = min(self.tpm, self.level + (now - self.last) * self.tpm / 60)
+        self.last = now
+        cost = estimate * self.factor * self.random.uniform(0.8, 1.2)
+        ok = self.level >= cost
+        if ok:
+            self.level -= cost
+            self.admitted += cost
+        else:
+            self.rejected += 1
+        headers = {
+            "x-ratelimit-limit-tokens": str(self.tpm),
+            "x-ratelimit-remaining-tokens": str(max(0, int(self.level))),
+        }
+        return ok, headers
+
+
+async def drive(factor: float, minutes: float = 6.0) -> tuple[RateLimiter, CountingServer, float]:
+    """One sender through the limiter for ``minutes``; returns the share of the limit used
+    after the first minute (the learning and the initial full bucket left out)."""
+    clock = FakeClock()
+    tpm = 300_000
+    server = CountingServer(tpm, factor, clock)
+    limiter = RateLimiter(rpm=None, tpm=tpm, clock=clock)
+    answers: list[tuple[float, int, float, dict[str, str]]] = []
+    sizes = [850, 3100, 1200, 4700, 990, 2300]
+    start = clock.monotonic()
+    counted_from = None
+    admitted_at_mark = 0.0
+    n = 0
+    while clock.monotonic() - start < minutes * 60:
+        now = clock.monotonic()
+        while answers and answers[0][0] <= now:
+            _, _, sent_at, headers = heapq.heappop(answers)
+            limiter.observe(headers, sent_at=sent_at)
+        if counted_from is None and now - start >= 60:
+            counted_from, admitted_at_mark = now, server.admitted
+        estimate = sizes[n % len(sizes)]
+        sent_at = await limiter.acquire(estimate)
+        ok, headers = server.admit(estimate)
+        if not ok:
+            limiter.rejected(sent_at, estimate)
+            limiter.penalize(1.0)
+        latency = 1.0 + 2.0 * server.random.random()
+        heapq.heappush(answers, (sent_at + latency, n, sent_at, headers))
+        n += 1
+        clock.advance(0.01)  # a request every 10 ms at most: the limit, not the loop, binds
+    assert counted_from is not None
+    used = (server.admitted - admitted_at_mark) / (tpm * (clock.monotonic() - counted_from) / 60)
+    return limiter, server, used
+
+
+@pytest.mark.parametrize("factor", [0.5, 1.0, 1.5])
+async def test_fills_the_servers_limit_whatever_it_counts(factor: float) -> None:
+    limiter, server, used = await drive(factor)
+    assert limiter.token_factor == pytest.approx(factor, rel=0.1)
+    assert 0.97 <= used <= 1.01
+    assert server.rejected <= 5, f"{server.rejected} requests answered 429"
+
+
+def test_calibration_waits_for_enough_traffic_and_a_draining_bucket() -> None:
+    sends = Sends()
+    calibration = Calibration(sends)
+    sends.add(1.0, 100)
+    calibration.observe(1.0, 5_000, capacity=60_000)
+    sends.add(2.0, 100)
+    calibration.observe(2.0, 5_000, capacity=60_000)  # 100 tokens: too little to measure
+    assert calibration.samples == 0
+    for t in range(3, 13):
+        sends.add(float(t), 1_000)
+    # From 1 s to 12 s the server refilled 11_000 and fell by 5_000 - 1_000: consumed 15_000
+    # for our 10_100: a factor of ~1.49.
+    calibration.observe(12.0, 1_000, capacity=60_000)
+    assert calibration.samples == 1
+    assert calibration.factor == pytest.approx(15_000 / 10_100, rel=1e-6)
+
+
+def test_no_sample_while_the_servers_bucket_is_full() -> None:
+    sends = Sends()
+    calibration = Calibration(sends)
+    calibration.observe(0.0, 60_000, capacity=60_000)
+    for t in range(1, 11):
+        sends.add(float(t), 1_000)
+    calibration.observe(10.0, 59_000, capacity=60_000)
+    assert calibration.samples == 0
+    assert calibration.factor == 1.0
+
+
+def test_rejected_sends_are_not_counted() -> None:
+    sends = Sends()
+    for t in range(10):
+        sends.add(float(t), 100)
+    sends.reject(5.0, 100)
+    assert sends.between(0.0, 9.0) == 800
+    assert sends.between(5.0, 9.0) == 400
+    assert sends.total == 1000
