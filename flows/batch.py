@@ -2,13 +2,16 @@
 
 Each flow is thin: it turns its typed parameters into ``RunOptions`` chunk by chunk
 (``flows.chunks``), runs every chunk as one Prefect task (``generate_chunk``: one ``run_batch``
-call, asyncio inside, hundreds of requests), and publishes a table and a Markdown artifact.
+call, asyncio inside, hundreds of requests), keeps a progress artifact moving while it runs,
+and publishes a per-profile table, a Markdown summary and the results table; the flow run ends
+with a state message that says the outcome (``1,000 generated, 0 failed, $0.42``).
 Every run row it creates carries the flow-run id, so the database leads back to the Prefect run
 and the flow-run name (``adhoc-<batch label>``, ``nightly-<date>``) leads to the batch.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,15 +19,26 @@ from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
+from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
+from prefect.states import Completed
 
-from flows.artifacts import ArtifactPublisher, Publisher
+from flows.artifacts import (
+    ArtifactPublisher,
+    ChunkProgress,
+    FlowProgress,
+    Publisher,
+    chunk_progress_updater,
+    flow_results,
+)
 from flows.chunks import RunChunk, RunContext, TokenGate, chunk_options, run_chunks
 from flows.gate import DEFAULT_TOKEN_LIMIT, open_token_gate
 from flows.parameters import BatchParameters
-from flows.reporting import by_profile, run_markdown, table
+from flows.reporting import by_profile, outcome_message, results_table, run_markdown, table
 from pipeline.db.engine import make_engine, session_factory
+from pipeline.db.jobs import queued_count
 from pipeline.errors import RunStopped
 from pipeline.progress import Progress
 from pipeline.runner import RunOptions, run_batch
@@ -78,38 +92,47 @@ def nightly_run_name() -> str:
     return f"nightly-{day.isoformat()}"
 
 
-def _progress_logger(index: int) -> Callable[[Progress], None]:
-    logger = get_run_logger()
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The run's logger inside a flow or task run; this module's logger outside one.
+
+    ``generate_chunk.fn(...)`` (tests, scripts) runs outside any run context, where Prefect's
+    ``get_run_logger()`` raises instead of logging.
+    """
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+def _progress_logger(index: int, chunk: ChunkProgress | None) -> Callable[[Progress], None]:
+    logger = _logger()
     last = [time.monotonic()]
+    artifact = None if chunk is None else chunk_progress_updater(chunk)
 
     def log_progress(p: Progress) -> None:
+        if artifact is not None:
+            artifact(p)
         now = time.monotonic()
         if now - last[0] < PROGRESS_LOG_INTERVAL_S:
             return
         last[0] = now
-        logger.info(
-            "chunk %d: %d of %d claimed done, %d failed, %d in flight, $%s, %.1f req/s",
-            index,
-            p.done,
-            p.claimed,
-            p.failed,
-            p.in_flight,
-            p.cost_usd,
-            p.requests_per_s,
-        )
+        logger.info("chunk %d: %s", index, p.view().line())
 
     return log_progress
 
 
 @task(name="generate-chunk", task_run_name="chunk-{index}", cache_policy=NO_CACHE, retries=0)
-def generate_chunk(index: int, options: RunOptions) -> dict[str, Any]:
+def generate_chunk(
+    index: int, options: RunOptions, progress: ChunkProgress | None = None
+) -> dict[str, Any]:
     """Generate one chunk of jobs: one library run, its requests sent concurrently.
 
     No task retries: the library retries API calls, and a job whose run died goes back to the
-    queue when its lease expires.
+    queue when its lease expires. ``progress`` moves the flow run's progress artifact.
     """
-    summary = run_batch(get_settings(), options, progress=_progress_logger(index)).as_dict()
-    get_run_logger().info(
+    settings = get_settings()
+    summary = run_batch(settings, options, progress=_progress_logger(index, progress)).as_dict()
+    _logger().info(
         "chunk %d: run %s, %s requests (%s failed), cached %.1f%%, $%s, %s",
         index,
         summary["run_id"],
@@ -122,6 +145,17 @@ def generate_chunk(index: int, options: RunOptions) -> dict[str, Any]:
     return summary
 
 
+def queued_total(settings: Settings, batch: BatchParameters) -> int:
+    """The queued jobs a run of ``batch`` may take (its limit applied), counted at its start."""
+    engine = make_engine(settings.database_url)
+    try:
+        with session_factory(engine)() as session:
+            queued = queued_count(session, tasks=batch.tasks, batch_label=batch.batch_label)
+    finally:
+        engine.dispose()
+    return queued if batch.limit is None else min(queued, batch.limit)
+
+
 def forecast(settings: Settings, batch: BatchParameters, context: RunContext) -> dict[str, Any]:
     """The library's dry run (``contentgen run --dry-run``): forecast only, nothing changes."""
     from pipeline.dryrun import dry_run  # the library's dry run, as the CLI uses it
@@ -132,11 +166,12 @@ def forecast(settings: Settings, batch: BatchParameters, context: RunContext) ->
 
 
 def publish_run(settings: Settings, kind: str, outcome: dict[str, Any], publish: Publisher) -> None:
-    """Publish the per-profile table and the Markdown summary of a flow run's runs."""
+    """Publish the per-profile table, the Markdown summary and the results of a flow run."""
     engine = make_engine(settings.database_url)
     try:
         with session_factory(engine)() as session:
             rows = by_profile(session, outcome["run_ids"])
+            results = flow_results(session, outcome["run_ids"])
     finally:
         engine.dispose()
     title = f"ContentGen {kind} run"
@@ -146,6 +181,11 @@ def publish_run(settings: Settings, kind: str, outcome: dict[str, Any], publish:
         f"{title}: requests, tokens, cached %, cost and savings against list price per profile.",
     )
     publish.markdown(f"{kind}-run-summary", run_markdown(title, outcome, rows), f"{title} summary")
+    publish.table(
+        f"{kind}-results",
+        results_table(results),
+        f"{title}: what was generated, newest first (article, task, text excerpt, tokens, cost).",
+    )
 
 
 def execute_batch(
@@ -156,8 +196,13 @@ def execute_batch(
     run_chunk: RunChunk,
     publish: Publisher,
     gate: TokenGate | None = None,
+    progress: FlowProgress | None = None,
 ) -> dict[str, Any]:
-    """Run ``batch`` chunk by chunk (or only forecast it), publish the report, return totals."""
+    """Run ``batch`` chunk by chunk (or only forecast it), publish the report, return totals.
+
+    ``progress`` (made here from ``publish`` when not given) is the progress artifact, moved
+    after every chunk; the flow hands it to the chunk tasks too, which move it while they run.
+    """
     if batch.dry_run:
         result = forecast(settings, batch, context)
         lines = [f"- **{k}**: {v}" for k, v in result.items() if not isinstance(v, list | dict)]
@@ -167,7 +212,16 @@ def execute_batch(
             "Forecast of cost and cache hits; nothing was sent.",
         )
         return result
-    chunks = run_chunks(batch, context, run_chunk, gate=gate)
+    progress = progress or FlowProgress(publish, f"{context.kind}-progress")
+    progress.start(queued_total(settings, batch))
+
+    def tracked(index: int, options: RunOptions) -> dict[str, Any]:
+        summary = run_chunk(index, options)
+        progress.chunk_done(summary)
+        return summary
+
+    chunks = run_chunks(batch, context, tracked, chunk_size=settings.flow_chunk_size, gate=gate)
+    progress.end()
     outcome = chunks.as_dict()
     outcome["flow_run_id"] = context.flow_run_id
     publish_run(settings, context.kind, outcome, publish)
@@ -175,49 +229,44 @@ def execute_batch(
     if fatal:
         # The flow run fails with the reason; unsent jobs are still queued, untouched.
         raise RunStopped(f"run stopped: {fatal}")
+    outcome["message"] = outcome_message(outcome)
     return outcome
 
 
-def _run_flow(kind: str, batch: BatchParameters, token_limit: str | None) -> dict[str, Any]:
+def _run_flow(kind: str, batch: BatchParameters) -> State[dict[str, Any]]:
     context = current_context(kind)
-    gate = None if batch.dry_run else open_token_gate(token_limit)
-    return execute_batch(
+    # The shared token limit's name is infrastructure, not a choice for the form.
+    gate = None if batch.dry_run else open_token_gate(DEFAULT_TOKEN_LIMIT)
+    publish = ArtifactPublisher()
+    progress = FlowProgress(publish, f"{kind}-progress")
+    result = execute_batch(
         get_settings(),
         batch,
         context,
-        run_chunk=generate_chunk,
-        publish=ArtifactPublisher(),
+        run_chunk=lambda index, options: generate_chunk(index, options, progress.chunk()),
+        publish=publish,
         gate=gate,
+        progress=progress,
     )
+    message = result.get("message") or "dry run: forecast published, nothing sent"
+    return Completed(message=str(message), data=result)
 
 
 @flow(name="contentgen-adhoc", flow_run_name=adhoc_run_name, persist_result=False)
-def adhoc_batch(
-    batch: BatchParameters = BatchParameters(),
-    token_limit: str | None = DEFAULT_TOKEN_LIMIT,
-) -> dict[str, Any]:
+def adhoc_batch(batch: BatchParameters = BatchParameters()) -> State[dict[str, Any]]:
     """Generate queued jobs now: pick tasks, a batch label, a limit, a budget.
 
     Args:
         batch: What to generate and how hard to drive the API.
-        token_limit: Prefect global concurrency limit (a rate limit; one slot is 1,000 tokens)
-            that all workers share for the account's tokens per minute. Skipped when the server
-            has no limit of this name.
     """
-    return _run_flow("adhoc", batch, token_limit)
+    return _run_flow("adhoc", batch)
 
 
 @flow(name="contentgen-nightly", flow_run_name=nightly_run_name, persist_result=False)
-def nightly_run(
-    batch: BatchParameters = BatchParameters(),
-    token_limit: str | None = DEFAULT_TOKEN_LIMIT,
-) -> dict[str, Any]:
+def nightly_run(batch: BatchParameters = BatchParameters()) -> State[dict[str, Any]]:
     """The nightly run: generate every queued job (or what ``batch`` selects).
 
     Args:
         batch: What to generate and how hard to drive the API.
-        token_limit: Prefect global concurrency limit (a rate limit; one slot is 1,000 tokens)
-            that all workers share for the account's tokens per minute. Skipped when the server
-            has no limit of this name.
     """
-    return _run_flow("nightly", batch, token_limit)
+    return _run_flow("nightly", batch)

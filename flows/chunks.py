@@ -124,10 +124,11 @@ def run_chunks(
     context: RunContext,
     run_chunk: RunChunk,
     *,
+    chunk_size: int,
     gate: TokenGate | None = None,
     tokens_per_request: int = DEFAULT_TOKENS_PER_REQUEST,
 ) -> BatchOutcome:
-    """Run chunks of ``params.chunk_size`` jobs until the queue, the limit or the budget ends.
+    """Run chunks of ``chunk_size`` jobs until the queue, the limit or the budget ends.
 
     ``run_chunk`` runs one chunk and returns its summary; the loop stops early when a chunk
     claims fewer jobs than asked (the queue is drained) or stops (budget, signal).
@@ -137,7 +138,7 @@ def run_chunks(
     debt = 0  # tokens used beyond the blocks taken so far (negative: taken but unused)
     index = 0
     while True:
-        n = params.chunk_size if remaining is None else min(params.chunk_size, remaining)
+        n = chunk_size if remaining is None else min(chunk_size, remaining)
         if n <= 0:
             break
         budget_left = None

@@ -1,16 +1,33 @@
 """Typed flow parameters: Prefect renders them as the Custom-run form and validates them.
 
 The field descriptions below are what an editor reads in the UI, so they say what a value does
-in the editor's words. Validation errors name the field (pydantic), and Prefect refuses a run
-whose parameters do not validate before it is scheduled.
+in the editor's words. Validation errors name the field and say why (pydantic), and Prefect
+refuses a run whose parameters do not validate before it is scheduled.
+
+The form shows no "Property is type None" choices: a field whose empty value means "the
+default" (no label, no limit, no budget) is a plain input in the form's schema (``_plain``), and
+``None`` values are left out of the defaults the form starts from (``_omit_none``). Knobs an
+editor has no reason to touch are not parameters at all: the shared token limit's name
+(``flows.gate``) and the jobs per Prefect task (``CONTENTGEN_FLOW_CHUNK_SIZE`` on the worker).
+``concurrency`` stays: an editor may slow a low-priority batch down so it leaves more of the
+account's shared rate limit to other runs; left empty, the worker's setting applies.
 """
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    WithJsonSchema,
+    field_validator,
+    model_serializer,
+)
 
 # The configured task names (config/profiles.toml). A Literal, so the UI offers a choice list;
 # tests/flows/test_parameters.py checks it stays equal to the profiles that are configured.
@@ -26,7 +43,19 @@ Mode = Literal["realtime", "flex"]
 # for Decimal is "number or string", which the form renders as a type picker.
 UsdAmount = Annotated[Decimal, WithJsonSchema({"type": "number", "exclusiveMinimum": 0})]
 
-DEFAULT_CHUNK_SIZE = 1000
+LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+def _plain(schema: dict[str, Any]) -> None:
+    """An optional field as a plain input: its schema without the ``null`` alternative.
+
+    Prefect's form renders ``anyOf [X, null]`` as a type picker whose ``None`` choice reads
+    "Property is type None"; an input left empty is simply not sent, and the default applies.
+    """
+    choices = schema.pop("anyOf", None)
+    if choices:
+        schema.update(next(c for c in choices if c.get("type") != "null"))
+    schema.pop("default", None)
 
 
 def _all_tasks() -> list[TaskName]:
@@ -46,14 +75,15 @@ class BatchParameters(BaseModel):
     )
     batch_label: str | None = Field(
         default=None,
-        min_length=1,
         max_length=100,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        # An empty box means every job: the form may send "" once a label was typed and erased.
+        pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]*)?$",
         title="Batch label",
         description=(
             "Only jobs enqueued with this label (`contentgen enqueue --batch LABEL`). "
             "Empty: every queued job. Letters, digits, '.', '_' and '-'."
         ),
+        json_schema_extra=_plain,
     )
     limit: int | None = Field(
         default=None,
@@ -61,6 +91,7 @@ class BatchParameters(BaseModel):
         le=10_000_000,
         title="Limit",
         description="Generate at most this many jobs. Empty: all that match.",
+        json_schema_extra=_plain,
     )
     concurrency: int | None = Field(
         default=None,
@@ -68,6 +99,7 @@ class BatchParameters(BaseModel):
         le=2048,
         title="Concurrency",
         description="Requests in flight at most. Empty: the worker's CONTENTGEN_CONCURRENCY.",
+        json_schema_extra=_plain,
     )
     dry_run: bool = Field(
         default=False,
@@ -78,7 +110,8 @@ class BatchParameters(BaseModel):
         default=None,
         gt=0,
         title="Budget (USD)",
-        description="Stop sending before the run's spend would pass this amount.",
+        description="Stop sending before the run's spend would pass this amount. Empty: no budget.",
+        json_schema_extra=_plain,
     )
     mode: Mode = Field(
         default="realtime",
@@ -90,14 +123,28 @@ class BatchParameters(BaseModel):
         # Keep an explicit "enum" so the form shows a choice list.
         json_schema_extra={"enum": list(get_args(Mode))},
     )
-    chunk_size: int = Field(
-        default=DEFAULT_CHUNK_SIZE,
-        ge=1,
-        le=50_000,
-        title="Chunk size",
-        description="Jobs per Prefect task. Each task sends its chunk concurrently.",
-    )
+
+    @field_validator("batch_label", mode="before")
+    @classmethod
+    def _label(cls, value: Any) -> Any:
+        """An empty or blank label means every job; a bad one says which characters are allowed."""
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return None
+            if not re.match(LABEL_PATTERN, value):
+                raise ValueError(
+                    f"{value!r} is not a batch label: start with a letter or digit, then use "
+                    "only letters, digits, '.', '_' and '-'"
+                )
+        return value
+
+    @model_serializer(mode="wrap")
+    def _omit_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave unset optionals out, so the form's defaults hold no ``None`` to show."""
+        data: dict[str, Any] = handler(self)
+        return {key: value for key, value in data.items() if value is not None}
 
     def recorded(self) -> dict[str, Any]:
-        """The parameters as plain JSON values, stored on the run row."""
-        return self.model_dump(mode="json")
+        """The parameters as plain JSON values, stored on the run row (unset ones as null)."""
+        return {name: None for name in type(self).model_fields} | self.model_dump(mode="json")

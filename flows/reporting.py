@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -133,3 +134,62 @@ def report_markdown(title: str, report: CostReport) -> str:
         markdown_table(report_rows(report), report.key_column),
     ]
     return "\n".join(lines) + "\n"
+
+
+EXCERPT_CHARS = 160
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One generation of a flow run, as the results table shows it."""
+
+    source_id: str
+    title: str
+    task: str
+    status: str
+    output_text: str | None
+    error: str | None
+    input_tokens: int | None
+    cached_tokens: int | None
+    output_tokens: int | None
+    cost_usd: Decimal | None
+
+
+def excerpt(text: str | None, chars: int = EXCERPT_CHARS) -> str:
+    """The start of ``text`` on one line, cut at a word with an ellipsis when longer."""
+    flat = " ".join((text or "").split())
+    if len(flat) <= chars:
+        return flat
+    cut = flat[:chars].rsplit(" ", 1)[0] or flat[:chars]
+    return cut + "…"
+
+
+def results_table(rows: Sequence[ResultRow]) -> list[dict[str, Any]]:
+    """The results an editor opens: article, task, status, an excerpt of the text (or the
+    error), tokens and cost."""
+    return [
+        {
+            "article": r.source_id,
+            "title": excerpt(r.title, 60),
+            "task": r.task,
+            "status": r.status,
+            "text": excerpt(r.output_text if r.output_text else r.error),
+            "input tokens": r.input_tokens or 0,
+            "cached tokens": r.cached_tokens or 0,
+            "output tokens": r.output_tokens or 0,
+            "cost USD": usd_text(r.cost_usd or Decimal(0), 4),
+        }
+        for r in rows
+    ]
+
+
+def outcome_message(outcome: dict[str, Any]) -> str:
+    """The flow run's final state message: ``1,000 generated, 0 failed, $0.42``."""
+    generated = int(outcome.get("succeeded") or 0)
+    failed = int(outcome.get("failed") or 0) + int(outcome.get("incomplete") or 0)
+    cost = Decimal(str(outcome.get("cost_usd") or 0))
+    text = f"{generated:,} generated, {failed:,} failed, ${cost:,.2f}"
+    if cost and cost < Decimal("0.01"):
+        text = f"{generated:,} generated, {failed:,} failed, ${usd_text(cost)}"
+    stop = outcome.get("stop_reason")
+    return text + (f" (stopped: {stop})" if stop else "")

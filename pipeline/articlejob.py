@@ -27,3 +27,5 @@ class ArticleJob:
     url: str | None
     published_at: dt.datetime | None
     metadata: dict[str, Any] | None
+    # Times `contentgen jobs regenerate` re-queued the job (see ``requests.job_metadata``).
+    regenerations: int = 0

@@ -30,6 +30,7 @@ from pipeline.requests import (
     Layout,
     RenderedRequest,
     Segment,
+    job_metadata,
 )
 from pipeline.tokens import count_tokens
 
@@ -112,7 +113,7 @@ def render_child(
             layout=parent_layout,
             segments=(format_segment(profile), *_turn(profile, job)),
             previous_response_id=parent.response_id,
-            metadata={"job_id": str(job.id), "task": job.task},
+            metadata=job_metadata(job),
         )
         return ChainedRequest(request, parent.cache_key, parent_prompt_tokens)
     answer = segment("history", "assistant", parent.answer, profile.model)
@@ -153,7 +154,7 @@ def render_child(
         layout=parent_layout,
         segments=tuple(segments),
         trimmed=trimmed or None,
-        metadata={"job_id": str(job.id), "task": job.task, "follows": parent.task},
+        metadata=job_metadata(job, follows=parent.task),
     )
     return ChainedRequest(request, parent.cache_key, parent_prompt_tokens)
 

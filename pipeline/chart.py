@@ -1,9 +1,14 @@
-"""The daily cost chart: one self-contained HTML page with an inline SVG (no scripts, no CDN).
+"""The daily cost chart: one self-contained HTML page with an inline SVG (no scripts, no CDN),
+and the same chart as text for a terminal.
 
-Bars are each UTC day's cost stacked by task (profile); a line on a second axis is that day's
-cached share of input tokens. Cache writes (tokens written to the prompt cache, GPT-5.6+)
-are in the tooltips and the table. Pure: rows in, HTML out. Geometry uses floats; every figure a
-reader sees (tooltips, the table under the chart) is the exact ``Decimal``.
+Bars are each UTC day's cost stacked by the report's ``--by`` dimension (task/profile by
+default; model, section, run, ...); on top of each bar, hatched, what prompt caching and cheaper
+tiers saved against list price, so the bar's full height is the list cost. A line on a second
+axis is that day's cached share of input tokens. Cache writes (tokens written to the prompt
+cache, GPT-5.6+) are in the tooltips and the table. The SVG scales to the browser window; the
+text chart takes the terminal's width. Pure: rows in, HTML or text out (``load_chart_rows``
+reads the rows). Geometry uses floats; every figure a reader sees (tooltips, the table under
+the chart) is the exact ``Decimal``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,18 @@ import math
 from collections.abc import Sequence
 from html import escape
 
-from pipeline.reports import CostFigures, DayTaskCost, usd_text
+from sqlalchemy.orm import Session
+
+from pipeline.reports import (
+    CostFigures,
+    DayTaskCost,
+    Dimension,
+    Key,
+    ReportFilter,
+    cost_rows,
+    day_task_costs,
+    usd_text,
+)
 
 # Colour-blind-friendly palette (Okabe-Ito, then Tableau), cycled for more tasks.
 PALETTE = (
@@ -29,6 +45,7 @@ PALETTE = (
     "#BAB0AC",
 )
 RATIO_COLOUR = "#222222"
+SAVINGS_COLOUR = "#2E7D32"
 WIDTH, HEIGHT = 960, 480
 LEFT, RIGHT, TOP, BOTTOM = 80, 80, 64, 100
 
@@ -57,8 +74,42 @@ def _days(rows: Sequence[DayTaskCost]) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def daily_cost_chart(rows: Sequence[DayTaskCost], *, title: str = "Daily cost by profile") -> str:
-    """An HTML page with the stacked daily cost bars, the cached-ratio line and a data table."""
+def _series_label(by: Dimension, key: Key) -> str:
+    if key is None:
+        return "(none)"
+    return f"run {key}" if by == "run" else str(key)
+
+
+def load_chart_rows(
+    session: Session, by: Dimension = "task", flt: ReportFilter | None = None
+) -> list[DayTaskCost]:
+    """The chart's cells: cost per (UTC day, group of ``by``); ``task`` of each row names the
+    group. By day there is one group, ``all``."""
+    flt = flt or ReportFilter()
+    if by == "task":
+        return day_task_costs(session, flt)
+    by_day = [row for row in cost_rows(session, "day", flt) if isinstance(row.key, dt.date)]
+    if by == "day":
+        return [DayTaskCost(row.key, "all", row.figures) for row in by_day]  # type: ignore[arg-type]
+    cells: list[DayTaskCost] = []
+    for row in by_day:
+        day = row.key
+        assert isinstance(day, dt.date)
+        # The report's filter narrowed to one day (the report's days are within its bounds).
+        one_day = ReportFilter(since=day, until=day, run_id=flt.run_id)
+        for group in cost_rows(session, by, one_day):
+            cells.append(DayTaskCost(day, _series_label(by, group.key), group.figures))
+    return cells
+
+
+def daily_cost_chart(
+    rows: Sequence[DayTaskCost],
+    *,
+    title: str = "Daily cost by profile",
+    series_name: str = "profile",
+) -> str:
+    """An HTML page with the stacked daily cost bars, the savings on top, the cached-ratio line
+    and a data table. ``series_name`` names what the bars are stacked by (the ``--by``)."""
     tasks = sorted({r.task for r in rows})
     colours = {task: PALETTE[i % len(PALETTE)] for i, task in enumerate(tasks)}
     days = _days(rows)
@@ -67,7 +118,7 @@ def daily_cost_chart(rows: Sequence[DayTaskCost], *, title: str = "Daily cost by
         day: sum((cell.get((day, t), CostFigures()) for t in tasks), CostFigures()) for day in days
     }
     svg = _svg(days, tasks, colours, cell, per_day, title)
-    return _page(title, svg, days, tasks, cell, per_day)
+    return _page(title, svg, days, tasks, cell, per_day, series_name)
 
 
 def _svg(
@@ -80,13 +131,18 @@ def _svg(
 ) -> str:
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     base = TOP + plot_h
-    top_cost = max((float(f.cost_usd) for f in per_day.values()), default=0.0)
+    top_cost = max((float(max(f.cost_usd, f.list_cost_usd)) for f in per_day.values()), default=0.0)
     ticks = nice_ticks(top_cost)
     y_max = ticks[-1]
     out = [
+        # Scales with the window: the viewBox keeps the drawing's proportions.
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{escape(title)}" '
-        'font-family="system-ui, sans-serif" font-size="12">',
+        f'width="100%" style="max-width: 100%; height: auto" role="img" '
+        f'aria-label="{escape(title)}" font-family="system-ui, sans-serif" font-size="12">',
+        '<defs><pattern id="saved" width="6" height="6" patternUnits="userSpaceOnUse" '
+        'patternTransform="rotate(45)"><rect width="6" height="6" fill="#E8F5E9"/>'
+        f'<line x1="0" y1="0" x2="0" y2="6" stroke="{SAVINGS_COLOUR}" stroke-width="2"/>'
+        "</pattern></defs>",
         f"<title>{escape(title)}</title>",
         f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>',
         f'<text x="{WIDTH / 2}" y="26" text-anchor="middle" font-size="18" '
@@ -156,6 +212,16 @@ def _svg(
                 f"${usd_text(figures.cost_usd)} ({figures.requests} requests, "
                 f"{figures.cache_write_tokens:,} cache-write tokens)</title></rect>"
             )
+        saved = per_day[day].savings_usd
+        if saved > 0:
+            h = float(saved) / y_max * plot_h
+            y -= h
+            out.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+                f'fill="url(#saved)" stroke="{SAVINGS_COLOUR}" stroke-width="0.5">'
+                f"<title>{day} saved ${usd_text(saved)} against list price "
+                f"${usd_text(per_day[day].list_cost_usd)}</title></rect>"
+            )
         if i % label_every == 0:
             cx = LEFT + i * slot + slot / 2
             out.append(
@@ -187,6 +253,7 @@ def _svg(
 
 def _legend(tasks: list[str], colours: dict[str, str], base: float) -> str:
     items = [(task, colours[task], "rect") for task in tasks]
+    items.append(("saved against list price", "url(#saved)", "rect"))
     items.append(("cached share (right axis)", RATIO_COLOUR, "line"))
     x, y = float(LEFT), base + 68
     out = []
@@ -212,6 +279,7 @@ def _page(
     tasks: list[str],
     cell: dict[tuple[dt.date, str], CostFigures],
     per_day: dict[dt.date, CostFigures],
+    series_name: str,
 ) -> str:
     head = "".join(f"<th>{escape(t)} (USD)</th>" for t in tasks)
     body = []
@@ -223,6 +291,7 @@ def _page(
         ratio = per_day[day].cached_ratio
         body.append(
             f"<tr><td>{day}</td>{costs}<td>{usd_text(per_day[day].cost_usd)}</td>"
+            f"<td>{usd_text(per_day[day].savings_usd)}</td>"
             f"<td>{'' if ratio is None else f'{ratio:.1%}'}</td>"
             f"<td>{per_day[day].cache_write_tokens:,}</td></tr>"
         )
@@ -240,8 +309,9 @@ th:first-child, td:first-child {{ text-align: left; }}
 </head>
 <body>
 {svg}
+<p>Bars stacked by {escape(series_name)}; hatched on top: saved against list price.</p>
 <table>
-<thead><tr><th>Day (UTC)</th>{head}<th>Total (USD)</th><th>Cached</th>
+<thead><tr><th>Day (UTC)</th>{head}<th>Total (USD)</th><th>Saved (USD)</th><th>Cached</th>
 <th>Cache writes (tokens)</th></tr></thead>
 <tbody>
 {chr(10).join(body)}
@@ -250,3 +320,47 @@ th:first-child, td:first-child {{ text-align: left; }}
 </body>
 </html>
 """
+
+
+# Fill characters of the text chart's series (cycled), and of the savings on top.
+TEXT_FILLS = "█▓▒#=+*%@&"
+TEXT_SAVED = "░"
+
+
+def text_chart(rows: Sequence[DayTaskCost], *, width: int, series_name: str = "profile") -> str:
+    """The daily chart as text ``width`` columns wide: one bar per day, stacked by series, the
+    savings against list price after it, the day's cost, savings and cached share at the end."""
+    tasks = sorted({r.task for r in rows})
+    fills = {task: TEXT_FILLS[i % len(TEXT_FILLS)] for i, task in enumerate(tasks)}
+    days = _days(rows)
+    cell = {(r.day, r.task): r.figures for r in rows}
+    per_day = {
+        day: sum((cell.get((day, t), CostFigures()) for t in tasks), CostFigures()) for day in days
+    }
+    if not days:
+        return "No generations in this period."
+    tails = {
+        day: f" ${usd_text(f.cost_usd)} saved ${usd_text(f.savings_usd)} cached "
+        + ("-" if f.cached_ratio is None else f"{f.cached_ratio:.0%}")
+        for day, f in per_day.items()
+    }
+    label_w = 6  # "MM-DD "
+    bar_w = max(10, width - label_w - 1 - max(len(t) for t in tails.values()))
+    top = max(float(max(f.cost_usd, f.list_cost_usd)) for f in per_day.values()) or 1.0
+    legend = "  ".join(f"{fills[t]} {t}" for t in tasks) + f"  {TEXT_SAVED} saved"
+    lines = [f"Daily cost by {series_name} (UTC): {legend}"]
+    for day in days:
+        bar = ""
+        used = 0.0
+        for task in tasks:
+            figures = cell.get((day, task))
+            if figures is None or figures.cost_usd <= 0:
+                continue
+            used += float(figures.cost_usd) / top * bar_w
+            bar += fills[task] * (round(used) - len(bar))
+        saved = per_day[day].savings_usd
+        if saved > 0:
+            used += float(saved) / top * bar_w
+            bar += TEXT_SAVED * (round(used) - len(bar))
+        lines.append(f"{day:%m-%d} |{bar.ljust(bar_w)}{tails[day]}")
+    return "\n".join(line[:width] for line in lines)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from decimal import Decimal
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ from pipeline.settings import Settings
 from pipeline.simulator.config import SimulatorConfig
 from pipeline.simulator.server import SimulatorServer
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "articles.jsonl"
+# Shipped inside the package (pipeline/samples links to the checkout's samples/).
+SAMPLES = Path(str(resources.files("pipeline").joinpath("samples", "articles.jsonl")))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,15 @@
-"""Live counters of a run, for the progress display (the CLI renders them; flows log them)."""
+"""Live counters of a run, for the progress display (the CLI renders them; flows log them).
+
+``Progress`` is what the runner counts as results arrive; ``Progress.view()`` turns it into
+the figures a person watches: done of total, the current rate over a sliding window (not the
+lifetime average, which lags behind a run that speeds up or stalls), the ETA at that rate, the
+projected total cost and the budget left. Pure arithmetic on the counters and a clock reading.
+"""
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -10,10 +17,127 @@ from typing import Any
 from pipeline.db.models import Generation
 from pipeline.db.runs import RunTotals
 
+# The "current" rate: results over about the last minute (at least MIN_SPAN_S of data).
+RATE_WINDOW_S = 60.0
+MIN_SPAN_S = 2.0
+# Marks of (time, results so far) are kept at most this often, so a fast run stays cheap.
+MARK_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class ProgressView:
+    """The figures a progress display shows, computed once per refresh by ``Progress.view``."""
+
+    done: int
+    failed: int
+    finished: int
+    total: int | None
+    percent: float | None
+    in_flight: int
+    waiting: int
+    rate_per_min: float | None
+    eta_s: float | None
+    tokens_per_min: float | None
+    tpm_limit: int | None
+    token_factor: float | None
+    cached_ratio: float
+    cache_write_tokens: int
+    cost_usd: Decimal
+    projected_usd: Decimal | None
+    budget_usd: Decimal | None
+    budget_left_usd: Decimal | None
+    retries: int
+    stopping: str | None
+    elapsed_s: float
+
+    def line(self) -> str:
+        """One plain log line with every figure (for non-terminals and logs; no ANSI)."""
+        if self.total is not None and self.percent is not None:
+            count = f"done {self.finished}/{self.total} ({self.percent:.1f}%)"
+        else:
+            count = f"done {self.finished}"
+        parts = [
+            count,
+            f"failed {self.failed}",
+            f"in-flight {self.in_flight}",
+            f"rate {rate_text(self.rate_per_min)}",
+            f"ETA {duration_text(self.eta_s)}",
+            f"tokens/min {tpm_text(self.tokens_per_min, self.tpm_limit, self.token_factor)}",
+            f"cached {self.cached_ratio:.1%}",
+        ]
+        if self.cache_write_tokens:
+            parts.append(f"cache writes {self.cache_write_tokens:,}")
+        parts.append(f"cost ${money_text(self.cost_usd)}")
+        parts.append(f"projected ${money_text(self.projected_usd)}")
+        if self.budget_left_usd is not None:
+            parts.append(f"budget left ${money_text(self.budget_left_usd)}")
+        parts.append(f"retries {self.retries}")
+        text = " | ".join(parts)
+        if self.stopping is not None:
+            text = f"{stopping_text(self.stopping, self.in_flight)} | {text}"
+        return text
+
+
+def rate_text(per_min: float | None) -> str:
+    """``120/min`` (``-`` while unknown)."""
+    return "-" if per_min is None else f"{per_min:,.1f}/min"
+
+
+def duration_text(seconds: float | None) -> str:
+    """``1h02m``, ``4m05s``, ``12s`` (``-`` while unknown)."""
+    if seconds is None:
+        return "-"
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def tpm_text(tokens_per_min: float | None, limit: int | None, factor: float | None = None) -> str:
+    """``12,000 / 2,000,000 (0.6%)`` (the limit part only when there is one), and how the
+    server counts our estimate once the limiter has learnt it (``server counts x0.53``)."""
+    text = "-" if tokens_per_min is None else f"{tokens_per_min:,.0f}"
+    if limit:
+        text += f" / {limit:,}"
+        if tokens_per_min is not None:
+            text += f" ({tokens_per_min / limit:.0%})"
+    if factor is not None and abs(factor - 1.0) >= 0.005:
+        text += f", server counts x{factor:.2f}"
+    return text
+
+
+def mean_factor(factors: object) -> float | None:
+    """The learnt token factors of a run's models (``{model: factor}``) as one figure."""
+    if not isinstance(factors, dict) or not factors:
+        return None
+    values = [float(v) for v in factors.values() if isinstance(v, int | float)]
+    return sum(values) / len(values) if values else None
+
+
+def money_text(usd: Decimal | None) -> str:
+    """USD with four decimals, six below a cent (``-`` while unknown)."""
+    if usd is None:
+        return "-"
+    places = 6 if abs(usd) < Decimal("0.01") else 4
+    return f"{usd:,.{places}f}"
+
+
+def stopping_text(reason: str, in_flight: int) -> str:
+    """What a stopping run says: why, what it still waits for, and how to cut it short."""
+    why = "" if reason.startswith("signal") else f" ({reason})"
+    return f"stopping{why}… finishing {in_flight} in flight; Ctrl-C again to abort"
+
 
 @dataclass
 class Progress:
-    """What a run has done so far; updated by the runner, read by displays."""
+    """What a run has done so far; updated by the runner, read by displays.
+
+    ``queued_at_start`` (the jobs the run may take, counted once when it starts) and
+    ``budget_usd`` are set by the runner; ``stopping`` holds the stop reason once a stop was
+    asked; ``retries`` is fed by the display, which counts the retry log events.
+    """
 
     limit_tpm: int | None = None
     claimed: int = 0
@@ -28,7 +152,13 @@ class Progress:
     output_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
     limiter: dict[str, Any] = field(default_factory=dict)
+    queued_at_start: int | None = None
+    budget_usd: Decimal | None = None
+    retries: int = 0
+    stopping: str | None = None
     started_at: float = field(default_factory=time.monotonic)
+    # (monotonic time, results finished by then), about one a second, for the current rate.
+    _marks: deque[tuple[float, int]] = field(default_factory=deque, init=False, repr=False)
 
     def queued_seen(self, n: int) -> None:
         """Jobs claimed into this run."""
@@ -38,13 +168,16 @@ class Progress:
         """A request was handed to the client."""
         self.started_requests += 1
 
-    def finished(self, generation: Generation, succeeded: bool) -> None:
+    def finished(
+        self, generation: Generation, succeeded: bool, *, now: float | None = None
+    ) -> None:
         """A result was recorded."""
         if succeeded:
             self.done += 1
         else:
             self.failed += 1
         self.billed(generation)
+        self._mark(time.monotonic() if now is None else now)
 
     def billed(self, generation: Generation) -> None:
         """Add a generation's tokens and cost (a prewarm is billed but finishes no job)."""
@@ -55,6 +188,15 @@ class Progress:
         self.cache_write_tokens += generation.cache_write_tokens or 0
         self.output_tokens += generation.output_tokens or 0
         self.cost_usd += generation.cost_usd or Decimal(0)
+
+    def _mark(self, now: float) -> None:
+        if not self._marks:
+            self._marks.append((self.started_at, 0))
+        if now - self._marks[-1][0] >= MARK_EVERY_S:
+            self._marks.append((now, self.finished_count))
+        # Keep one mark at or before the window's start, so the window is always covered.
+        while len(self._marks) > 1 and self._marks[1][0] <= now - RATE_WINDOW_S:
+            self._marks.popleft()
 
     def totals(self) -> RunTotals:
         """The run's totals as counted here (when the database cannot give them)."""
@@ -74,14 +216,19 @@ class Progress:
         )
 
     @property
+    def finished_count(self) -> int:
+        """Results recorded so far, succeeded or failed."""
+        return self.done + self.failed
+
+    @property
     def elapsed_s(self) -> float:
         """Seconds since the run started."""
         return time.monotonic() - self.started_at
 
     @property
     def requests_per_s(self) -> float:
-        """Finished requests per second so far."""
-        return (self.done + self.failed) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        """Finished requests per second so far (lifetime average)."""
+        return self.finished_count / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     @property
     def cached_ratio(self) -> float:
@@ -91,17 +238,81 @@ class Progress:
     @property
     def waiting(self) -> int:
         """Claimed jobs not finished yet."""
-        return max(self.claimed - self.done - self.failed, 0)
+        return max(self.claimed - self.finished_count, 0)
+
+    @property
+    def total(self) -> int | None:
+        """Jobs this run is expected to finish: those queued for it at the start, or more when
+        it claimed more (followers queued during the run); None before the runner counted."""
+        if self.queued_at_start is None:
+            return None
+        return max(self.queued_at_start, self.claimed, self.finished_count)
+
+    def rate_per_min(self, now: float | None = None) -> float | None:
+        """Results per minute over the last ``RATE_WINDOW_S`` (None while too little is known).
+
+        A stall shows: with nothing finishing, the rate falls as the window slides on.
+        """
+        now = time.monotonic() if now is None else now
+        finished = self.finished_count
+        # The baseline: the last mark at or before the window's start, else the run's start.
+        base_t, base_n = self.started_at, 0
+        for t, n in self._marks:
+            if t > now - RATE_WINDOW_S:
+                break
+            base_t, base_n = t, n
+        # Marks are about a second apart while results arrive, and a gap between two marks
+        # means nothing finished in it: the results since a baseline older than the window
+        # finished within the window (give or take a second's worth).
+        span = min(now - base_t, RATE_WINDOW_S)
+        if span < MIN_SPAN_S or finished == 0:
+            return None
+        return (finished - base_n) / span * 60.0
+
+    def view(self, now: float | None = None) -> ProgressView:
+        """The figures of a progress display at ``now`` (``time.monotonic()`` by default)."""
+        now = time.monotonic() if now is None else now
+        finished = self.finished_count
+        total = self.total
+        rate = self.rate_per_min(now)
+        remaining = None if total is None else max(total - finished, 0)
+        eta: float | None = None
+        if remaining == 0:
+            eta = 0.0
+        elif remaining is not None and rate:
+            eta = remaining / rate * 60.0
+        projected: Decimal | None = None
+        if remaining is not None and finished:
+            # Cost so far (prewarms included) plus the mean cost of a result for the rest.
+            projected = self.cost_usd + self.cost_usd / finished * remaining
+        tpm = self.limiter.get("tokens_per_min")
+        limit = self.limiter.get("tpm_limit") or self.limit_tpm
+        return ProgressView(
+            done=self.done,
+            failed=self.failed,
+            finished=finished,
+            total=total,
+            percent=None if not total else min(finished / total, 1.0) * 100.0,
+            in_flight=self.in_flight,
+            waiting=self.waiting,
+            rate_per_min=rate,
+            eta_s=eta,
+            tokens_per_min=float(tpm) if isinstance(tpm, int | float) else None,
+            tpm_limit=int(limit) if isinstance(limit, int | float) and limit else None,
+            token_factor=mean_factor(self.limiter.get("token_factors")),
+            cached_ratio=self.cached_ratio,
+            cache_write_tokens=self.cache_write_tokens,
+            cost_usd=self.cost_usd,
+            projected_usd=projected,
+            budget_usd=self.budget_usd,
+            budget_left_usd=None
+            if self.budget_usd is None
+            else max(self.budget_usd - self.cost_usd, Decimal(0)),
+            retries=self.retries,
+            stopping=self.stopping,
+            elapsed_s=now - self.started_at,
+        )
 
     def line(self) -> str:
         """One plain log line (for non-terminals and logs)."""
-        tpm = self.limiter.get("tokens_per_min")
-        tpm_text = f"{tpm:,.0f}" if isinstance(tpm, int | float) else "-"
-        if self.limit_tpm:
-            tpm_text += f"/{self.limit_tpm:,}"
-        return (
-            f"done {self.done} failed {self.failed} waiting {self.waiting} "
-            f"in-flight {self.in_flight} | {self.requests_per_s:.1f} req/s | "
-            f"tokens/min {tpm_text} | cached {self.cached_ratio:.1%} "
-            f"cache writes {self.cache_write_tokens:,} | ${self.cost_usd:.4f}"
-        )
+        return self.view().line()

@@ -22,6 +22,7 @@ from pipeline.requests import (
     Segment,
     SegmentKind,
     digest,
+    job_metadata,
 )
 from pipeline.tokens import count_tokens, fit
 
@@ -145,5 +146,5 @@ def render(
         layout=layout,
         segments=tuple(segments),
         trimmed=trimmed,
-        metadata={"job_id": str(job.id), "task": job.task},
+        metadata=job_metadata(job),
     )

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pipeline.articlejob import ArticleJob
 from pipeline.profiles import Profile
 
 SegmentKind = Literal["format", "instructions", "context", "article", "history", "job"]
@@ -204,6 +205,10 @@ _NOT_IN_CACHE_KEY = (
     "store",
     "service_tier",
 )
+# The metadata entry that counts a job's regenerations (`contentgen jobs regenerate`). Unlike
+# the rest of the metadata it is part of the response-cache key, so a regenerated job is
+# answered by the API again; a request without it keeps the key it always had.
+REGENERATION_METADATA = "contentgen_regeneration"
 # v2: the key of a request is stored under its scope (endpoint and account, see
 # ``pipeline.client.cache.CacheScope``); v1 entries, stored without one, read as misses.
 CACHE_KEY_VERSION = "v2"
@@ -223,9 +228,13 @@ def canonical_request(body: dict[str, Any]) -> str:
 
     Prompt-cache fields are left out, and a message sent as one ``input_text`` block counts as
     its text, so where the planner put breakpoints never changes the key: a re-run of one job
-    still finds the answer its first run paid for.
+    still finds the answer its first run paid for. A regenerated job's regeneration count
+    (``REGENERATION_METADATA``) is kept: regenerating asks for a new answer.
     """
     kept = {k: v for k, v in body.items() if k not in _NOT_IN_CACHE_KEY}
+    regeneration = (body.get("metadata") or {}).get(REGENERATION_METADATA)
+    if regeneration:
+        kept[REGENERATION_METADATA] = regeneration
     messages = kept.get("input")
     if isinstance(messages, list):
         kept["input"] = [
@@ -233,6 +242,14 @@ def canonical_request(body: dict[str, Any]) -> str:
             for m in messages
         ]
     return json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def job_metadata(job: ArticleJob, **extra: str) -> dict[str, str]:
+    """The request metadata of ``job``: its id and task, its regeneration count when non-zero."""
+    metadata = {"job_id": str(job.id), "task": job.task, **extra}
+    if job.regenerations:
+        metadata[REGENERATION_METADATA] = str(job.regenerations)
+    return metadata
 
 
 def response_cache_key(body: dict[str, Any]) -> str:

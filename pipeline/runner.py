@@ -118,6 +118,7 @@ class Runner:
         self._state: _RunState | None = None
         self._followers: dict[str, tuple[str, ...]] = followers_of(config.profiles)
         self.budget = None if options.budget_usd is None else Budget(options.budget_usd)
+        self.progress.budget_usd = options.budget_usd
         self._settled = asyncio.Event()
         self._paced_rpm: float | None = None
         self._queued = 0
@@ -545,6 +546,7 @@ class Runner:
         if self._on_progress is not None:
             self.progress.in_flight = self._dispatcher.in_flight
             self.progress.limiter = self.stack.limiter.stats()
+            self.progress.stopping = None if self._state is None else self._state.stop_reason
             self._on_progress(self.progress)
 
     def _queued_jobs(self) -> int:
@@ -615,6 +617,7 @@ class Runner:
         self._state.outputs = dict(history)
         self._state.output_counts = dict.fromkeys(history, HISTORY_WEIGHT)
         self._queued = await self._db_call(self._queued_jobs)
+        self.progress.queued_at_start = self._queued
         if self.options.pace_h:
             self._paced_rpm = self._pace_rate(self._queued, self.options.pace_h)
         background = [
@@ -732,8 +735,16 @@ def run_batch(
             import signal
 
             loop = asyncio.get_running_loop()
+
+            def on_signal(reason: str) -> None:
+                # A second signal aborts: requests still on the wire are cancelled at once
+                # (their jobs are released) instead of after STOP_GRACE_S.
+                if runner._stop.is_set():
+                    runner._dispatcher.cancel_in_flight()
+                runner.stop(reason)
+
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, runner.stop, f"signal {sig.name}")
+                loop.add_signal_handler(sig, on_signal, f"signal {sig.name}")
 
         return await run_batch_async(
             settings, replace(options or RunOptions()), progress=progress, on_runner=install

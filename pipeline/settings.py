@@ -6,10 +6,14 @@ and an invalid value is a ``ConfigError`` naming the variable.
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import types
 import typing
+from collections.abc import Mapping
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +21,8 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from pipeline.errors import ConfigError
+
+log = logging.getLogger("contentgen.settings")
 
 
 class Settings(BaseSettings):
@@ -92,6 +98,15 @@ class Settings(BaseSettings):
     )
     timezone: str = Field(default="UTC", description="Time zone of the nightly schedule.")
     nightly_cron: str = Field(default="0 2 * * *", description="When the nightly run starts.")
+    # Infrastructure, not an editor's choice: set on the worker (or `contentgen serve`), not
+    # on the Prefect form.
+    flow_chunk_size: int = Field(
+        default=1000,
+        ge=1,
+        le=50_000,
+        description="Jobs per Prefect task in the nightly and ad-hoc flows (one `run_batch` "
+        "each, its requests sent concurrently).",
+    )
     # Cheap modes (flex processing, the Batch API) and how a run picks one: docs/modes.md.
     default_mode: Literal["realtime", "flex", "batch", "auto"] = Field(
         default="realtime", description="How `contentgen run` sends requests without --mode."
@@ -124,14 +139,20 @@ class Settings(BaseSettings):
         return self.claim_chunk or max(32, 4 * concurrency)
 
 
+def packaged_config_dir() -> Path:
+    """The default config shipped inside the ``pipeline`` package (a link to the checkout's
+    ``config/`` in a source tree, real files in a wheel)."""
+    return Path(str(resources.files("pipeline").joinpath("config")))
+
+
 def _default_config_dir() -> Path:
     """``./config`` when the working directory has one, else the one ContentGen was installed
-    with (a source checkout's ``config/``), so commands work from any directory."""
+    with, so commands work from any directory (``contentgen init`` copies it to edit)."""
     local = Path("config")
     if local.is_dir():
         return local
-    bundled = Path(__file__).resolve().parents[1] / "config"
-    return bundled if bundled.is_dir() else local
+    packaged = packaged_config_dir()
+    return packaged if packaged.is_dir() else local
 
 
 _KINDS: dict[object, str] = {int: "an integer", float: "a number", Path: "a path", str: "text"}
@@ -180,13 +201,59 @@ def describe_settings_error(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
+# CONTENTGEN_* variables read elsewhere than ``Settings``: the simulator's options (a prefix),
+# enqueue's body limit, the tests' PostgreSQL server, the Prefect workers' working directory.
+OTHER_VARIABLES = frozenset(
+    {"CONTENTGEN_MAX_BODY_CHARS", "CONTENTGEN_TEST_PG_URL", "CONTENTGEN_HOME"}
+)
+OTHER_PREFIXES = ("CONTENTGEN_SIM_",)
+
+
+def known_variables() -> list[str]:
+    """Every ``CONTENTGEN_*`` variable ContentGen reads."""
+    prefix = str(Settings.model_config.get("env_prefix", "")).upper()
+    names = {prefix + name.upper() for name in Settings.model_fields}
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(c) for c in alias.choices if str(c).startswith(prefix))
+    return sorted(names | OTHER_VARIABLES)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """The ``CONTENTGEN_*`` names in ``environ`` that nothing reads, each with the closest
+    known name (or None): a typo such as ``CONTENTGEN_DATABSE_URL`` is otherwise silently
+    ignored and the default used."""
+    known = known_variables()
+    delimiter = str(Settings.model_config.get("env_nested_delimiter") or "__")
+    found = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith("CONTENTGEN_") or upper.startswith(OTHER_PREFIXES):
+            continue
+        if upper in known or upper.split(delimiter, 1)[0] in known:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.6)
+        found.append((name, close[0] if close else None))
+    return found
+
+
+def warn_unknown_variables(environ: Mapping[str, str]) -> None:
+    """Log a warning (stderr unless logging is configured) for each unknown variable."""
+    for name, close in unknown_variables(environ):
+        hint = f"; did you mean {close}?" if close else ""
+        log.warning("warning: unknown variable %s is ignored%s", name, hint)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings, read from the environment once.
 
     Raises ``ConfigError`` naming the variable when a value is invalid (the CLI prints it as
-    one line; flows let it propagate).
+    one line; flows let it propagate). An unknown ``CONTENTGEN_*`` variable is a warning
+    naming the closest valid one.
     """
+    warn_unknown_variables(os.environ)
     try:
         return Settings()
     except ValidationError as exc:

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from pipeline.cli.main import app
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.models import Job
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DatabaseError
 from pipeline.settings import get_settings
 from tests.engine_support import ledger_requests, simulator
 
@@ -225,6 +225,28 @@ def test_flows_get_a_config_error() -> None:
         cost_report_flow.fn(days=1)
     with pytest.raises(ConfigError, match="CONTENTGEN_CONCURRENCY: must be an integer"):
         generate_chunk.fn(0, RunOptions(limit=1))
+
+
+def test_missing_postgres_driver_is_a_database_error_in_flows_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """make_engine turns a missing psycopg into one DatabaseError line naming the extra, so a
+    flow run fails with that line too, not with a ModuleNotFoundError traceback."""
+    from flows.cost_report import cost_report_flow
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # `import psycopg` now fails
+    monkeypatch.setenv("CONTENTGEN_CONFIG_DIR", str(CONFIG_DIR))
+    monkeypatch.setenv("CONTENTGEN_DATABASE_URL", "postgresql://127.0.0.1:1/none")
+    get_settings.cache_clear()
+    try:
+        expected = r"psycopg driver, which is not installed: pip install 'contentgen\[postgres\]'$"
+        with pytest.raises(DatabaseError, match=expected) as raised:
+            make_engine("postgresql://127.0.0.1:1/none")
+        assert isinstance(raised.value.__cause__, ModuleNotFoundError)
+        with pytest.raises(DatabaseError, match=expected):
+            cost_report_flow.fn(days=1)
+    finally:
+        get_settings.cache_clear()
 
 
 # --- config files -----------------------------------------------------------------------------

@@ -75,3 +75,15 @@ def test_unmigrated_database_is_refused_with_the_fix(tmp_path: Path) -> None:
             require_migrated(engine)
     finally:
         engine.dispose()
+
+
+def test_a_missing_sqlite_file_is_refused_and_not_created(tmp_path: Path) -> None:
+    """Checking a SQLite database that does not exist leaves no empty file behind."""
+    path = tmp_path / "missing.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with pytest.raises(DatabaseError, match=r"missing\.db is not migrated: run `contentgen db"):
+            require_migrated(engine)
+    finally:
+        engine.dispose()
+    assert list(tmp_path.iterdir()) == []

@@ -46,6 +46,9 @@ from pipeline.reports import (
 )
 
 VIEW_NAMES = ("v_generation_costs", *VIEWS.values())
+# Every view the migrations create: the report views (0002) and the CMS's latest text (0005,
+# tested with `contentgen results` in tests/test_results_cli.py).
+MIGRATED_VIEWS = {*VIEW_NAMES, "v_latest_generations"}
 TASKS = ("summary", "headline", "key_points", "fact_check")
 FIRST_DAY = dt.date(2026, 11, 20)
 E10 = Decimal(10) ** 10
@@ -615,20 +618,22 @@ def _views(url: str) -> set[str]:
 
 
 def test_views_upgrade_and_downgrade(blank_url: str) -> None:
-    """0002 creates the views, its downgrade drops them all, and upgrading again works."""
+    """0002 and 0005 create the views, downgrading to 0001 drops them all, upgrading again works."""
     upgrade(blank_url)
+    assert _views(blank_url) == MIGRATED_VIEWS
+    command.downgrade(alembic_config(blank_url), "0004")
     assert _views(blank_url) == set(VIEW_NAMES)
     command.downgrade(alembic_config(blank_url), "0001")
     assert _views(blank_url) == set()
     upgrade(blank_url)
-    assert _views(blank_url) == set(VIEW_NAMES)
+    assert _views(blank_url) == MIGRATED_VIEWS
 
 
 def test_autogenerate_ignores_the_views(engine: Engine) -> None:
     """Views are not models: comparing the models with the database proposes nothing for them."""
     with engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-    assert not [d for d in diffs if "v_cost_by" in repr(d) or "v_generation_costs" in repr(d)]
+    assert not [d for d in diffs if any(view in repr(d) for view in MIGRATED_VIEWS)]
 
 
 def test_day_boundaries_are_utc_midnight(sessions: sessionmaker[Session]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.db.engine import make_engine, require_migrated, session_factory
-from pipeline.errors import PipelineError
+from pipeline.errors import InputError, PipelineError
 from pipeline.settings import Settings
 
 P = ParamSpec("P")
@@ -63,3 +63,29 @@ def open_db(settings: Settings, *, check: bool = True) -> tuple[Engine, sessionm
     if check:
         require_migrated(engine)
     return engine, session_factory(engine)
+
+
+def split_tasks(tasks: str | None) -> list[str]:
+    """``"summary, headline"`` -> ``["summary", "headline"]`` (empty items dropped)."""
+    return [t.strip() for t in (tasks or "").split(",") if t.strip()]
+
+
+def joined_tasks(values: Sequence[str]) -> list[str]:
+    """A repeatable ``--tasks`` (``-t a,b -t c``) as one list, in order, repeats dropped."""
+    return list(dict.fromkeys(t for value in values for t in split_tasks(value)))
+
+
+def validate_task_names(names: Sequence[str], known: Sequence[str], where: str = "") -> None:
+    """Refuse task names that no profile defines, before anything is read or sent.
+
+    Raises one ``InputError`` line (exit 2 through ``handle_errors``) naming the unknown tasks
+    and listing the known ones; ``where`` (e.g. the profiles file) is added when given. An
+    empty ``names`` is accepted: callers treat it as "every task".
+    """
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        source = f" in {where}" if where else ""
+        raise InputError(
+            f"unknown task(s) {', '.join(unknown)}: the known tasks{source} are "
+            f"{', '.join(sorted(known))}"
+        )

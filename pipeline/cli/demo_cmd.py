@@ -2,15 +2,55 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import sys
 from pathlib import Path
 
 import typer
 
-from pipeline.cli.common import JSON_OPTION, console, handle_errors, print_json
-from pipeline.cli.display import print_summary, progress_display
+from pipeline.cli.common import (
+    JSON_OPTION,
+    console,
+    handle_errors,
+    print_json,
+    split_tasks,
+    validate_task_names,
+)
+from pipeline.cli.display import format_usd, print_summary, progress_display, with_usd
 from pipeline.cli.report_cmd import print_table
 from pipeline.demo import SAMPLES, run_demo
+from pipeline.profiles import load_profiles
 from pipeline.settings import get_settings
+
+
+def _program() -> str:
+    """How to call this very ``contentgen`` again: its name when PATH finds it, else the path
+    it was started by (``scripts/demo.sh`` runs ``.venv/bin/contentgen`` unactivated)."""
+    started = Path(sys.argv[0])
+    found = shutil.which("contentgen")
+    if started.name != "contentgen" or (found and Path(found).resolve() == started.resolve()):
+        return "contentgen"
+    return shlex.quote(str(started))
+
+
+def _say(text: str) -> None:
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def next_steps(database_url: str) -> list[str]:
+    """Commands to try after the demo, runnable exactly as printed from the same directory
+    (they carry the demo's database URL; ``init`` only where it would not be refused)."""
+    env = f"CONTENTGEN_DATABASE_URL={shlex.quote(database_url)}"
+    program = _program()
+    steps = [
+        f"{env} {program} report --by model",
+        f"{env} {program} jobs",
+    ]
+    if not Path("config").exists() and "CONTENTGEN_CONFIG_DIR" not in os.environ:
+        steps.append(f"{program} init   # an editable copy of the profiles, prompts and prices")
+    return steps
 
 
 def register(app: typer.Typer) -> None:
@@ -26,7 +66,7 @@ def register(app: typer.Typer) -> None:
         ),
         articles: Path = typer.Option(SAMPLES, "--articles", help="Articles to enqueue."),
         tasks: str | None = typer.Option(
-            None, "--tasks", help="Comma-separated tasks (default: every profile)."
+            None, "--tasks", "-t", help="Comma-separated tasks (default: every profile)."
         ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
         as_json: bool = JSON_OPTION,
@@ -41,7 +81,10 @@ def register(app: typer.Typer) -> None:
         Example: contentgen demo --tasks summary,headline
         """
         settings = get_settings()
-        task_list = [t.strip() for t in tasks.split(",")] if tasks else None
+        task_list = split_tasks(tasks) or None
+        if task_list:
+            known = list(load_profiles(settings.config_dir))
+            validate_task_names(task_list, known, str(settings.config_dir / "profiles.toml"))
         with progress_display(quiet or as_json) as on_progress:
             result = run_demo(
                 settings,
@@ -51,6 +94,7 @@ def register(app: typer.Typer) -> None:
                 progress=on_progress,
             )
         summary = result.summary.as_dict()
+        steps = next_steps(result.database_url)
         if as_json:
             print_json(
                 {
@@ -58,20 +102,22 @@ def register(app: typer.Typer) -> None:
                     "database_url": result.database_url,
                     "simulator_billed_usd": str(result.billed_usd),
                     "bill_matches": result.bill_matches,
+                    "next": steps,
                 }
             )
             return
-        print_summary(summary, title=f"Demo run {result.summary.run_id} ({result.enqueued} jobs)")
+        title = f"Demo run {result.summary.run_id} ({result.enqueued} jobs)"
+        print_summary(with_usd(summary), title=title)
         print_table(result.report)
-        match = "matches" if result.bill_matches else "DOES NOT match"
-        console.print(
-            f"Recorded cost ${result.summary.totals.cost_usd} {match} the simulator's bill "
-            f"${result.billed_usd}.",
-            highlight=False,
-        )
-        console.print(
-            f"Database: {result.database_url}. Next: "
-            f"CONTENTGEN_DATABASE_URL={result.database_url} contentgen report --by task",
-            highlight=False,
-            markup=False,
-        )
+        cost = result.summary.totals.cost_usd
+        if result.bill_matches:
+            check = (
+                f"matches the simulator's bill {format_usd(result.billed_usd)} to the last digit"
+            )
+        else:  # the exact figures, so the difference shows
+            check = f"({cost}) DOES NOT match the simulator's bill {result.billed_usd}"
+        _say(f"Recorded cost {format_usd(cost)} {check}.")
+        _say(f"Database: {result.database_url}")
+        _say("Next:")
+        for step in steps:
+            _say(f"  {step}")

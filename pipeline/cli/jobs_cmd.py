@@ -21,15 +21,19 @@ from pipeline.cli.common import (
     console,
     err_console,
     handle_errors,
+    joined_tasks,
     open_db,
     print_json,
+    validate_task_names,
 )
 from pipeline.db import jobs
 from pipeline.db.models import JOB_STATES, utcnow
+from pipeline.db.regenerate import RegenerateFilter, regenerate
 from pipeline.errors import ConfigError, DatabaseError, InputError, PipelineError
 from pipeline.intake import DEFAULT_MAX_BODY_CHARS, Format, Rejection, read_chunks
 from pipeline.procs import owner_alive, pid_alive
 from pipeline.profiles import Profile, load_profiles
+from pipeline.reports import latest_run_id
 from pipeline.settings import get_settings
 
 jobs_app = typer.Typer(
@@ -60,14 +64,18 @@ def with_parents(tasks: Sequence[str], profiles: Mapping[str, Profile]) -> list[
 
 
 def check_tasks(requested: Sequence[str], known: Sequence[str], where: Path) -> None:
-    """Raise one ``ConfigError`` line naming the unknown tasks and listing the known ones."""
+    """Raise one error line when no task is given or a task is unknown (listing the known)."""
     if not requested:
         raise ConfigError(f"no task given: choose from {', '.join(sorted(known))}")
-    unknown = [t for t in requested if t not in known]
-    if unknown:
-        raise ConfigError(
-            f"unknown task(s) {', '.join(unknown)}: {where} defines {', '.join(sorted(known))}"
-        )
+    validate_task_names(requested, known, str(where))
+
+
+def _check_task_filter(tasks: Sequence[str]) -> None:
+    """A ``--tasks`` filter names tasks of profiles.toml (a typo would match nothing)."""
+    if tasks:
+        settings = get_settings()
+        known = list(load_profiles(settings.config_dir))
+        validate_task_names(tasks, known, str(settings.config_dir / "profiles.toml"))
 
 
 @contextmanager
@@ -134,7 +142,7 @@ def enqueue_cmd(
         ..., "--tasks", "-t", help="Comma-separated tasks from profiles.toml, e.g. summary,headline"
     ),
     batch: str | None = typer.Option(
-        None, "--batch", help="Label the jobs (ad-hoc runs and counts can select by it)."
+        None, "--batch", "-b", help="Label the jobs (ad-hoc runs and counts can select by it)."
     ),
     priority: int = typer.Option(0, "--priority", help="Higher priorities are claimed first."),
     fmt: str | None = typer.Option(
@@ -237,7 +245,9 @@ def _report_enqueue(
 @handle_errors
 def jobs_cmd(
     ctx: typer.Context,
-    batch: str | None = typer.Option(None, "--batch", help="Only jobs with this batch label."),
+    batch: str | None = typer.Option(
+        None, "--batch", "-b", help="Only jobs with this batch label."
+    ),
     tasks: str | None = typer.Option(None, "--tasks", "-t", help="Only these tasks (a,b)."),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -252,6 +262,7 @@ def jobs_cmd(
         return
     settings = get_settings()
     wanted = _split(tasks)
+    _check_task_filter(wanted)
     engine, sessions = open_db(settings)
     try:
         with sessions() as session, _database_errors():
@@ -276,7 +287,7 @@ def jobs_cmd(
             }
         )
         return
-    _print_counts(counts, by_state)
+    _print_counts(counts, by_state, narrowed=bool(wanted) or batch is not None)
     _print_leases(leases)
 
 
@@ -326,9 +337,12 @@ def _print_leases(leases: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def _print_counts(counts: list[jobs.JobCount], by_state: dict[str, int]) -> None:
+def _print_counts(counts: list[jobs.JobCount], by_state: dict[str, int], narrowed: bool) -> None:
     if not counts:
-        _say("no jobs")
+        if narrowed:
+            _say("no jobs match --tasks/--batch: `contentgen jobs` shows every job")
+        else:
+            _say("no jobs: nothing queued (`contentgen enqueue FILE --tasks summary,headline`)")
         return
     grid: dict[tuple[str, str | None], dict[str, int]] = defaultdict(dict)
     for c in counts:
@@ -351,7 +365,9 @@ def requeue_cmd(
         False, "--expired", help="Return jobs whose lease expired (a worker died) to the queue."
     ),
     tasks: str | None = typer.Option(None, "--tasks", "-t", help="Only these tasks (a,b)."),
-    batch: str | None = typer.Option(None, "--batch", help="Only jobs with this batch label."),
+    batch: str | None = typer.Option(
+        None, "--batch", "-b", help="Only jobs with this batch label."
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Put failed jobs back in the queue (--failed), or jobs whose lease expired (--expired).
@@ -362,6 +378,7 @@ def requeue_cmd(
     """
     if not failed and not expired:
         raise PipelineError("say what to re-queue: --failed and/or --expired")
+    _check_task_filter(_split(tasks))
     settings = get_settings()
     engine, sessions = open_db(settings)
     result = {"failed_requeued": 0, "expired_requeued": 0}
@@ -435,6 +452,80 @@ def release_cmd(
         _say(f"abandoned run(s) {', '.join(str(r) for r in dead.runs_abandoned)}")
     since = "" if older_than is None else f" more than {older_than:g} s ago"
     _say(f"released {expired:,} job(s) whose lease expired{since}")
+
+
+@jobs_app.command("regenerate")
+@handle_errors
+def regenerate_cmd(
+    articles: list[str] = typer.Option(
+        [], "--article", help="An article's external id (repeatable)."
+    ),
+    tasks: list[str] = typer.Option(
+        [], "--tasks", "-t", help="Only these tasks (a,b; repeatable)."
+    ),
+    task_alias: list[str] = typer.Option([], "--task", hidden=True),  # the first spelling
+    batch: str | None = typer.Option(
+        None, "--batch", "-b", help="Only jobs with this batch label."
+    ),
+    run: str | None = typer.Option(
+        None, "--run", help="Jobs with a generation in this run: a run id or `last`."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count them; change nothing."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Generate succeeded jobs again, on purpose: back to the queue with fresh attempts.
+
+    At least one of --article, --tasks, --batch, --run is required; all given must match.
+    Earlier generations are kept as history. Queued, waiting, running and failed jobs are
+    left alone. The next run calls the API again (a regeneration is a new response-cache
+    key). A chained task regenerated with its parent waits for the parent's new answer.
+
+    Example: `contentgen jobs regenerate --article a-1042 --tasks headline`
+    """
+    settings = get_settings()
+    task_list = joined_tasks([*tasks, *task_alias])
+    if not (articles or task_list or batch is not None or run is not None):
+        raise PipelineError(
+            "say what to regenerate: --article, --tasks, --batch and/or --run "
+            "(regenerating every job is never implied)"
+        )
+    profiles = load_profiles(settings.config_dir)
+    validate_task_names(task_list, list(profiles), str(settings.config_dir / "profiles.toml"))
+    engine, sessions = open_db(settings)
+    try:
+        with sessions() as session, _database_errors():
+            run_id = None
+            if run is not None:
+                if run.strip().lower() == "last":
+                    run_id = latest_run_id(session)
+                elif run.strip().isdigit():
+                    run_id = int(run)
+                else:
+                    raise InputError(f"--run: not a run id: {run!r} (a number or `last`)")
+            result = regenerate(
+                session,
+                RegenerateFilter(
+                    articles=tuple(articles),
+                    tasks=tuple(task_list),
+                    batch_label=batch,
+                    run_id=run_id,
+                ),
+                follows={task: p.follows for task, p in profiles.items()},
+                dry_run=dry_run,
+            )
+    finally:
+        engine.dispose()
+    if json_out:
+        print_json(result.as_dict())
+        return
+    waiting = f" ({result.waiting:,} wait for their regenerated parent)" if result.waiting else ""
+    if dry_run:
+        _say(f"would regenerate {result.jobs:,} succeeded job(s){waiting}; nothing changed")
+    else:
+        _say(
+            f"re-queued {result.jobs:,} succeeded job(s) for regeneration{waiting}; "
+            "earlier generations are kept. Next: `contentgen run`"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -1,13 +1,15 @@
 """``contentgen report``: cost, tokens, cache savings and failures, by day/model/profile/run/....
 
 Reads the report views (``pipeline.reports``) and prints a table with an exact total, CSV or
-JSON; ``--chart`` also writes a self-contained HTML chart of daily cost by profile.
+JSON; ``--chart`` also writes a self-contained HTML chart of daily cost stacked by the
+``--by`` dimension with the savings on top (``--chart -`` draws it in the terminal instead).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import shutil
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -17,7 +19,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from pipeline.chart import daily_cost_chart
+from pipeline.chart import daily_cost_chart, load_chart_rows, text_chart
 from pipeline.cli.common import console, err_console, handle_errors, open_db, print_json
 from pipeline.errors import InputError
 from pipeline.reports import (
@@ -28,7 +30,6 @@ from pipeline.reports import (
     ReportFilter,
     RunForecast,
     cost_report,
-    day_task_costs,
     latest_run_id,
     parse_day,
     usd_places,
@@ -353,7 +354,8 @@ def register(app: typer.Typer) -> None:
         chart: Path | None = typer.Option(
             None,
             "--chart",
-            help="Also write an HTML chart of daily cost by profile with the cached ratio.",
+            help="Also write an HTML chart of daily cost stacked by --by, with the savings and "
+            "the cached ratio (offline: no scripts). `-` draws it in the terminal instead.",
             dir_okay=False,
         ),
     ) -> None:
@@ -375,12 +377,22 @@ def register(app: typer.Typer) -> None:
             with sessions() as session:
                 flt = ReportFilter(since=first, until=last, run_id=_run_id(session, run))
                 result = cost_report(session, _DIMENSION[by], flt)
-                chart_rows = day_task_costs(session, flt) if chart is not None else []
+                chart_by = "task" if by is By.day else _DIMENSION[by]
+                chart_rows = load_chart_rows(session, chart_by, flt) if chart is not None else []
         finally:
             engine.dispose()
-        if chart is not None:
+        series = _HEADINGS["task" if by is By.day else _DIMENSION[by]]
+        if chart is not None and str(chart) == "-":
+            # The terminal's width (COLUMNS when set; 80 when not a terminal).
+            width = shutil.get_terminal_size().columns
+            out = console if fmt is Format.table and not as_json else err_console
+            drawn = text_chart(chart_rows, width=width, series_name=series)
+            out.print(drawn, markup=False, highlight=False, soft_wrap=True)
+        elif chart is not None:
+            title = f"Daily cost by {series}"
+            html = daily_cost_chart(chart_rows, title=title, series_name=series)
             try:
-                chart.write_text(daily_cost_chart(chart_rows), encoding="utf-8")
+                chart.write_text(html, encoding="utf-8")
             except OSError as exc:
                 raise InputError(f"cannot write chart {chart}: {exc.strerror}") from exc
             err_console.print(f"wrote chart {chart}", markup=False, highlight=False)

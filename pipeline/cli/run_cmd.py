@@ -8,13 +8,21 @@ from typing import Any
 import typer
 
 from pipeline.batchmode.dispatch import run_in_mode
-from pipeline.cli.common import JSON_OPTION, console, err_console, handle_errors, print_json
-from pipeline.cli.display import print_summary, progress_display
+from pipeline.cli.common import (
+    JSON_OPTION,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+    validate_task_names,
+)
+from pipeline.cli.display import print_summary, progress_display, with_usd
 from pipeline.dryrun import dry_run
 from pipeline.errors import InputError
 from pipeline.modes import RUN_MODES
+from pipeline.profiles import load_profiles
 from pipeline.runner import RunOptions
-from pipeline.settings import get_settings
+from pipeline.settings import Settings, get_settings
 
 
 def parse_tasks(tasks: str | None) -> tuple[str, ...] | None:
@@ -22,6 +30,33 @@ def parse_tasks(tasks: str | None) -> tuple[str, ...] | None:
     if not tasks:
         return None
     return tuple(t.strip() for t in tasks.split(",") if t.strip())
+
+
+def check_run_tasks(settings: Settings, tasks: tuple[str, ...] | None) -> None:
+    """``--tasks`` names tasks of profiles.toml: a typo is exit 2, not a run of nothing."""
+    if tasks:
+        known = list(load_profiles(settings.config_dir))
+        validate_task_names(tasks, known, str(settings.config_dir / "profiles.toml"))
+
+
+def nothing_queued(tasks: str | None, batch: str | None) -> str:
+    """The line `run` prints instead of a table of zeros when no job was waiting."""
+    narrowed = [f"tasks {tasks}"] if tasks else []
+    narrowed += [f"batch {batch!r}"] if batch is not None else []
+    which = f" for {' and '.join(narrowed)}" if narrowed else ""
+    return (
+        f"nothing queued (no job waits{which}): `contentgen jobs` shows the queue, "
+        "`contentgen enqueue FILE --tasks summary,headline` adds jobs"
+    )
+
+
+def _claimed_nothing(part: dict[str, Any]) -> bool:
+    return (
+        part.get("claimed") == 0
+        and not part.get("requests")
+        and not part.get("fatal")
+        and part.get("state") != "failed"
+    )
 
 
 def parse_budget(budget: str | None) -> Decimal | None:
@@ -80,11 +115,13 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     @handle_errors
     def run(
-        limit: int | None = typer.Option(None, "--limit", min=1, help="Run at most N jobs."),
+        limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Run at most N jobs."),
         tasks: str | None = typer.Option(
-            None, "--tasks", help="Comma-separated tasks to run (default: all)."
+            None, "--tasks", "-t", help="Comma-separated tasks to run (default: all)."
         ),
-        batch: str | None = typer.Option(None, "--batch", help="Only jobs with this batch label."),
+        batch: str | None = typer.Option(
+            None, "--batch", "-b", help="Only jobs with this batch label."
+        ),
         concurrency: int | None = typer.Option(
             None,
             "--concurrency",
@@ -136,6 +173,7 @@ def register(app: typer.Typer) -> None:
         if deadline_h is not None:
             settings = settings.model_copy(update={"deadline_h": deadline_h})
         chosen = parse_mode(mode or settings.default_mode)
+        check_run_tasks(settings, parse_tasks(tasks))
         options = RunOptions(
             limit=limit,
             tasks=parse_tasks(tasks),
@@ -157,11 +195,15 @@ def register(app: typer.Typer) -> None:
             report = dry_run(settings, options)
             if as_json:
                 print_json(report.as_dict())
+            elif not report.as_dict().get("jobs"):
+                console.print(
+                    nothing_queued(tasks, batch), highlight=False, markup=False, soft_wrap=True
+                )
             else:
                 hidden = ("modes", "short_prefixes")
                 shown = {k: v for k, v in report.as_dict().items() if k not in hidden}
                 print_summary(
-                    {**shown, **report.mode_lines(), **report.advice_lines()},
+                    with_usd({**shown, **report.mode_lines(), **report.advice_lines()}),
                     title="Dry run: plan and forecast (nothing sent)",
                 )
             return
@@ -169,11 +211,16 @@ def register(app: typer.Typer) -> None:
             result = run_in_mode(settings, options, progress=on_progress, handle_signals=True)
         if as_json:
             print_json(result.parts[0] if len(result.parts) == 1 else result.as_dict())
+        elif result.parts and all(_claimed_nothing(part) for part in result.parts):
+            console.print(
+                nothing_queued(tasks, batch), highlight=False, markup=False, soft_wrap=True
+            )
         else:
             for choice in result.choices.values():
                 console.print(f"{choice.model}: {choice.mode} ({choice.reason})")
             for part in result.parts:
-                print_summary(part, title=f"Run {part['run_id']} ({part.get('mode', chosen)})")
+                title = f"Run {part['run_id']} ({part.get('mode', chosen)})"
+                print_summary(with_usd(part), title=title)
         code, line = exit_status(result.parts)
         if line:
             err_console.print(line, highlight=False, soft_wrap=True, markup=False)

@@ -12,7 +12,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.errors import DatabaseError
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# The driver of postgresql:// URLs is an extra (pyproject.toml), not a dependency.
+POSTGRES_EXTRA = "pip install 'contentgen[postgres]'"
+MISSING_DRIVER = (
+    f"PostgreSQL URLs need the psycopg driver, which is not installed: {POSTGRES_EXTRA}"
+)
+
+# pipeline/migrations: a link to the checkout's migrations/, real files in an installed wheel.
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -39,7 +46,11 @@ def _sqlite_begin(conn: Any) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine for ``url``; SQLite gets WAL, a busy timeout and immediate transactions."""
+    """Create an engine for ``url``; SQLite gets WAL, a busy timeout and immediate transactions.
+
+    A PostgreSQL URL without its driver installed is a ``DatabaseError`` naming the extra to
+    install, here where the driver is imported, so the CLI and the flows both say it in one line.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -52,7 +63,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(parsed, **kwargs)
+    try:
+        return create_engine(parsed, **kwargs)
+    except ModuleNotFoundError as exc:  # SQLAlchemy imports the dialect's driver here
+        if not (exc.name or "").startswith("psycopg"):
+            raise
+        raise DatabaseError(MISSING_DRIVER) from exc
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -71,9 +87,25 @@ def head_revision() -> str:
     return head
 
 
+def _missing_sqlite_file(engine: Engine) -> bool:
+    """True for a SQLite file database whose file does not exist (yet)."""
+    url = engine.url
+    name = url.database or ""
+    if url.get_backend_name() != "sqlite" or name in ("", ":memory:") or "uri" in url.query:
+        return False
+    return not name.startswith("file:") and not Path(name).exists()
+
+
 def require_migrated(engine: Engine) -> None:
-    """Raise one clear ``DatabaseError`` if the database is unreachable or not at head."""
+    """Raise one clear ``DatabaseError`` if the database is unreachable or not at head.
+
+    A SQLite file that does not exist is refused without connecting: connecting would leave an
+    empty database file behind (and ``contentgen results`` would then read it instead of the
+    demo's database).
+    """
     url = engine.url.render_as_string(hide_password=True)
+    if _missing_sqlite_file(engine):
+        raise DatabaseError(f"database {url} is not migrated: run `contentgen db upgrade`")
     try:
         with engine.connect() as conn:
             if not inspect(conn).has_table("alembic_version"):

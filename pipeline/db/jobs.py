@@ -152,6 +152,7 @@ def claim(
                     Article.url,
                     Article.published_at,
                     Article.meta,
+                    Job.regenerations,
                 )
                 .join(Article, Article.id == Job.article_id)
                 .where(Job.id.in_(ids))

@@ -100,6 +100,8 @@ class Job(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     last_error: Mapped[str | None] = mapped_column(Text)
     wait_reason: Mapped[str | None] = mapped_column(Text)
+    # Added by 0005: times `jobs regenerate` re-queued it; part of its response-cache key.
+    regenerations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

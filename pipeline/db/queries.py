@@ -60,6 +60,7 @@ def claimed_job(job: Job, article: Article) -> ClaimedJob:
         url=article.url,
         published_at=article.published_at,
         metadata=article.meta,
+        regenerations=job.regenerations,
     )
 
 

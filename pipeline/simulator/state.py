@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.pricing import PriceTable, Tier, Usage, load_pricing
-from pipeline.settings import get_settings
+from pipeline.settings import get_settings, packaged_config_dir
 from pipeline.simulator.caching import CacheLookup, PromptCache
 from pipeline.simulator.clock import SimClock
 from pipeline.simulator.config import SimulatorConfig
@@ -42,13 +42,14 @@ FIXED_FIELDS = frozenset({"host", "port", "seed", "pricing_path", "cache_machine
 
 
 def resolve_pricing_path(config: SimulatorConfig) -> Path:
-    """The price table: the configured path, else ``<config_dir>/pricing.toml``, else the repo's."""
+    """The price table: the configured path, else ``<config_dir>/pricing.toml``, else the one
+    shipped in the package (so an installed simulator prices like the checkout's)."""
     if config.pricing_path is not None:
         return config.pricing_path
     candidate = get_settings().config_dir / "pricing.toml"
     if candidate.exists():
         return candidate
-    return Path(__file__).resolve().parents[2] / "config" / "pricing.toml"
+    return packaged_config_dir() / "pricing.toml"
 
 
 @dataclass

@@ -37,6 +37,7 @@ TIMEZONE = "Europe/Berlin"
 TOKEN_LIMIT = "contentgen-openai-tokens"
 TOKEN_LIMIT_SLOTS = 100_000
 TOKEN_LIMIT_DECAY = 0.01  # slow, so the slots a run took are still visible when it ends
+FLOW_CHUNK_SIZE = 4
 
 _KEY = pytest.StashKey["PrefectStack"]()
 
@@ -193,6 +194,9 @@ class PrefectStack:
             CONTENTGEN_CACHE_DIR=str(self.root / "response-cache"),
             CONTENTGEN_TIMEZONE=TIMEZONE,
             CONTENTGEN_NIGHTLY_CRON=NIGHTLY_CRON,
+            # Jobs per chunk task: the worker's setting, not a form field. Small, so a test's
+            # few jobs take more than one chunk.
+            CONTENTGEN_FLOW_CHUNK_SIZE=str(FLOW_CHUNK_SIZE),
             OPENAI_BASE_URL=self.simulator.base_url,
             OPENAI_API_KEY="sk-test",
         )

@@ -87,11 +87,12 @@ class RowWritingRun:
 
 
 class RecordingPublisher:
-    """Collects what a flow would publish as artifacts."""
+    """Collects what a flow would publish as artifacts (progress: every move, in order)."""
 
     def __init__(self) -> None:
         self.tables: dict[str, list[dict[str, Any]]] = {}
         self.markdowns: dict[str, str] = {}
+        self.progresses: dict[str, list[tuple[float, str]]] = {}
 
     def table(self, key: str, rows: list[dict[str, Any]], description: str) -> None:
         assert description
@@ -100,3 +101,7 @@ class RecordingPublisher:
     def markdown(self, key: str, text: str, description: str) -> None:
         assert description
         self.markdowns[key] = text
+
+    def progress(self, key: str, percent: float, description: str) -> None:
+        assert description
+        self.progresses.setdefault(key, []).append((percent, description))

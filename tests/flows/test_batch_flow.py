@@ -10,9 +10,12 @@ from sqlalchemy import select
 from flows.batch import _label_of, execute_batch, trigger_of
 from flows.chunks import RunContext
 from flows.parameters import BatchParameters
+from flows.reporting import excerpt, outcome_message
+from pipeline.db import jobs
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.models import Run
 from pipeline.settings import Settings
+from tests.flows.prefect_stack import article
 from tests.flows.support import RecordingPublisher, RowWritingRun
 
 CONTEXT = RunContext(kind="adhoc", trigger="manual", flow_run_id="5f0c3c1e-flow-run")
@@ -27,8 +30,8 @@ def test_runs_chunks_and_publishes_a_per_profile_table(settings: Settings) -> No
     run = RowWritingRun(settings.database_url, [[SUMMARY, HEADLINE], [SUMMARY, FAILED]])
     publish = RecordingPublisher()
     result = execute_batch(
-        settings,
-        BatchParameters(chunk_size=2, batch_label="spring"),
+        settings.model_copy(update={"flow_chunk_size": 2}),
+        BatchParameters(batch_label="spring"),
         CONTEXT,
         run_chunk=run,
         publish=publish,
@@ -111,3 +114,48 @@ def test_batch_label_is_read_from_model_or_json_parameters() -> None:
     assert _label_of({"batch_label": "x2"}) == "x2"
     assert _label_of({"batch_label": None}) is None
     assert _label_of(None) is None
+
+
+def test_progress_results_and_the_outcome_message(settings: Settings) -> None:
+    """The progress artifact starts at 0 of the queued jobs and moves with each chunk to 100 %;
+    the results table lists each generation with an excerpt, tokens and cost; the message
+    says what came of the run."""
+    engine = make_engine(settings.database_url)
+    with session_factory(engine)() as session:
+        jobs.enqueue(session, [article("spring", n) for n in range(2)], ["summary", "headline"])
+        session.commit()
+    engine.dispose()
+    run = RowWritingRun(settings.database_url, [[SUMMARY, HEADLINE], [SUMMARY, FAILED]])
+    publish = RecordingPublisher()
+    result = execute_batch(
+        settings.model_copy(update={"flow_chunk_size": 2}),
+        BatchParameters(),
+        CONTEXT,
+        run_chunk=run,
+        publish=publish,
+    )
+    moves = publish.progresses["adhoc-progress"]
+    assert moves[0] == (0.0, "0 of 4 done")
+    assert [percent for percent, _ in moves] == [0.0, 50.0, 100.0, 100.0, 100.0]
+    assert moves[-1][1] == "4 of 4 done (1 failed)"
+
+    results = publish.tables["adhoc-results"]
+    assert len(results) == 4
+    assert {r["task"] for r in results} == {"summary", "headline"}
+    assert set(results[0]) >= {"article", "task", "text", "input tokens", "cost USD"}
+    assert results[-1]["cost USD"] == "0.0010" and results[-1]["input tokens"] == 2000
+    assert result["message"] == "3 generated, 1 failed, $0.0026"
+
+
+def test_an_excerpt_is_one_line_cut_at_a_word() -> None:
+    """Long texts are cut at a word with an ellipsis; line breaks are flattened."""
+    assert excerpt("a  b\nc") == "a b c"
+    assert excerpt("word " * 100, chars=12) == "word word…"
+    assert excerpt(None) == ""
+
+
+def test_outcome_message_reads_like_a_sentence() -> None:
+    """The final state message: counts with separators, dollars, and a stop reason."""
+    outcome = {"succeeded": 1000, "failed": 2, "incomplete": 1, "cost_usd": "0.4213"}
+    assert outcome_message(outcome) == "1,000 generated, 3 failed, $0.42"
+    assert outcome_message({**outcome, "stop_reason": "budget"}).endswith("(stopped: budget)")

@@ -80,7 +80,7 @@ def limits(queue: FakeQueue) -> list[int | None]:
 def test_queue_is_worked_through_in_chunks_until_a_chunk_comes_back_short() -> None:
     """Chunks of chunk_size run until one claims fewer jobs than asked (the queue is drained)."""
     queue = FakeQueue(25)
-    outcome = run_chunks(BatchParameters(chunk_size=10), CONTEXT, queue)
+    outcome = run_chunks(BatchParameters(), CONTEXT, queue, chunk_size=10)
     assert limits(queue) == [10, 10, 10]
     assert outcome.as_dict()["requests"] == 25
     assert outcome.as_dict()["run_ids"] == [100, 101, 102]
@@ -90,7 +90,7 @@ def test_queue_is_worked_through_in_chunks_until_a_chunk_comes_back_short() -> N
 def test_exact_multiple_needs_one_empty_chunk_to_see_the_end() -> None:
     """When the queue holds a multiple of chunk_size, one more (empty) chunk confirms the end."""
     queue = FakeQueue(20)
-    run_chunks(BatchParameters(chunk_size=10), CONTEXT, queue)
+    run_chunks(BatchParameters(), CONTEXT, queue, chunk_size=10)
     assert limits(queue) == [10, 10, 10]
     assert queue.left == 0
 
@@ -98,7 +98,7 @@ def test_exact_multiple_needs_one_empty_chunk_to_see_the_end() -> None:
 def test_limit_caps_the_jobs_across_chunks() -> None:
     """``limit`` is the flow run's total, the last chunk asks only for what is left."""
     queue = FakeQueue(100)
-    outcome = run_chunks(BatchParameters(chunk_size=10, limit=25), CONTEXT, queue)
+    outcome = run_chunks(BatchParameters(limit=25), CONTEXT, queue, chunk_size=10)
     assert limits(queue) == [10, 10, 5]
     assert outcome.as_dict()["claimed"] == 25
 
@@ -106,8 +106,8 @@ def test_limit_caps_the_jobs_across_chunks() -> None:
 def test_every_chunk_carries_the_flow_runs_labels_and_parameters() -> None:
     """Run rows get kind, trigger, flow-run id, tasks, label and the recorded parameters."""
     queue = FakeQueue(3)
-    params = BatchParameters(tasks=["headline"], batch_label="b-1", concurrency=7, chunk_size=5)
-    run_chunks(params, CONTEXT, queue)
+    params = BatchParameters(tasks=["headline"], batch_label="b-1", concurrency=7)
+    run_chunks(params, CONTEXT, queue, chunk_size=5)
     (index, options), *_ = queue.calls
     assert index == 0
     assert options.kind == "adhoc"
@@ -125,14 +125,14 @@ def test_every_chunk_carries_the_flow_runs_labels_and_parameters() -> None:
 def test_flex_mode_reaches_every_chunk() -> None:
     """A flow started in flex mode asks the library for flex on every chunk."""
     queue = FakeQueue(12)
-    run_chunks(BatchParameters(mode="flex", chunk_size=5), CONTEXT, queue)
+    run_chunks(BatchParameters(mode="flex"), CONTEXT, queue, chunk_size=5)
     assert [options.mode for _, options in queue.calls] == ["flex", "flex", "flex"]
 
 
 def test_budget_is_shared_by_the_chunks() -> None:
     """Each chunk gets the budget left after the previous ones; the run stops at the budget."""
     queue = FakeQueue(100, cost="0.10")
-    outcome = run_chunks(BatchParameters(chunk_size=10, budget_usd=Decimal("2.50")), CONTEXT, queue)
+    outcome = run_chunks(BatchParameters(budget_usd=Decimal("2.50")), CONTEXT, queue, chunk_size=10)
     budgets = [options.budget_usd for _, options in queue.calls]
     assert budgets == [Decimal("2.50"), Decimal("1.50"), Decimal("0.50")]
     assert outcome.cost_usd == Decimal("2.50")
@@ -142,7 +142,7 @@ def test_budget_is_shared_by_the_chunks() -> None:
 def test_budget_spent_exactly_stops_before_another_chunk() -> None:
     """A budget used up to the cent ends the loop without calling the run function again."""
     queue = FakeQueue(100, cost="0.10")
-    outcome = run_chunks(BatchParameters(chunk_size=10, budget_usd=Decimal("1.00")), CONTEXT, queue)
+    outcome = run_chunks(BatchParameters(budget_usd=Decimal("1.00")), CONTEXT, queue, chunk_size=10)
     assert len(queue.calls) == 1
     assert outcome.stop_reason == "budget"
 
@@ -150,7 +150,7 @@ def test_budget_spent_exactly_stops_before_another_chunk() -> None:
 def test_a_stopped_chunk_ends_the_flow_run_with_its_reason() -> None:
     """A chunk stopped by a signal is not followed by another."""
     queue = FakeQueue(100, stop_at=1)
-    outcome = run_chunks(BatchParameters(chunk_size=10), CONTEXT, queue)
+    outcome = run_chunks(BatchParameters(), CONTEXT, queue, chunk_size=10)
     assert len(queue.calls) == 2
     assert outcome.as_dict()["state"] == "stopped"
     assert outcome.stop_reason == "signal SIGTERM"
@@ -161,7 +161,7 @@ def test_gate_is_taken_in_blocks_per_chunk_and_settled_to_the_tokens_used() -> N
     queue = FakeQueue(25, tokens=90)  # 100 tokens per request with the 10 output tokens
     gate = FakeGate()
     outcome = run_chunks(
-        BatchParameters(chunk_size=10), CONTEXT, queue, gate=gate, tokens_per_request=1000
+        BatchParameters(), CONTEXT, queue, gate=gate, tokens_per_request=1000, chunk_size=10
     )
     used = outcome.tokens_used
     assert used == 2500
@@ -178,7 +178,7 @@ def test_gate_settles_an_underestimate_after_the_last_chunk() -> None:
     queue = FakeQueue(5, tokens=990)  # 1000 tokens per request
     gate = FakeGate()
     outcome = run_chunks(
-        BatchParameters(chunk_size=10), CONTEXT, queue, gate=gate, tokens_per_request=100
+        BatchParameters(), CONTEXT, queue, gate=gate, tokens_per_request=100, chunk_size=10
     )
     assert gate.blocks == [1000, 4000]
     assert outcome.tokens_taken == outcome.tokens_used == 5000
@@ -187,7 +187,7 @@ def test_gate_settles_an_underestimate_after_the_last_chunk() -> None:
 def test_totals_add_up_over_chunks() -> None:
     """The flow's result sums tokens and money exactly and computes savings and cache ratio."""
     queue = FakeQueue(15, cost="0.0003", tokens=100)
-    result = run_chunks(BatchParameters(chunk_size=10), CONTEXT, queue).as_dict()
+    result = run_chunks(BatchParameters(), CONTEXT, queue, chunk_size=10).as_dict()
     assert result["requests"] == 15
     assert result["input_tokens"] == 1500
     assert result["cached_ratio"] == 0.5
@@ -200,7 +200,7 @@ def test_totals_add_up_over_chunks() -> None:
 def test_empty_queue_runs_one_empty_chunk(jobs: int) -> None:
     """An empty queue costs one chunk that claims nothing."""
     queue = FakeQueue(jobs)
-    outcome = run_chunks(BatchParameters(), CONTEXT, queue)
+    outcome = run_chunks(BatchParameters(), CONTEXT, queue, chunk_size=10)
     assert len(queue.calls) == 1
     assert isinstance(outcome, BatchOutcome)
     assert outcome.as_dict()["requests"] == 0

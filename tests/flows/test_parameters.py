@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +14,7 @@ from flows.batch import adhoc_batch, nightly_run
 from flows.cost_report import cost_report_flow
 from flows.parameters import TASK_NAMES, BatchParameters
 from pipeline.profiles import load_profiles
+from pipeline.settings import Settings
 from tests.flows.support import REPO
 
 
@@ -22,12 +24,12 @@ def test_task_choices_are_the_configured_profiles() -> None:
 
 
 def test_defaults_run_every_task_in_realtime() -> None:
-    """A run with no parameters generates every task, real-time, in chunks of 1,000."""
+    """A run with no parameters generates every task, real-time, in the worker's chunks."""
     params = BatchParameters()
     assert params.tasks == list(TASK_NAMES)
     assert params.mode == "realtime"
-    assert params.chunk_size == 1000
     assert params.dry_run is False
+    assert Settings.model_fields["flow_chunk_size"].default == 1000
 
 
 @pytest.mark.parametrize(
@@ -36,13 +38,13 @@ def test_defaults_run_every_task_in_realtime() -> None:
         ("tasks", ["summary", "poem"]),
         ("tasks", []),
         ("batch_label", "has space"),
-        ("batch_label", ""),
+        ("batch_label", "-starts-with-a-dash"),
         ("limit", 0),
         ("concurrency", 0),
         ("budget_usd", 0),
         ("budget_usd", -1),
         ("mode", "batch"),
-        ("chunk_size", 0),
+        ("chunk_size", 10),  # the worker's CONTENTGEN_FLOW_CHUNK_SIZE, not a form field
         ("surprise", 1),
     ],
 )
@@ -82,8 +84,47 @@ def test_the_custom_run_form_has_described_choices(flow: Any) -> None:
         assert prop.get("description"), name
     assert props["tasks"]["items"]["enum"] == list(TASK_NAMES)
     assert props["mode"]["enum"] == ["realtime", "flex"]
-    budget = props["budget_usd"]["anyOf"]
-    assert {"type": "number", "exclusiveMinimum": 0} in budget
+    assert props["budget_usd"]["type"] == "number"
+    assert props["budget_usd"]["exclusiveMinimum"] == 0
+
+
+@pytest.mark.parametrize("flow", [adhoc_batch, nightly_run])
+def test_the_form_shows_no_none_choices_and_no_internal_knobs(flow: Any) -> None:
+    """No field of the form is "X or None" (the UI's "Property is type None" picker), the
+    defaults it starts from hold no None, and neither the token limit's name nor the jobs
+    per Prefect task (the worker's CONTENTGEN_FLOW_CHUNK_SIZE) is a parameter."""
+    schema = parameter_schema(flow).model_dump()
+    assert set(schema["properties"]) == {"batch"}
+    assert set(_batch_schema(flow)["properties"]) == {
+        "tasks",
+        "batch_label",
+        "limit",
+        "concurrency",
+        "dry_run",
+        "budget_usd",
+        "mode",
+    }
+    for name, prop in _batch_schema(flow)["properties"].items():
+        assert "anyOf" not in prop, name
+        assert prop.get("type") in {"string", "integer", "number", "boolean", "array"}, name
+    default = schema["properties"]["batch"]["default"]
+    assert None not in default.values()
+    assert "null" not in json.dumps(schema)
+
+
+def test_an_empty_batch_label_means_every_job() -> None:
+    """The form may send "" once a label was typed and erased: that is no label."""
+    assert BatchParameters.model_validate({"batch_label": ""}).batch_label is None
+    assert BatchParameters.model_validate({"batch_label": " spring "}).batch_label == "spring"
+
+
+def test_a_bad_label_says_which_field_and_why() -> None:
+    """The message names the field and the characters a label may use."""
+    with pytest.raises(ValidationError) as info:
+        BatchParameters.model_validate({"batch_label": "has space"})
+    message = str(info.value)
+    assert "batch_label" in message
+    assert "letters, digits, '.', '_' and '-'" in message
 
 
 def test_flow_parameters_are_validated_by_prefect() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,9 +15,11 @@ from sqlalchemy import func, select
 
 from flows.deployments import ADHOC, COST_REPORT, NIGHTLY
 from flows.gate import open_token_gate
+from flows.reporting import outcome_message
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.models import Generation, Job, Run
 from tests.flows.prefect_stack import (
+    FLOW_CHUNK_SIZE,
     NIGHTLY_CRON,
     TIMEZONE,
     TOKEN_LIMIT,
@@ -55,9 +58,7 @@ def test_adhoc_run_generates_its_batch_and_publishes_artifacts(
     prefect_stack.enqueue("other-batch", articles=2, tasks=["summary"])
     flow_run = run_deployment(
         ADHOC,
-        parameters={
-            "batch": {"tasks": ["summary", "headline"], "batch_label": "api-batch", "chunk_size": 4}
-        },
+        parameters={"batch": {"tasks": ["summary", "headline"], "batch_label": "api-batch"}},
         timeout=RUN_TIMEOUT_S,
         poll_interval=1,
     )
@@ -81,6 +82,7 @@ def test_adhoc_run_generates_its_batch_and_publishes_artifacts(
         ).all()
     engine.dispose()
     assert states == {"api-batch": "succeeded", "other-batch": "queued"}
+    assert FLOW_CHUNK_SIZE == 4  # serve's CONTENTGEN_FLOW_CHUNK_SIZE
     assert len(runs) == 2  # 6 jobs in chunks of 4: two chunk tasks, two run rows
     assert {(r.kind, r.trigger) for r in runs} == {("adhoc", "manual")}
     assert sorted(g.task for g in generations) == ["headline"] * 3 + ["summary"] * 3
@@ -99,6 +101,21 @@ def test_adhoc_run_generates_its_batch_and_publishes_artifacts(
     summary = artifacts["adhoc-run-summary"]
     assert summary.type == "markdown"
     assert "6 requests" in str(summary.data)
+    progress = artifacts["adhoc-progress"]
+    assert progress.type == "progress"
+    assert float(progress.data) == 100.0
+    assert progress.description == "6 of 6 done"
+    results = artifacts["adhoc-results"]
+    assert results.type == "table"
+    result_rows = json.loads(results.data) if isinstance(results.data, str) else results.data
+    assert sorted((r["article"], r["task"]) for r in result_rows) == sorted(
+        (f"api-batch-{n}", task) for n in range(3) for task in ("summary", "headline")
+    )
+    assert all(r["text"] and r["output tokens"] > 0 for r in result_rows)
+    cost = sum(Decimal(r["cost USD"]) for r in result_rows)
+    assert flow_run.state.message == outcome_message(
+        {"succeeded": 6, "failed": 0, "cost_usd": cost}
+    )
 
     # The token gate took blocks from the shared rate limit (slots decay very slowly here).
     used = sum(g.input_tokens + g.output_tokens for g in generations)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from pathlib import Path
 
 import openai
 import pytest
@@ -185,3 +186,24 @@ def test_ledger_bills_cache_writes(sim: SimulatorServer, client: openai.OpenAI) 
     [(_, _, terra)] = [s for s in seen if s[0] == "gpt-5.6-terra"]
     assert Decimal(flex["cost_usd"]) == PRICES.cost("gpt-5.6-terra", terra, "flex")
     assert PRICES.price("gpt-5.6-terra", "flex").write_rate == Decimal("1.25")
+
+
+def test_prices_fall_back_to_the_packaged_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A config dir without pricing.toml: the simulator prices from the package's copy."""
+    from pipeline.settings import get_settings, packaged_config_dir
+    from pipeline.simulator.config import SimulatorConfig
+    from pipeline.simulator.state import resolve_pricing_path
+
+    monkeypatch.setenv("CONTENTGEN_CONFIG_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        assert resolve_pricing_path(SimulatorConfig()) == packaged_config_dir() / "pricing.toml"
+        assert resolve_pricing_path(SimulatorConfig()).is_file()
+        (tmp_path / "pricing.toml").write_text("")
+        assert resolve_pricing_path(SimulatorConfig()) == tmp_path / "pricing.toml"
+        mine = SimulatorConfig(pricing_path=tmp_path / "mine.toml")
+        assert resolve_pricing_path(mine) == tmp_path / "mine.toml"
+    finally:
+        get_settings.cache_clear()

@@ -1,0 +1,375 @@
+"""Generated texts for people: list, show and export generations with their article and cost.
+
+``contentgen results`` reads this module; a CMS reads the same rows from the SQL view
+``v_latest_generations`` (migration 0005).
+
+"Latest" is, per (article, task), the newest *successful* generation (status ``completed``)
+when there is one, since that is the text an editor can publish, else the newest generation
+of any status, so a job that never succeeded is not invisible. Prewarm rows (cache warming,
+no text) are never shown. With ``history`` every generation is listed.
+
+Filters: ``batch_label``, ``tasks`` and ``articles`` (external ids) select jobs; ``run_id``,
+``since`` and ``until`` select which generations count *before* the latest is picked (``--run
+7`` shows what run 7 produced); ``statuses`` (generation status: completed, incomplete,
+failed) keeps the picked rows with that status. Times are naive UTC, as stored.
+
+Money is ``Decimal``; exports write it as exact decimal text (``pipeline.reports.usd_text``).
+Nothing here prints: the writers take a text stream, ``markdown`` returns a string.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from decimal import Decimal
+from typing import Any, TextIO
+
+from sqlalchemy import Select, case, func, select
+from sqlalchemy.orm import Session
+
+from pipeline.db.models import GENERATION_STATUSES, Article, Generation, Job
+from pipeline.errors import InputError
+from pipeline.reports import parse_day, usd_text
+
+PREWARM_STATUS = "prewarm"  # as pipeline.prewarming stores it; not a result anyone reads
+
+
+@dataclass(frozen=True)
+class ResultFilter:
+    """Which generations to list; every filter given must match (see the module docstring)."""
+
+    batch_label: str | None = None
+    tasks: tuple[str, ...] = ()
+    articles: tuple[str, ...] = ()
+    job_id: int | None = None
+    run_id: int | None = None
+    statuses: tuple[str, ...] = ()
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None  # exclusive
+    limit: int | None = None
+    history: bool = False
+
+    def describe(self) -> str:
+        """The filters given, as ``batch=x, task=a,b`` (for messages)."""
+        parts = []
+        if self.batch_label is not None:
+            parts.append(f"batch={self.batch_label}")
+        if self.tasks:
+            parts.append(f"task={','.join(self.tasks)}")
+        if self.articles:
+            parts.append(f"article={','.join(self.articles)}")
+        if self.job_id is not None:
+            parts.append(f"job={self.job_id}")
+        if self.run_id is not None:
+            parts.append(f"run={self.run_id}")
+        if self.statuses:
+            parts.append(f"state={','.join(self.statuses)}")
+        if self.since is not None:
+            parts.append(f"since={self.since.isoformat()}")
+        if self.until is not None:
+            parts.append(f"until<{self.until.isoformat()}")
+        if self.history:
+            parts.append("all")
+        return ", ".join(parts) or "no filter"
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One generation with its article, job and numbers (``source_id``: the external id)."""
+
+    source_id: str
+    title: str
+    url: str | None
+    task: str
+    status: str
+    model: str
+    text: str | None
+    output_json: dict[str, Any] | None
+    error: str | None
+    input_tokens: int
+    cached_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_usd: Decimal
+    from_cache: bool
+    created_at: dt.datetime
+    run_id: int | None
+    batch_label: str | None
+    job_state: str
+    job_id: int
+    generation_id: int
+    article_pk: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data: money as exact decimal text, times as ISO 8601 (UTC)."""
+        data = asdict(self)
+        del data["article_pk"]
+        data["cost_usd"] = usd_text(self.cost_usd)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    """A job in state ``failed``: its article, task, attempts and last error."""
+
+    source_id: str
+    title: str
+    url: str | None
+    task: str
+    attempts: int
+    last_error: str | None
+    batch_label: str | None
+    updated_at: dt.datetime
+    job_id: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data (times as ISO 8601, UTC)."""
+        data = asdict(self)
+        data["updated_at"] = self.updated_at.isoformat()
+        return data
+
+
+CSV_COLUMNS = [f.name for f in fields(ResultRow) if f.name not in ("article_pk", "output_json")]
+FAILED_COLUMNS = [f.name for f in fields(FailedJob)]
+
+
+def check_statuses(statuses: Sequence[str]) -> None:
+    """Raise ``InputError`` naming an unknown generation status and listing the known ones."""
+    unknown = [s for s in statuses if s not in GENERATION_STATUSES]
+    if unknown:
+        raise InputError(
+            f"unknown state(s) {', '.join(unknown)}: a generation is "
+            f"{', '.join(GENERATION_STATUSES)} (failed jobs: --failed)"
+        )
+
+
+def parse_when(text: str, *, end: bool, today: dt.date) -> dt.datetime:
+    """A ``--since``/``--until`` value as a naive UTC datetime.
+
+    A day (``YYYY-MM-DD``, ``today``, ``yesterday``, ``7d``) starts at midnight; as an end
+    (``end=True``) it means up to the end of that day. A datetime (``2026-12-01T18:00``, an
+    offset converts to UTC) is taken as it is.
+    """
+    try:
+        day = parse_day(text, today)
+    except InputError:
+        try:
+            when = dt.datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise InputError(
+                f"not a date or time: {text!r} (use YYYY-MM-DD, YYYY-MM-DDTHH:MM, today, "
+                "yesterday or Nd such as 7d)"
+            ) from None
+        if when.tzinfo is not None:
+            when = when.astimezone(dt.UTC).replace(tzinfo=None)
+        return when
+    start = dt.datetime.combine(day, dt.time())
+    return start + dt.timedelta(days=1) if end else start
+
+
+Query = Select[*tuple[Any, ...]]
+
+
+def _job_filters(query: Query, flt: ResultFilter) -> Query:
+    if flt.batch_label is not None:
+        query = query.where(Job.batch_label == flt.batch_label)
+    if flt.tasks:
+        query = query.where(Job.task.in_(flt.tasks))
+    if flt.articles:
+        query = query.where(Article.source_id.in_(flt.articles))
+    if flt.job_id is not None:
+        query = query.where(Job.id == flt.job_id)
+    return query
+
+
+def _query(flt: ResultFilter) -> Query:
+    rank = func.row_number().over(
+        partition_by=Generation.job_id,
+        order_by=(
+            case((Generation.status == "completed", 0), else_=1),
+            Generation.created_at.desc(),
+            Generation.id.desc(),
+        ),
+    )
+    inner = (
+        select(
+            Article.source_id,
+            Article.title,
+            Article.url,
+            Job.task,
+            Generation.status,
+            func.coalesce(Generation.model, Generation.request_model).label("model"),
+            Generation.output_text.label("text"),
+            Generation.output_json,
+            Generation.error,
+            Generation.input_tokens,
+            Generation.cached_tokens,
+            Generation.cache_write_tokens,
+            Generation.output_tokens,
+            Generation.reasoning_tokens,
+            Generation.cost_usd,
+            Generation.from_cache,
+            Generation.created_at,
+            Generation.run_id,
+            Job.batch_label,
+            Job.state.label("job_state"),
+            Job.id.label("job_id"),
+            Generation.id.label("generation_id"),
+            Article.id.label("article_pk"),
+            rank.label("rank_in_job"),
+        )
+        .join(Job, Job.id == Generation.job_id)
+        .join(Article, Article.id == Job.article_id)
+        .where(Generation.status != PREWARM_STATUS)
+    )
+    inner = _job_filters(inner, flt)
+    if flt.run_id is not None:
+        inner = inner.where(Generation.run_id == flt.run_id)
+    if flt.since is not None:
+        inner = inner.where(Generation.created_at >= flt.since)
+    if flt.until is not None:
+        inner = inner.where(Generation.created_at < flt.until)
+    sub = inner.subquery()
+    names = [f.name for f in fields(ResultRow)]
+    query = select(*(sub.c[name] for name in names))
+    if not flt.history:
+        query = query.where(sub.c.rank_in_job == 1)
+    if flt.statuses:
+        query = query.where(sub.c.status.in_(flt.statuses))
+    query = query.order_by(
+        sub.c.article_pk, sub.c.task, sub.c.created_at, sub.c.generation_id
+    ).limit(flt.limit)
+    return query
+
+
+def generations(session: Session, flt: ResultFilter) -> list[ResultRow]:
+    """The generations ``flt`` selects, by article (in enqueue order), task, then time."""
+    return [ResultRow(*row) for row in session.execute(_query(flt))]
+
+
+def failed_jobs(session: Session, flt: ResultFilter) -> list[FailedJob]:
+    """Jobs in state ``failed`` (batch, task, article and job filters apply), by article."""
+    query = (
+        select(
+            Article.source_id,
+            Article.title,
+            Article.url,
+            Job.task,
+            Job.attempts,
+            Job.last_error,
+            Job.batch_label,
+            Job.updated_at,
+            Job.id,
+        )
+        .join(Article, Article.id == Job.article_id)
+        .where(Job.state == "failed")
+    )
+    query = _job_filters(query, flt).order_by(Article.id, Job.task).limit(flt.limit)
+    return [FailedJob(*row) for row in session.execute(query)]
+
+
+def article_exists(session: Session, source_id: str) -> bool:
+    """Whether an article with this external id is stored."""
+    return session.scalar(select(Article.id).where(Article.source_id == source_id)) is not None
+
+
+def total_cost(rows: Iterable[ResultRow]) -> Decimal:
+    """What the rows cost together, exactly."""
+    return sum((r.cost_usd for r in rows), Decimal(0))
+
+
+# -- writers -----------------------------------------------------------------------------
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def write_csv(rows: Iterable[ResultRow | FailedJob], stream: TextIO, columns: list[str]) -> None:
+    """A header row, then one row per item with the full text (csv module quoting)."""
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        data = row.as_dict()
+        writer.writerow([_csv_cell(data[c]) for c in columns])
+
+
+def write_jsonl(rows: Iterable[ResultRow | FailedJob], stream: TextIO) -> None:
+    """One JSON object per line (UTF-8 text kept as it is, not \\u-escaped)."""
+    for row in rows:
+        stream.write(json.dumps(row.as_dict(), ensure_ascii=False) + "\n")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def numbers_line(row: ResultRow) -> str:
+    """Model, status, tokens, cost, time and run of a generation, in one line."""
+    tokens = f"{row.input_tokens:,} in ({row.cached_tokens:,} cached"
+    if row.cache_write_tokens:
+        tokens += f", {row.cache_write_tokens:,} cache writes"
+    tokens += f"), {row.output_tokens:,} out"
+    if row.reasoning_tokens:
+        tokens += f" ({row.reasoning_tokens:,} reasoning)"
+    parts = [row.model, row.status, tokens, f"${usd_text(row.cost_usd)}"]
+    if row.from_cache:
+        parts.append("from the response cache")
+    parts.append(f"{row.created_at:%Y-%m-%d %H:%M} UTC")
+    if row.run_id is not None:
+        parts.append(f"run {row.run_id}")
+    parts.append(f"generation {row.generation_id}")
+    return " · ".join(parts)
+
+
+def body_text(row: ResultRow) -> str:
+    """The text to read: the output, or what went wrong when there is none."""
+    if row.text:
+        return row.text
+    return f"(no text: {row.error or row.status})"
+
+
+def markdown(rows: Sequence[ResultRow], *, title: str = "Generated texts") -> str:
+    """One Markdown document: per article a heading, then each task's text and its numbers."""
+    out = [f"# {title}", ""]
+    current: int | None = None
+    for row in rows:
+        if row.article_pk != current:
+            current = row.article_pk
+            out += [f"## {_one_line(row.title) or row.source_id}", ""]
+            link = f" · <{row.url}>" if row.url else ""
+            out += [f"Article `{row.source_id}`{link}", ""]
+        out += [f"### {row.task}", ""]
+        if row.output_json is not None and row.text:
+            out += ["```json", row.text.strip(), "```"]
+        else:
+            out.append(body_text(row).strip())
+        out += ["", f"*{numbers_line(row)}*", ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def failed_markdown(rows: Sequence[FailedJob]) -> str:
+    """Failed jobs as one Markdown document: per job its article, attempts and last error."""
+    out = ["# Failed jobs", ""]
+    for row in rows:
+        out += [
+            f"## {_one_line(row.title) or row.source_id}: {row.task}",
+            "",
+            f"Article `{row.source_id}` · job {row.job_id} · {row.attempts} attempt(s)"
+            f" · {row.updated_at:%Y-%m-%d %H:%M} UTC",
+            "",
+            "```",
+            (row.last_error or "(no error recorded)").strip(),
+            "```",
+            "",
+        ]
+    return "\n".join(out).rstrip("\n") + "\n"
