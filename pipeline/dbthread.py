@@ -26,9 +26,9 @@ log = logging.getLogger("contentgen.db")
 class DatabaseThread:
     """Runs database calls on one thread; see the module docstring."""
 
-    def __init__(self, *, outage_s: float = 60.0) -> None:
+    def __init__(self, *, outage_s: float = 60.0, name: str = "contentgen-db") -> None:
         self.outage_s = outage_s
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contentgen-db")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` on the database thread, retried while the connection is

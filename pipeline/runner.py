@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -24,13 +24,14 @@ from pipeline.chains import ChainedRequest, follow_parents, followers_of
 from pipeline.client.breaker import RunStopping
 from pipeline.client.responses import Outcome, ResponsesClient
 from pipeline.db import jobs
-from pipeline.db.generations import record_generation
+from pipeline.db.outcomes import OutcomeRow, record_outcomes
 from pipeline.db.queries import output_history
 from pipeline.db.runs import RunTotals, close_run, open_run
 from pipeline.dbthread import DatabaseThread
 from pipeline.errors import DatabaseError, FatalAPIError, PermanentAPIError
 from pipeline.execution import Dispatcher
 from pipeline.journal import Journal, journal_dir
+from pipeline.limitshare import LimitShare, account_key
 from pipeline.modes import for_mode
 from pipeline.pacing import KEY_RPM, Pacer, paced_rpm
 from pipeline.planning import Plan, PlannedRequest, choose_layouts, forecast, plan
@@ -39,6 +40,7 @@ from pipeline.prewarming import prewarm_generation
 from pipeline.procs import pid_alive
 from pipeline.profiles import Profile
 from pipeline.progress import Progress
+from pipeline.recorder import Pending, Recorder
 from pipeline.recording import Verdict, failure, judge
 from pipeline.recovery import drain_journals, journal_entry
 from pipeline.rendering import render_jobs
@@ -47,7 +49,8 @@ from pipeline.runconfig import Config, load_config, runnable_tasks
 from pipeline.runsummary import RunOptions as RunOptions
 from pipeline.runsummary import RunSummary as RunSummary
 from pipeline.settings import Settings
-from pipeline.wiring import ClientStack, build_client_stack
+from pipeline.sharedlimits import SharedLimits
+from pipeline.wiring import ClientStack, build_client_stack, cache_scope
 
 log = logging.getLogger("contentgen.run")
 DEFAULT_PLANNED_RPM = 600.0
@@ -124,6 +127,9 @@ class Runner:
         self._queued = 0
         self._journal: Journal | None = None
         self._key_pacers: dict[str, Pacer] = {}
+        self._recorder: Recorder | None = None
+        self._shared: SharedLimits | None = None
+        self._feeding = True
 
     def stop(self, reason: str = "stopped") -> None:
         """Stop claiming and sending; unsent jobs are released.
@@ -252,14 +258,20 @@ class Runner:
                 n = chunk if remaining is None else min(chunk, remaining)
                 if n <= 0:
                     break
+                # Looked at before claiming: a result committed while the claim runs may have
+                # sent its job (or its followers) back to the queue after the claim looked.
+                more_may_come = self._recorder_().busy or bool(
+                    self._followers and (self._dispatcher.in_flight or self._dispatcher.pending)
+                )
                 try:
                     claimed: list[jobs.ClaimedJob] = await self._db_call(self._claim, n)
                 except DatabaseError as exc:
                     self._db_down(exc)
                     break
                 if not claimed:
-                    if self._followers and (self._dispatcher.in_flight or self._dispatcher.pending):
-                        # A parent still running may queue its followers when it finishes.
+                    if more_may_come:
+                        # A result being recorded may send its job back to the queue, and a
+                        # parent still running may queue its followers when it finishes.
                         await asyncio.sleep(0.05)
                         continue
                     break
@@ -269,6 +281,8 @@ class Runner:
                     remaining -= len(claimed)
                 self.progress.queued_seen(len(claimed))
                 requests, chunk_plan = await asyncio.to_thread(self._render_chunk, claimed)
+                if self._shared is not None and self._shared.want(r.model for r in requests):
+                    await self._shared.beat()  # a new model: take our share before sending
                 if self._stop.is_set():
                     await self._release([r.job_id for r in requests])
                     break
@@ -276,6 +290,7 @@ class Runner:
                     list(chunk_plan.requests), [p.wait_for for p in chunk_plan.requests]
                 )
         finally:
+            self._feeding = False
             self._dispatcher.close()
 
     @property
@@ -355,18 +370,20 @@ class Runner:
             self._settled.set()
         paid = outcome.result is not None and not outcome.from_cache
         entry = self._journal_write(verdict) if paid else None
-        try:
-            await self._db_call(self._record, verdict)
-        except DatabaseError as exc:
-            self._db_down(exc)
-            return
-        if entry is not None:
-            self._journal_done(entry)
         g = verdict.generation
+        self._recorder_().add(
+            OutcomeRow(
+                g,
+                succeeded=verdict.succeeded,
+                permanent=verdict.permanent,
+                error=verdict.error,
+                article_id=verdict.article_id,
+                followers=self._followers.get(g.task, ()),
+            ),
+            entry,
+        )
         if g.status in ("completed", "incomplete") and not g.from_cache:
             self._st.learn_output(request.task, request.model, g.output_tokens or 0)
-        self.progress.finished(verdict.generation, verdict.succeeded)
-        self._emit()
 
     async def _prewarm(self, planned: PlannedRequest) -> None:
         """Send a prewarm and record what it cost; its group's requests wait for it."""
@@ -406,25 +423,12 @@ class Runner:
         if self.budget is not None:
             self.budget.settle(reserved, generation.cost_usd)
             self._settled.set()
-
-        def store() -> None:
-            with self.config.sessions() as session:
-                record_generation(session, generation)
-
         entry = None
         if outcome.result is not None:
             entry = self._journal_write(
                 Verdict(generation, succeeded=False, permanent=False, error=None)
             )
-        try:
-            await self._db_call(store)
-        except DatabaseError as exc:
-            self._db_down(exc)
-            return
-        if entry is not None:
-            self._journal_done(entry)
-        self._st.prewarms += 1
-        self.progress.billed(generation)
+        self._recorder_().add(OutcomeRow(generation, succeeded=False, job_outcome=False), entry)
 
     def _unsent(self, error: BaseException | None) -> bool:
         """True when a request ended for a reason outside its job: a fatal error (the run
@@ -467,42 +471,33 @@ class Runner:
             permanent=permanent,
         )
 
-    def _record(self, verdict: Verdict) -> None:
-        st = self._st
-        g = verdict.generation
+    def _recorder_(self) -> Recorder:
+        assert self._recorder is not None, "the run has not started"
+        return self._recorder
+
+    def _write_outcomes(self, outcomes: Sequence[OutcomeRow]) -> list[str | None]:
         with self.config.sessions() as session:
-            followers = self._followers.get(g.task, ())
-            if verdict.succeeded:
-                held = jobs.complete(
-                    session,
-                    g.job_id,
-                    st.owner,
-                    g,
-                    article_id=verdict.article_id,
-                    followers=followers,
-                )
-            else:
-                if followers and verdict.article_id is not None:
-                    jobs.hold_followers(
-                        session,
-                        verdict.article_id,
-                        followers,
-                        f"{g.task} {g.status}: {verdict.error or 'failed'}",
-                    )
-                state = jobs.fail(
-                    session,
-                    g.job_id,
-                    st.owner,
-                    verdict.error or "failed",
-                    generation=g,
-                    max_attempts=self.settings.max_attempts,
-                    permanent=verdict.permanent,
-                )
-                held = state != "lost"
+            return record_outcomes(
+                session, self._st.owner, outcomes, max_attempts=self.settings.max_attempts
+            )
+
+    def _recorded(self, pending: Pending, state: str | None) -> None:
+        """A committed outcome: its journal entry is done, its job no longer ours."""
+        if pending.entry is not None:
+            self._journal_done(pending.entry)
+        st = self._st
+        outcome = pending.outcome
+        g = outcome.generation
+        if not outcome.job_outcome:
+            st.prewarms += 1
+            self.progress.billed(g)
+            return
         st.held.discard(g.job_id)
-        if not held:
+        if state == "lost":
             st.lost_leases += 1
             log.warning("job %s: lease lost before its result was recorded", g.job_id)
+        self.progress.finished(g, outcome.succeeded)
+        self._emit()
 
     async def _release(self, job_ids: list[int]) -> None:
         if not job_ids:
@@ -608,6 +603,20 @@ class Runner:
                 worker=f"{socket.gethostname()}:{os.getpid()}",
             )
         self._state = _RunState(run_id=run_id, owner=_owner(run_id))
+        self._recorder = Recorder(
+            self._write_outcomes,
+            on_recorded=self._recorded,
+            on_error=self._db_down,
+            outage_s=self.settings.db_outage_s,
+        )
+        self._recorder.start()
+        if self.stack.sdk is not None:
+            share = LimitShare(
+                self.config.sessions,
+                account=account_key(cache_scope(self.stack.sdk)),
+                worker=self._st.owner,
+            )
+            self._shared = SharedLimits(share, self.stack.limiter, self._db_call)
         self._journal = Journal(
             journal_dir(self.settings.journal_dir, self.settings.database_url), self._st.owner
         )
@@ -624,6 +633,12 @@ class Runner:
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._tick()),
         ]
+        if self._shared is not None:
+            background.append(
+                asyncio.create_task(
+                    self._shared.run(lambda: self._feeding or self._dispatcher.pending > 0)
+                )
+            )
         feeder = asyncio.create_task(self._feed())
         failure: BaseException | None = None
         try:
@@ -641,12 +656,18 @@ class Runner:
                 (fed,) = await asyncio.gather(feeder, return_exceptions=True)
                 if isinstance(fed, Exception) and failure is None:
                     failure = fed
+                try:
+                    await self._recorder.close()  # every result committed before any release
+                except Exception as exc:  # a bug in recording: keep the first cause
+                    failure = failure or exc
                 self._dispatcher.take_unsent()
                 await self._release(sorted(self._st.held))
         finally:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            if self._shared is not None:
+                await self._shared.leave()
             st = self._st
             if failure is not None:
                 state = "failed"
@@ -692,6 +713,7 @@ class Runner:
             prewarms=st.prewarms,
             paced_rpm=self._paced_rpm,
             fatal=st.fatal,
+            token_factors=self.stack.limiter.stats().get("token_factors"),
         )
 
 

@@ -45,6 +45,8 @@ class RunSummary:
     prewarms: int = 0
     paced_rpm: float | None = None
     fatal: str | None = None
+    # Per model: how the server counts a token of our estimate (learnt from its headers).
+    token_factors: dict[str, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values for JSON output and Prefect results."""
@@ -73,5 +75,6 @@ class RunSummary:
             "lost_leases": self.lost_leases,
             "prewarms": self.prewarms,
             "paced_rpm": self.paced_rpm,
+            "token_factors": self.token_factors or {},
             "wall_s": round(self.wall_s, 2),
         }

@@ -49,13 +49,16 @@ class CountingServer:
         return ok, headers
 
 
-async def drive(factor: float, minutes: float = 6.0) -> tuple[RateLimiter, CountingServer, float]:
-    """One sender through the limiter for ``minutes``; returns the share of the limit used
-    after the first minute (the learning and the initial full bucket left out)."""
+async def drive(
+    factor: float, minutes: float = 6.0, *, configured: bool = True, concurrency: int = 64
+) -> tuple[RateLimiter, CountingServer, float]:
+    """A sender with ``concurrency`` requests in flight at most, through the limiter, for
+    ``minutes``; returns the share of the limit used after the first minute (the learning and
+    the initial full bucket left out). Not ``configured``: the limit is learnt from headers."""
     clock = FakeClock()
     tpm = 300_000
     server = CountingServer(tpm, factor, clock)
-    limiter = RateLimiter(rpm=None, tpm=tpm, clock=clock)
+    limiter = RateLimiter(rpm=None, tpm=tpm if configured else None, clock=clock)
     answers: list[tuple[float, int, float, dict[str, str]]] = []
     sizes = [850, 3100, 1200, 4700, 990, 2300]
     start = clock.monotonic()
@@ -63,6 +66,8 @@ async def drive(factor: float, minutes: float = 6.0) -> tuple[RateLimiter, Count
     admitted_at_mark = 0.0
     n = 0
     while clock.monotonic() - start < minutes * 60:
+        if len(answers) >= concurrency:  # every connection busy: wait for the next answer
+            clock.advance(max(0.0, answers[0][0] - clock.monotonic()))
         now = clock.monotonic()
         while answers and answers[0][0] <= now:
             _, _, sent_at, headers = heapq.heappop(answers)
@@ -92,16 +97,26 @@ async def test_fills_the_servers_limit_whatever_it_counts(factor: float) -> None
     assert server.rejected <= 5, f"{server.rejected} requests answered 429"
 
 
+async def test_learns_the_limit_and_the_count_from_the_first_answers() -> None:
+    """No limit configured: the first burst goes out at the connection limit, the first
+    answer's headers give the limit and how the server counts, and the 429s stay few."""
+    limiter, server, used = await drive(1.74, configured=False)
+    assert limiter.tpm == 300_000
+    assert limiter.token_factor == pytest.approx(1.74, rel=0.1)
+    assert 0.97 <= used <= 1.01
+    assert server.rejected <= 5, f"{server.rejected} requests answered 429"
+
+
 def test_calibration_waits_for_enough_traffic_and_a_draining_bucket() -> None:
     sends = Sends()
     calibration = Calibration(sends)
-    sends.add(1.0, 100)
+    sends.add(1.0, 100, paced=True)
     calibration.observe(1.0, 5_000, capacity=60_000)
-    sends.add(2.0, 100)
+    sends.add(2.0, 100, paced=True)
     calibration.observe(2.0, 5_000, capacity=60_000)  # 100 tokens: too little to measure
     assert calibration.samples == 0
     for t in range(3, 13):
-        sends.add(float(t), 1_000)
+        sends.add(float(t), 1_000, paced=True)
     # From 1 s to 12 s the server refilled 11_000 and fell by 5_000 - 1_000: consumed 15_000
     # for our 10_100: a factor of ~1.49.
     calibration.observe(12.0, 1_000, capacity=60_000)
@@ -114,7 +129,7 @@ def test_no_sample_while_the_servers_bucket_is_full() -> None:
     calibration = Calibration(sends)
     calibration.observe(0.0, 60_000, capacity=60_000)
     for t in range(1, 11):
-        sends.add(float(t), 1_000)
+        sends.add(float(t), 1_000, paced=True)
     calibration.observe(10.0, 59_000, capacity=60_000)
     assert calibration.samples == 0
     assert calibration.factor == 1.0
@@ -128,3 +143,30 @@ def test_rejected_sends_are_not_counted() -> None:
     assert sends.between(0.0, 9.0) == 800
     assert sends.between(5.0, 9.0) == 400
     assert sends.total == 1000
+
+
+def test_requests_sent_together_are_not_measured_against_each_other() -> None:
+    """Unpaced sends (a burst) reach the server in any order: no anchor, no sample."""
+    sends = Sends()
+    calibration = Calibration(sends)
+    sends.add(0.0, 1_000)
+    for t in range(1, 40):
+        sends.add(10.0 + t / 1000, 1_000)  # a burst, long after the start window
+    calibration.observe(10.001, 50_000, capacity=60_000)
+    calibration.observe(10.039, 20_000, capacity=60_000)
+    assert calibration.samples == 0 and calibration.factor == 1.0
+
+
+def test_first_answers_only_raise_the_factor() -> None:
+    """Soon after the start, a full bucket is assumed: the server's fall over what we sent
+    raises the factor (never lowers it: the burst's order is unknown)."""
+    sends = Sends()
+    calibration = Calibration(sends)
+    for t in range(10):
+        sends.add(t / 100, 2_000)
+    calibration.observe(0.09, 60_000 - 40_000, capacity=60_000)  # 40,000 for our 20,000
+    assert calibration.factor == pytest.approx((40_000 + 90) / 20_000)
+    assert calibration.samples == 0  # not a paced sample: the limiter stays careful
+    later = Calibration(sends)
+    later.observe(0.09, 60_000 - 10_000, capacity=60_000)  # would say 0.5: ignored
+    assert later.factor == 1.0

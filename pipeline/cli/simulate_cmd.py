@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from pipeline.cli.common import console, handle_errors
 from pipeline.errors import ConfigError
 from pipeline.simulator import SimulatorConfig, serve_forever
+from pipeline.simulator.config import RATELIMIT_TOKENS_HELP, parse_ratelimit_tokens
 
 _ENV = "CONTENTGEN_SIM_"
 
@@ -33,6 +34,9 @@ def register(app: typer.Typer) -> None:
         port: Annotated[int, _opt("--port", "Port (0 picks a free one).")] = 8000,
         rpm: Annotated[int, _opt("--rpm", "Requests per minute per model.")] = 10_000,
         tpm: Annotated[int, _opt("--tpm", "Tokens per minute per model.")] = 10_000_000,
+        ratelimit_tokens: Annotated[
+            str, _opt("--ratelimit-tokens", RATELIMIT_TOKENS_HELP)
+        ] = "o200k",
         latency_scale: Annotated[
             float, _opt("--latency-scale", "Multiply simulated latency (0: answer at once).")
         ] = 1.0,
@@ -64,8 +68,9 @@ def register(app: typer.Typer) -> None:
         OPENAI_BASE_URL=http://127.0.0.1:8000/v1. The ledger of what it billed is at
         GET /_sim/ledger; faults can be scripted with POST /_sim/script.
 
-        Example: contentgen simulate --port 8000 --rpm 500 --tpm 200000 --fail-rate 0.02
+        Example: contentgen simulate --rpm 500 --tpm 200000 --ratelimit-tokens x0.5 --fail-rate 0.02
         """
+        counting = parse_ratelimit_tokens(ratelimit_tokens)
         try:
             config = SimulatorConfig(
                 host=host,
@@ -85,6 +90,7 @@ def register(app: typer.Typer) -> None:
                 stream_fail_rate=stream_fail_rate,
                 batch_speed=batch_speed,
                 pricing_path=pricing,
+                **counting,
             )
         except ValidationError as exc:
             raise ConfigError(f"invalid simulator option: {exc.errors()[0]['msg']}") from exc

@@ -10,10 +10,14 @@ sent at ``t0`` and ``t1`` the server consumed
     consumed = remaining(t0) + rate * (t1 - t0) - remaining(t1)
 
 for exactly the requests we sent in ``(t0, t1]`` (alone on the account, with the bucket below
-capacity all the while so no refill was lost). ``consumed / sum(our estimates)`` is one
-sample of the factor; the factor is their running, amount-weighted mean over about one
-bucket's worth of traffic, clamped to a sane range. Answers come back out of order, so every
-sample is anchored on its request's *send* time, which the limiter hands out at admission.
+capacity all the while so no refill was lost). Only requests the limiter *paced* (it had to
+wait for them) serve as ``t0`` and ``t1``: requests sent together (the first burst, say) reach
+the server in any order, so their snapshots say nothing about what was sent before them.
+``consumed / sum(our estimates)`` is one sample of the factor; the factor is their running,
+amount-weighted mean over about one bucket's worth of traffic, clamped to a sane range.
+Answers come back out of order, so every sample is anchored on its request's *send* time,
+which the limiter hands out at admission. Before the first paced sample, the first answers
+are read against the bucket being full at the start, which can only raise the factor.
 
 ``Sends`` is the history of what we admitted (time, cumulative amount) that makes the sums
 over any interval O(log n); it also gives the limiter "what we sent since the server's
@@ -31,6 +35,10 @@ FULL_SHARE = 0.95
 # The factor's memory, in buckets' worth of estimated traffic.
 MEMORY_BUCKETS = 1.0
 FACTOR_RANGE = (0.1, 10.0)
+# The first answers are measured against a full bucket only this soon after the first send,
+# and weigh at most this share of the bucket against the paced samples that follow.
+FIRST_WINDOW_S = 5.0
+FIRST_WEIGHT_SHARE = 0.1
 HISTORY_S = 180.0
 
 
@@ -40,20 +48,33 @@ class Sends:
     def __init__(self) -> None:
         self._times: list[float] = []
         self._cumulative: list[float] = []
+        self._paced: list[bool] = []
         self._base = 0.0  # cumulative amount before the oldest entry kept
         self._total = 0.0
         self._rejected: list[tuple[float, float]] = []  # rare: a sorted list is enough
 
-    def add(self, at: float, amount: float) -> None:
-        """Record ``amount`` admitted at ``at`` (times never go backwards)."""
+    def add(self, at: float, amount: float, paced: bool = False) -> None:
+        """Record ``amount`` admitted at ``at`` (times never go backwards); ``paced``: the
+        limiter had to wait for it."""
         self._total += amount
         self._times.append(at)
         self._cumulative.append(self._total)
+        self._paced.append(paced)
         if len(self._times) > 4096 and self._times[0] < at - HISTORY_S:
             cut = bisect.bisect_left(self._times, at - HISTORY_S)
             self._base = self._cumulative[cut - 1]
             del self._times[:cut]
             del self._cumulative[:cut]
+            del self._paced[:cut]
+
+    def paced(self, at: float) -> bool:
+        """Whether what was admitted at ``at`` had to wait for the limiter."""
+        i = bisect.bisect_left(self._times, at)
+        while i < len(self._times) and self._times[i] == at:
+            if self._paced[i]:
+                return True
+            i += 1
+        return False
 
     def upto(self, at: float) -> float:
         """Cumulative amount admitted at or before ``at``."""
@@ -76,6 +97,11 @@ class Sends:
             del self._rejected[:512]
 
     @property
+    def first_at(self) -> float | None:
+        """When the first send still in the history was admitted (None before any)."""
+        return self._times[0] if self._times else None
+
+    @property
     def total(self) -> float:
         """Everything admitted so far."""
         return self._total
@@ -94,6 +120,7 @@ class Calibration:
         self._sends = sends
         self._weight = 0.0
         self._anchor: tuple[float, float] | None = None
+        self._measured = False  # a paced sample has been taken
 
     def observe(
         self, sent_at: float, remaining: float, capacity: float, share: float = 1.0
@@ -104,10 +131,15 @@ class Calibration:
         runners on the account, the server's consumption is theirs too, and ours is taken to
         be ``share`` of it.
         """
+        if not self._measured and share >= 1.0:
+            self._first(sent_at, remaining, capacity)
+        if not self._sends.paced(sent_at):
+            return
         anchor = self._anchor
-        if anchor is None or sent_at < anchor[0]:
-            if anchor is None:
-                self._anchor = (sent_at, remaining)
+        if anchor is None:
+            self._anchor = (sent_at, remaining)
+            return
+        if sent_at < anchor[0]:
             return  # an older request answered late: its snapshot is already behind us
         t0, r0 = anchor
         ours = self._sends.between(t0, sent_at)
@@ -125,3 +157,23 @@ class Calibration:
         self.factor = (self.factor * weight + sample * ours) / (weight + ours)
         self._weight = weight + ours
         self.samples += 1
+        self._measured = True
+
+    def _first(self, sent_at: float, remaining: float, capacity: float) -> None:
+        """Headers before the first paced sample: taking the server's bucket as full when we
+        started (the usual case for a run alone on its account), it lost ``capacity -
+        remaining`` plus at most the refill since, for everything we sent up to ``sent_at``.
+        Only ever raises the factor: the first requests go out together and the server may
+        have admitted this one before others we sent earlier, which would make its count look
+        too small. Too high errs towards sending less, which soon paces the sends, and the
+        paced samples that follow correct it."""
+        ours = self._sends.upto(sent_at)
+        first = self._sends.first_at
+        if first is None or sent_at - first > FIRST_WINDOW_S:
+            return  # long after the start: the bucket need not have been full then
+        if ours < MIN_SAMPLE_SHARE * capacity or remaining >= FULL_SHARE * capacity:
+            return
+        consumed = capacity - remaining + capacity / 60.0 * (sent_at - first)
+        self.factor = min(max(consumed / ours, self.factor), FACTOR_RANGE[1])
+        # Light: a bucket that was not full after all must not hold the factor up for long.
+        self._weight = min(ours, FIRST_WEIGHT_SHARE * capacity)

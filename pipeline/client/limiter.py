@@ -56,13 +56,15 @@ class _Bucket:
     """A continuously refilling bucket in the server's units; its level may go below zero
     (debt) for oversize takes. ``capacity`` is this process's ``share`` of the ``limit``."""
 
-    def __init__(self, limit: float, level: float | None = None, share: float = 1.0) -> None:
+    def __init__(
+        self, limit: float, sends: Sends, level: float | None = None, share: float = 1.0
+    ) -> None:
         self.limit = limit
         self.share = share
         self.capacity = limit * share
         self.level = self.capacity if level is None else min(level, self.capacity)
-        self.sends = Sends()
-        self.calibration = Calibration(self.sends)
+        self.sends = sends
+        self.calibration = Calibration(sends)
 
     @property
     def rate_per_s(self) -> float:
@@ -150,8 +152,11 @@ class RateLimiter:
 
     def __init__(self, rpm: int | None, tpm: int | None, clock: Clock = SYSTEM_CLOCK) -> None:
         self._clock = clock
-        self._requests = _Bucket(float(rpm)) if rpm else None
-        self._tokens = _Bucket(float(tpm)) if tpm else None
+        # What we sent, kept even before a limit is known: the first headers measure it.
+        self._request_sends = Sends()
+        self._token_sends = Sends()
+        self._requests = _Bucket(float(rpm), self._request_sends) if rpm else None
+        self._tokens = _Bucket(float(tpm), self._token_sends) if tpm else None
         self._last = clock.monotonic()
         self._blocked_until = -math.inf
         self._queue: asyncio.Lock | None = None
@@ -173,6 +178,7 @@ class RateLimiter:
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, got {tokens}")
         self._waiting += 1
+        paced = False
         try:
             async with self._fifo():
                 while True:
@@ -180,8 +186,9 @@ class RateLimiter:
                     wait = self._wait_s(now, tokens)
                     if wait <= 0:
                         break
+                    paced = True
                     await self._clock.sleep(wait)
-                self._take(now, tokens)
+                self._take(now, tokens, paced)
         finally:
             self._waiting -= 1
         return now
@@ -204,8 +211,12 @@ class RateLimiter:
         if not lowered:
             return
         now = self._refill()
-        self._requests = self._follow(self._requests, lowered, "requests", now, sent_at)
-        self._tokens = self._follow(self._tokens, lowered, "tokens", now, sent_at)
+        self._requests = self._follow(
+            self._requests, self._request_sends, lowered, "requests", now, sent_at
+        )
+        self._tokens = self._follow(
+            self._tokens, self._token_sends, lowered, "tokens", now, sent_at
+        )
         reset_requests = _duration(lowered.get("x-ratelimit-reset-requests"))
         reset_tokens = _duration(lowered.get("x-ratelimit-reset-tokens"))
         if reset_requests is not None:
@@ -215,10 +226,8 @@ class RateLimiter:
 
     def rejected(self, sent_at: float, tokens: int) -> None:
         """The request admitted at ``sent_at`` was answered 429: the server counted nothing."""
-        if self._requests is not None:
-            self._requests.sends.reject(sent_at, 1)
-        if self._tokens is not None:
-            self._tokens.sends.reject(sent_at, tokens)
+        self._request_sends.reject(sent_at, 1)
+        self._token_sends.reject(sent_at, tokens)
 
     def set_share(self, share: float) -> None:
         """Use ``share`` (0 < share <= 1) of the account's limits: other runners have the rest."""
@@ -300,13 +309,13 @@ class RateLimiter:
             wait = max(wait, self._tokens.wait_s(tokens * self._tokens.calibration.factor))
         return wait
 
-    def _take(self, now: float, tokens: int) -> None:
+    def _take(self, now: float, tokens: int, paced: bool = False) -> None:
+        self._request_sends.add(now, 1, paced)
+        self._token_sends.add(now, tokens, paced)
         if self._requests is not None:
             self._requests.level -= self._requests.calibration.factor
-            self._requests.sends.add(now, 1)
         if self._tokens is not None:
             self._tokens.level -= tokens * self._tokens.calibration.factor
-            self._tokens.sends.add(now, tokens)
         self._admitted.append((now, tokens))
         self._window_tokens += tokens
         self._requests_total += 1
@@ -321,6 +330,7 @@ class RateLimiter:
     def _follow(
         self,
         bucket: _Bucket | None,
+        sends: Sends,
         headers: Mapping[str, str],
         kind: str,
         now: float,
@@ -330,7 +340,7 @@ class RateLimiter:
         remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
         if limit is not None and limit > 0:
             if bucket is None:
-                bucket = _Bucket(limit, remaining, self._share)
+                bucket = _Bucket(limit, sends, remaining, self._share)
             elif bucket.limit != limit:
                 log.info("server %s limit is %d per minute (was %d)", kind, limit, bucket.limit)
                 bucket.set_limit(limit)

@@ -136,9 +136,9 @@ class ResponsesClient:
         ``estimated_tokens`` is what the request weighs against the TPM limit (prompt tokens
         plus ``max_output_tokens``, see ``RenderedRequest.estimated_tokens``).
         """
+        if not cache_enabled:  # no key to compute: it is only the cache's
+            return await self._send(request_body, None, estimated_tokens, stream, job_id)
         key = response_cache_key(dict(request_body))
-        if not cache_enabled:
-            return await self._send(request_body, key, estimated_tokens, stream, job_id)
 
         while True:
             cached = self._cache.get(key)
@@ -172,7 +172,7 @@ class ResponsesClient:
     async def _send(
         self,
         body: Mapping[str, Any],
-        key: str,
+        key: str | None,
         estimated_tokens: int,
         stream: bool,
         job_id: int,
@@ -187,7 +187,7 @@ class ResponsesClient:
     async def _send_flex(
         self,
         body: Mapping[str, Any],
-        key: str,
+        key: str | None,
         estimated_tokens: int,
         stream: bool,
         job_id: int,

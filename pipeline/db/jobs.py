@@ -185,7 +185,7 @@ def _owned(job_id: int, owner: str) -> Any:
     return and_(c.id == job_id, c.lease_owner == owner, c.state == "running")
 
 
-def _release_followers(
+def queue_followers(
     session: Session, article_id: int, followers: Sequence[str], now: dt.datetime
 ) -> None:
     """Queue the chained tasks of ``article_id`` after their parent's new answer."""
@@ -247,7 +247,7 @@ def complete(
     insert_generation(session, generation)
     held = bool(result.rowcount)  # type: ignore[attr-defined]
     if held and followers and article_id is not None:
-        _release_followers(session, article_id, followers, now)
+        queue_followers(session, article_id, followers, now)
     session.commit()
     return held
 
@@ -829,6 +829,6 @@ def recover(
             )
         )
         if done.rowcount and followers and article_id is not None:  # type: ignore[attr-defined]
-            _release_followers(session, article_id, followers, utcnow())
+            queue_followers(session, article_id, followers, utcnow())
     session.commit()
     return 1

@@ -277,3 +277,20 @@ class BatchItem(Base):
     layout: Mapped[str] = mapped_column(String(32))
     prompt_cache_key: Mapped[str | None] = mapped_column(String(128))
     state: Mapped[str] = mapped_column(String(16), default="pending")
+
+
+class LimiterMember(Base):
+    """A runner taking part in an account's rate limit for one model (``pipeline.limitshare``).
+
+    ``account`` is an opaque hash of the endpoint and credentials, ``demand`` the runner's
+    weight (0 is never stored: an idle runner has no row) and ``heartbeat_at`` its last beat;
+    rows older than the share's TTL are ignored and pruned.
+    """
+
+    __tablename__ = "limiter_members"
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    worker: Mapped[str] = mapped_column(String(128), primary_key=True)
+    demand: Mapped[float] = mapped_column(Float)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime)

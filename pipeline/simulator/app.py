@@ -101,7 +101,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
                 code="invalid_prompt",
             )
         cfg = state.config
-        headers.update(state.limiter.admit(prep.model, prep.estimate(cfg.default_output_estimate)))
+        headers.update(state.limiter.admit(prep.model, prep.estimate(cfg)))
         if fault.kind in ("500", "503", "drop"):
             await _sleep(_ERROR_DELAY_S * cfg.latency_scale + fault.extra_latency_s)
             if fault.kind == "drop":

@@ -6,10 +6,13 @@ with ``seed``; generated text depends only on the request and ``seed``.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.errors import ConfigError
 from pipeline.pricing import base_model_name
 
 
@@ -49,6 +52,15 @@ class SimulatorConfig(BaseModel):
     model_tpm: dict[str, int] = Field(default_factory=dict)
     default_output_estimate: int = Field(
         default=4096, ge=0, description="Output tokens reserved when max_output_tokens is absent."
+    )
+    # How a request's prompt is counted against TPM (``ratelimit.prompt_charge``): OpenAI
+    # estimates it from characters, not with the tokenizer. Billing (usage) stays o200k.
+    ratelimit_counting: Literal["tokens", "chars"] = Field(
+        default="tokens",
+        description="tokens: the prompt's tiktoken count; chars: its text characters / 4.",
+    )
+    ratelimit_token_factor: float = Field(
+        default=1.0, gt=0, le=100, description="Multiplies the counted prompt (x0.5: half)."
     )
 
     # Faults.
@@ -113,3 +125,33 @@ class SimulatorConfig(BaseModel):
     def batch_queue_limit_for(self, model: str) -> int:
         """Enqueued prompt tokens allowed in pending batches of ``model``."""
         return self.model_batch_queue_limit.get(base_model_name(model), self.batch_queue_limit)
+
+
+RATELIMIT_TOKENS_HELP = (
+    "How a request's prompt counts against TPM: o200k (tiktoken's count, the default), "
+    "x<factor> (that count times factor, e.g. x0.53 or x1.5) or chars (text characters / 4). "
+    "Usage and billing always report tiktoken's count."
+)
+
+
+def parse_ratelimit_tokens(value: str) -> dict[str, str | float]:
+    """The config fields of a ``--ratelimit-tokens`` value: ``o200k``, ``x<factor>``, ``chars``.
+
+    Raises ``ConfigError`` naming the accepted forms.
+    """
+    text = value.strip().lower()
+    if text in ("o200k", "tokens"):
+        return {"ratelimit_counting": "tokens", "ratelimit_token_factor": 1.0}
+    if text == "chars":
+        return {"ratelimit_counting": "chars", "ratelimit_token_factor": 1.0}
+    if text.startswith("x"):
+        try:
+            factor = float(text[1:])
+        except ValueError:
+            factor = math.nan
+        if math.isfinite(factor) and 0 < factor <= 100:
+            return {"ratelimit_counting": "tokens", "ratelimit_token_factor": factor}
+    raise ConfigError(
+        f"invalid --ratelimit-tokens {value!r}: use o200k, chars or x<factor> with a factor "
+        "in (0, 100], e.g. x0.5"
+    )

@@ -3,21 +3,31 @@
 Each bucket holds up to the per-minute limit and refills continuously (limit/60 per second), so
 one request of a 10,000 RPM bucket is back after 6 ms, like the real headers show (§5.3).
 
-A request costs one request and an estimate of tokens: its input tokens plus its
+A request costs one request and an estimate of tokens: its prompt's charge plus its
 ``max_output_tokens`` (``default_output_estimate``, 4096, when absent). This mirrors OpenAI's
 "maximum of max_tokens and the estimated tokens" pre-check and the cookbook's prompt + max_tokens
 throttler (§5.5); nothing is refunded after the answer. A rejected request consumes nothing.
+
+The prompt's charge (``prompt_charge``) is by default its input tokens as billed (tiktoken).
+OpenAI's pre-check estimates it from the characters of the request instead, so the real
+count differs from the tokenizer's (an emulator we compared counts about 1/1.9 of o200k);
+``ratelimit_counting="chars"`` counts the prompt's text characters / 4 (rounded up) plus its
+structural tokens (message framing, images), and ``ratelimit_token_factor`` multiplies
+either count (rounded to an integer). The ``x-ratelimit-*-tokens`` headers, 429 decisions and
+their "Requested N" figures use the charge; ``usage`` in the answer does not change.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.pricing import base_model_name
 from pipeline.simulator.apierrors import SimAPIError
 from pipeline.simulator.clock import SimClock
 from pipeline.simulator.config import SimulatorConfig
+from pipeline.tokens import encoding_name, get_encoding
 
 ORGANIZATION = "org-simulator"
 _LIMITS_URL = "Visit https://platform.openai.com/account/rate-limits to learn more."
@@ -38,6 +48,18 @@ def go_duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs}s"
     return f"{secs}s"
+
+
+def prompt_charge(ids: Sequence[int], model: str, config: SimulatorConfig) -> int:
+    """What a prompt of token ``ids`` takes from ``model``'s TPM bucket (module docstring)."""
+    if config.ratelimit_counting == "chars":
+        # Text tokens have tiktoken ids >= 0; framing and image tokens are negative.
+        text_ids = [i for i in ids if i >= 0]
+        chars = len(get_encoding(encoding_name(model)).decode(text_ids))
+        counted = math.ceil(chars / 4) + len(ids) - len(text_ids)
+    else:
+        counted = len(ids)
+    return round(config.ratelimit_token_factor * counted)
 
 
 class Bucket:

@@ -19,6 +19,7 @@ from pipeline.pricing import PriceTable, Tier
 from pipeline.simulator import apierrors
 from pipeline.simulator.apierrors import SimAPIError
 from pipeline.simulator.cacheoptions import CacheRequest, cache_request, policy_for
+from pipeline.simulator.config import SimulatorConfig
 from pipeline.simulator.models import default_effort, is_reasoning_model, sampling_allowed
 from pipeline.simulator.prompt import (
     History,
@@ -27,6 +28,7 @@ from pipeline.simulator.prompt import (
     generation_key,
     render_prompt,
 )
+from pipeline.simulator.ratelimit import prompt_charge
 from pipeline.simulator.text import Generation, GenerationRequest
 
 MIN_OUTPUT_TOKENS = 16
@@ -71,10 +73,13 @@ class Prepared:
         """The tier the answer reports (auto/default/omitted -> ``default``)."""
         return "flex" if self.tier == "flex" else "default"
 
-    def estimate(self, default_output: int) -> int:
-        """Tokens taken from the TPM bucket: input + max_output_tokens (or ``default_output``)."""
-        budget = self.max_output_tokens if self.max_output_tokens is not None else default_output
-        return self.input_tokens + budget
+    def estimate(self, config: SimulatorConfig) -> int:
+        """Tokens taken from the TPM bucket: the prompt's charge (``ratelimit.prompt_charge``)
+        plus max_output_tokens (or ``config.default_output_estimate``)."""
+        budget = self.max_output_tokens
+        if budget is None:
+            budget = config.default_output_estimate
+        return prompt_charge(self.prompt.ids, self.model, config) + budget
 
 
 def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:

@@ -1,0 +1,181 @@
+"""Recording a group of results in one transaction: generations and their jobs' new states.
+
+A runner that commits one transaction per result spends its database thread on commits
+(each an fsync on SQLite, a round trip on PostgreSQL) and caps at a few hundred results a
+second. ``record_outcomes`` writes a group in a handful of statements whatever its size: one
+multi-row insert of the generations, one ``UPDATE ... RETURNING`` for the jobs that succeeded,
+one executemany for those that failed, and the chained followers of those that have them.
+
+The rules are ``jobs.complete`` and ``jobs.fail``'s, applied to many rows at once: a job's
+state changes only while ``owner`` holds its lease, and a generation is stored either way,
+because its tokens were paid for. The result for each outcome is the job's new state:
+``succeeded``, ``queued`` (failed, to be tried again), ``failed`` (for good), ``lost`` (the
+lease was gone), or ``None`` for a generation that belongs to no job's outcome (a prewarm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import JSON, Table, bindparam, select
+from sqlalchemy.orm import Session
+
+from pipeline.db.jobs import GENERATIONS, JOBS, hold_followers, queue_followers
+from pipeline.db.models import Generation, utcnow
+
+_IN_CHUNK = 500  # ids per IN (...)
+
+
+@dataclass(frozen=True)
+class OutcomeRow:
+    """One result to record. ``job_outcome`` False: store the generation only (a prewarm)."""
+
+    generation: Generation
+    succeeded: bool
+    permanent: bool = False
+    error: str | None = None
+    article_id: int | None = None
+    followers: tuple[str, ...] = ()
+    job_outcome: bool = True
+
+
+def _defaults(table: Table) -> dict[str, Any]:
+    """Python-side column defaults (scalars and callables), applied to every row the same way
+    the ORM would, so that every row of the multi-row insert has the same keys."""
+    found: dict[str, Any] = {}
+    for column in table.columns:
+        default = column.default
+        if column.primary_key or default is None:
+            continue
+        if not (default.is_scalar or default.is_callable):
+            continue
+        found[column.key] = default
+    return found
+
+
+_GENERATION_DEFAULTS = _defaults(GENERATIONS)
+_GENERATION_KEYS = [c.key for c in GENERATIONS.columns if not c.primary_key]
+# A JSON column bound to None stores the JSON text 'null'; left out of the insert it is NULL.
+_JSON_KEYS = frozenset(c.key for c in GENERATIONS.columns if isinstance(c.type, JSON))
+
+
+def generation_row(generation: Generation) -> dict[str, Any]:
+    """The insert values of ``generation``: every column, defaults filled in, JSON columns
+    without a value left out (NULL)."""
+    state = generation.__dict__
+    row: dict[str, Any] = {}
+    for key in _GENERATION_KEYS:
+        value = state.get(key)
+        if value is None:
+            if key in _JSON_KEYS:
+                continue
+            if key in _GENERATION_DEFAULTS:
+                default = _GENERATION_DEFAULTS[key]
+                value = default.arg(None) if default.is_callable else default.arg
+        row[key] = value
+    return row
+
+
+def insert_generations(session: Session, generations: Sequence[Generation]) -> None:
+    """Insert ``generations`` with one multi-row statement per set of columns present."""
+    shapes: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for generation in generations:
+        row = generation_row(generation)
+        shapes.setdefault(frozenset(row), []).append(row)
+    for rows in shapes.values():
+        session.execute(GENERATIONS.insert(), rows)
+
+
+def record_outcomes(
+    session: Session, owner: str, outcomes: Sequence[OutcomeRow], *, max_attempts: int
+) -> list[str | None]:
+    """Store ``outcomes`` in one transaction; their jobs' new states, in order (see above)."""
+    if not outcomes:
+        return []
+    now = utcnow()
+    insert_generations(session, [o.generation for o in outcomes])
+    c = JOBS.c
+    owned = (c.lease_owner == owner) & (c.state == "running")
+    succeeded_ids = [o.generation.job_id for o in outcomes if o.job_outcome and o.succeeded]
+    completed: set[int] = set()
+    for start in range(0, len(succeeded_ids), _IN_CHUNK):
+        ids = succeeded_ids[start : start + _IN_CHUNK]
+        completed.update(
+            session.execute(
+                JOBS.update()
+                .where(c.id.in_(ids), owned)
+                .values(
+                    state="succeeded",
+                    attempts=c.attempts + 1,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    last_error=None,
+                    updated_at=now,
+                )
+                .returning(c.id)
+            ).scalars()
+        )
+    failed = [o for o in outcomes if o.job_outcome and not o.succeeded]
+    attempts: dict[int, int] = {}
+    for start in range(0, len(failed), _IN_CHUNK):
+        ids = [o.generation.job_id for o in failed[start : start + _IN_CHUNK]]
+        attempts.update(
+            session.execute(
+                select(c.id, c.attempts).where(c.id.in_(ids), owned).with_for_update()
+            ).all()
+        )
+    failures: list[dict[str, Any]] = []
+    new_state: dict[int, str] = {}
+    for o in failed:
+        job_id = o.generation.job_id
+        if job_id not in attempts:
+            continue
+        count = attempts[job_id] + 1
+        state = "failed" if o.permanent or count >= max_attempts else "queued"
+        new_state[job_id] = state
+        failures.append(
+            {
+                "job_id": job_id,
+                "new_state": state,
+                "new_attempts": count,
+                "error": (o.error or "failed")[:4000],
+            }
+        )
+    if failures:
+        session.execute(
+            JOBS.update()
+            .where(c.id == bindparam("job_id"), owned)
+            .values(
+                state=bindparam("new_state"),
+                attempts=bindparam("new_attempts"),
+                lease_owner=None,
+                lease_expires_at=None,
+                last_error=bindparam("error"),
+                updated_at=now,
+            ),
+            failures,
+        )
+    states: list[str | None] = []
+    for o in outcomes:
+        job_id = o.generation.job_id
+        if not o.job_outcome:
+            states.append(None)
+        elif o.succeeded:
+            held = job_id in completed
+            states.append("succeeded" if held else "lost")
+            if held and o.followers and o.article_id is not None:
+                queue_followers(session, o.article_id, o.followers, now)
+        else:
+            states.append(new_state.get(job_id, "lost"))
+            if o.followers and o.article_id is not None:
+                g = o.generation
+                hold_followers(
+                    session,
+                    o.article_id,
+                    o.followers,
+                    f"{g.task} {g.status}: {o.error or 'failed'}",
+                )
+    session.commit()
+    return states
