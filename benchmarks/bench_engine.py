@@ -14,6 +14,12 @@ rest). Both are priced on ContentGen's rendered prompts and its actual output to
     python benchmarks/bench_engine.py --model gpt-5.6-luna     # paid writes, breakpoints
     python benchmarks/bench_engine.py --articles 200           # a small ad-hoc batch
     python benchmarks/bench_engine.py --scale 100000           # ContentGen only: RSS at 100k
+    python benchmarks/bench_engine.py --sections cost          # the cost table alone
+
+After the cost table the same run prints the throughput sections of ``throughput.py``: % of
+the binding TPM used when the server counts tokens differently from tiktoken, client CPU
+against a plain AsyncOpenAI loop, results recorded per second, and 1 / 2 / 4 runners on one
+account (``--sections`` picks; all by default, about 15 minutes on 2 cores).
 
 The naive loop is what one writes first: jobs in article order, one prompt with the
 instructions first, no grouping, no prompt_cache_key, a fixed number of workers, the SDK's
@@ -467,6 +473,11 @@ def main() -> None:
         default=0.0,
         help="ContentGen paces its run to finish within this many hours (0: unpaced).",
     )
+    parser.add_argument(
+        "--sections",
+        default="cost,limits,cpu,recording,runners",
+        help="Comma list of: cost (this table), limits, cpu, recording, runners.",
+    )
     parser.add_argument("--child")
     parser.add_argument("--workdir")
     parser.add_argument("--base-url")
@@ -475,6 +486,18 @@ def main() -> None:
     if args.child:
         run_child(args)
         return
+    sections = args.sections.split(",")
+    if "cost" in sections or args.scale:
+        cost_table(args)
+    others = [s for s in sections if s != "cost"]
+    if others and not args.scale:
+        import throughput
+
+        throughput.run_sections(others, throughput.ARTICLES)
+
+
+def cost_table(args: argparse.Namespace) -> None:
+    """The cost table: naive loop, no cache, ContentGen and the optimum on one workload."""
     with tempfile.TemporaryDirectory(prefix="cg-bench-") as tmp:
         workdir = Path(tmp)
         articles = args.scale // len(TASKS) if args.scale else args.articles

@@ -282,7 +282,7 @@ class Runner:
                 self.progress.queued_seen(len(claimed))
                 requests, chunk_plan = await asyncio.to_thread(self._render_chunk, claimed)
                 if self._shared is not None and self._shared.want(r.model for r in requests):
-                    await self._shared.beat()  # a new model: take our share before sending
+                    await self._shared.join()  # a new model: take our share before sending
                 if self._stop.is_set():
                     await self._release([r.job_id for r in requests])
                     break

@@ -4,6 +4,8 @@ Every ``interval_s`` (and before the first request of a model) the run tells the
 which models it has work for and scales each model's limiter to the share it gets back, so
 several runners on one account fill its limit together instead of each drawing the whole of
 it. A runner with only in-flight requests left has no demand: the others take the whole limit.
+A runner joining others waits one interval before its first request, until they have made
+room for it.
 """
 
 from __future__ import annotations
@@ -40,13 +42,26 @@ class SharedLimits:
         self._db_call = db_call
         self.interval_s = interval_s
         self._models: set[str] = set()
+        self._joining: set[str] = set()
         self.shares: dict[str, float] = {}
 
     def want(self, models: Iterable[str]) -> bool:
-        """Note the models of newly planned work; True when one is new (beat before sending)."""
+        """Note the models of newly planned work; True when one is new (``join`` before
+        sending)."""
         new = set(models) - self._models
         self._models |= new
+        self._joining |= new
         return bool(new)
+
+    async def join(self) -> None:
+        """Beat for the new models; where others already share one, wait one beat interval
+        (and beat again) before sending: until they have beaten they still use the whole of
+        it, and sending at once would overdraw the account."""
+        joining, self._joining = self._joining, set()
+        await self.beat()
+        if any(self.shares.get(model, 1.0) < 1.0 for model in joining):
+            await asyncio.sleep(self.interval_s)
+            await self.beat()
 
     async def beat(self, active: bool = True) -> None:
         """Store this run's demand and apply the shares; a database error only logs (the run

@@ -127,11 +127,14 @@ class Calibration:
     ) -> None:
         """One header: the server's level right after admitting what we sent at ``sent_at``.
 
-        ``share`` is the part of the account this process uses (``limitshare``): with other
-        runners on the account, the server's consumption is theirs too, and ours is taken to
-        be ``share`` of it.
+        ``share`` is the part of the account this process uses (``limitshare``). Below 1, other
+        runners draw on the same bucket at rates we do not know (a share is an upper bound,
+        not what they use), so nothing is measured: the factor learnt alone is kept.
         """
-        if not self._measured and share >= 1.0:
+        if share < 1.0:
+            self._anchor = None  # a span with others in it measures nothing of ours
+            return
+        if not self._measured:
             self._first(sent_at, remaining, capacity)
         if not self._sends.paced(sent_at):
             return
@@ -150,7 +153,7 @@ class Calibration:
         self._anchor = (sent_at, remaining)
         if topped >= FULL_SHARE * capacity or remaining >= FULL_SHARE * capacity:
             return  # the server's bucket (nearly) filled: refill was lost, no measure
-        consumed = (topped - remaining) * share
+        consumed = topped - remaining
         sample = min(max(consumed / ours, FACTOR_RANGE[0]), FACTOR_RANGE[1])
         memory = MEMORY_BUCKETS * capacity
         weight = min(self._weight, memory)

@@ -62,7 +62,8 @@ class _Bucket:
         self.limit = limit
         self.share = share
         self.capacity = limit * share
-        self.level = self.capacity if level is None else min(level, self.capacity)
+        # A level read from the server is the account's: this process may use its share.
+        self.level = self.capacity if level is None else min(level * share, self.capacity)
         self.sends = sends
         self.calibration = Calibration(sends)
 
@@ -100,8 +101,9 @@ class _Bucket:
             return
         self.calibration.observe(sent_at, remaining, self.limit, self.share)
         since = self.sends.between(sent_at, now) * self.calibration.factor
-        expected = min(self.limit, remaining + max(0.0, now - sent_at) * self.limit / WINDOW_S)
-        expected -= since
+        account = min(self.limit, remaining + max(0.0, now - sent_at) * self.limit / WINDOW_S)
+        # Shared, the account's level is everyone's: ours is our share of it.
+        expected = account * self.share - since
         alone = self.share >= 1.0 - 1e-9
         if alone and self.calibration.samples >= 2 and now - sent_at <= FRESH_HEADER_S:
             self.level = min(self.capacity, expected)
