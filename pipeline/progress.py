@@ -117,9 +117,11 @@ def mean_factor(factors: object) -> float | None:
 
 
 def money_text(usd: Decimal | None) -> str:
-    """USD with four decimals, six below a cent (``-`` while unknown)."""
+    """USD with four decimals, six below a cent, ``0.00`` for nothing (``-`` while unknown)."""
     if usd is None:
         return "-"
+    if not usd:
+        return "0.00"
     places = 6 if abs(usd) < Decimal("0.01") else 4
     return f"{usd:,.{places}f}"
 

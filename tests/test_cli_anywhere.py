@@ -94,6 +94,7 @@ def test_demo_from_an_empty_directory_then_its_hints_run(cli: Run, tmp_path: Pat
         assert done.returncode == 0, (hint, done.stdout, done.stderr)
     assert (work / "contentgen-demo.db").exists()
     assert (work / "config" / "profiles.toml").exists()  # the init hint wrote it
+    assert (work / "demo-results.csv").read_text().count("\n") > 100  # the results hint's file
 
 
 def test_init_writes_a_copy_that_is_then_used(cli: Run, tmp_path: Path) -> None:

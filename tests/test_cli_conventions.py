@@ -123,11 +123,18 @@ def test_empty_queue_says_so(cli: Run, tmp_path: Path) -> None:
         "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",  # never called: nothing to send
     }
     assert cli("db", "upgrade", env=env).returncode == 0
-    for args in (["jobs"], ["run", "--quiet"], ["run", "--dry-run"], ["run", "-q", "-b", "x"]):
+    for args in (
+        ["jobs"],
+        ["run"],
+        ["run", "--quiet"],
+        ["run", "--dry-run"],
+        ["run", "-q", "-b", "x"],
+    ):
         result = cli(*args, env=env)
         assert result.returncode == 0, (args, result.stderr)
         assert "nothing queued" in result.stdout and "┃" not in result.stdout, result.stdout
         assert "│" not in result.stdout, (args, result.stdout)
+        assert "done 0" not in result.stderr, (args, result.stderr)  # no progress of nothing
 
 
 def test_short_flags_mean_the_same_everywhere() -> None:

@@ -45,6 +45,7 @@ def next_steps(database_url: str) -> list[str]:
     env = f"CONTENTGEN_DATABASE_URL={shlex.quote(database_url)}"
     program = _program()
     steps = [
+        f"{env} {program} results -o demo-results.csv   # every generated text, for a spreadsheet",
         f"{env} {program} report --by model",
         f"{env} {program} jobs",
     ]

@@ -150,6 +150,8 @@ def progress_display(
         latest: list[Progress] = []
 
         def log_line(p: Progress) -> None:
+            if not p.claimed:  # nothing to report yet (or at all: "nothing queued" says so)
+                return
             p.retries = tally.count
             out.print(p.view().line(), highlight=False, markup=False, soft_wrap=True)
 
