@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.db.engine import make_engine, require_migrated, session_factory
 from pipeline.errors import InputError, PipelineError
+from pipeline.profiles import Profile, load_profiles
+from pipeline.reports import latest_run_id
 from pipeline.settings import Settings
 
 P = ParamSpec("P")
@@ -89,3 +91,23 @@ def validate_task_names(names: Sequence[str], known: Sequence[str], where: str =
             f"unknown task(s) {', '.join(unknown)}: the known tasks{source} are "
             f"{', '.join(sorted(known))}"
         )
+
+
+def check_task_names(settings: Settings, names: Sequence[str]) -> dict[str, Profile]:
+    """The profiles of ``settings``' config, after refusing (``validate_task_names``) task
+    names that none of them defines."""
+    profiles = load_profiles(settings.config_dir)
+    validate_task_names(names, list(profiles), str(settings.config_dir / "profiles.toml"))
+    return profiles
+
+
+def run_id_of(session: Session, run: str | None) -> int | None:
+    """A ``--run`` value: a run id, or ``last`` for the newest run (None: no filter)."""
+    if run is None:
+        return None
+    if run.strip().lower() == "last":
+        return latest_run_id(session)
+    try:
+        return int(run)
+    except ValueError:
+        raise InputError(f"--run: not a run id: {run!r} (a number or `last`)") from None

@@ -12,16 +12,15 @@ import typer
 
 from pipeline.cli.common import (
     JSON_OPTION,
+    check_task_names,
     console,
     handle_errors,
     print_json,
     split_tasks,
-    validate_task_names,
 )
 from pipeline.cli.display import format_usd, print_summary, progress_display, with_usd
 from pipeline.cli.report_cmd import print_table
 from pipeline.demo import SAMPLES, run_demo
-from pipeline.profiles import load_profiles
 from pipeline.settings import get_settings
 
 
@@ -84,8 +83,7 @@ def register(app: typer.Typer) -> None:
         settings = get_settings()
         task_list = split_tasks(tasks) or None
         if task_list:
-            known = list(load_profiles(settings.config_dir))
-            validate_task_names(task_list, known, str(settings.config_dir / "profiles.toml"))
+            check_task_names(settings, task_list)
         with progress_display(quiet or as_json) as on_progress:
             result = run_demo(
                 settings,

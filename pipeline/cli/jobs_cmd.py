@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from pipeline.cli.common import (
     JSON_OPTION,
+    check_task_names,
     console,
     err_console,
     handle_errors,
@@ -73,9 +74,7 @@ def check_tasks(requested: Sequence[str], known: Sequence[str], where: Path) -> 
 def _check_task_filter(tasks: Sequence[str]) -> None:
     """A ``--tasks`` filter names tasks of profiles.toml (a typo would match nothing)."""
     if tasks:
-        settings = get_settings()
-        known = list(load_profiles(settings.config_dir))
-        validate_task_names(tasks, known, str(settings.config_dir / "profiles.toml"))
+        check_task_names(get_settings(), tasks)
 
 
 @contextmanager
@@ -489,8 +488,7 @@ def regenerate_cmd(
             "say what to regenerate: --article, --tasks, --batch and/or --run "
             "(regenerating every job is never implied)"
         )
-    profiles = load_profiles(settings.config_dir)
-    validate_task_names(task_list, list(profiles), str(settings.config_dir / "profiles.toml"))
+    profiles = check_task_names(settings, task_list)
     engine, sessions = open_db(settings)
     try:
         with sessions() as session, _database_errors():

@@ -17,10 +17,16 @@ from typing import Any
 
 import typer
 from rich.table import Table
-from sqlalchemy.orm import Session
 
 from pipeline.chart import daily_cost_chart, load_chart_rows, text_chart
-from pipeline.cli.common import console, err_console, handle_errors, open_db, print_json
+from pipeline.cli.common import (
+    console,
+    err_console,
+    handle_errors,
+    open_db,
+    print_json,
+    run_id_of,
+)
 from pipeline.errors import InputError
 from pipeline.reports import (
     CostFigures,
@@ -30,7 +36,6 @@ from pipeline.reports import (
     ReportFilter,
     RunForecast,
     cost_report,
-    latest_run_id,
     parse_day,
     usd_places,
     usd_text,
@@ -318,17 +323,6 @@ def write_csv(report: CostReport) -> None:
     writer.writerow([_csv_value(total.get(h)) for h in header])
 
 
-def _run_id(session: Session, run: str | None) -> int | None:
-    if run is None:
-        return None
-    if run.strip().lower() == "last":
-        return latest_run_id(session)
-    try:
-        return int(run)
-    except ValueError:
-        raise InputError(f"--run: not a run id: {run!r} (a number or `last`)") from None
-
-
 def register(app: typer.Typer) -> None:
     """Add ``report`` to ``app``."""
 
@@ -375,7 +369,7 @@ def register(app: typer.Typer) -> None:
         engine, sessions = open_db(get_settings())
         try:
             with sessions() as session:
-                flt = ReportFilter(since=first, until=last, run_id=_run_id(session, run))
+                flt = ReportFilter(since=first, until=last, run_id=run_id_of(session, run))
                 result = cost_report(session, _DIMENSION[by], flt)
                 chart_by = "task" if by is By.day else _DIMENSION[by]
                 chart_rows = load_chart_rows(session, chart_by, flt) if chart is not None else []

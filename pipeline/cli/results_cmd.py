@@ -9,28 +9,27 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import typer
 from rich.table import Table
-from sqlalchemy.orm import Session
 
 from pipeline.cli.common import (
+    check_task_names,
     console,
     err_console,
     handle_errors,
     joined_tasks,
     open_db,
     print_json,
-    validate_task_names,
+    run_id_of,
 )
 from pipeline.errors import InputError
-from pipeline.profiles import load_profiles
-from pipeline.reports import latest_run_id, usd_places, usd_text
+from pipeline.reports import usd_places, usd_text
 from pipeline.results import (
     CSV_COLUMNS,
     FAILED_COLUMNS,
@@ -109,20 +108,8 @@ def _settings() -> Settings:
 def _tasks(values: list[str], settings: Settings) -> tuple[str, ...]:
     tasks = tuple(joined_tasks(values))
     if tasks:
-        known = list(load_profiles(settings.config_dir))
-        validate_task_names(tasks, known, str(settings.config_dir / "profiles.toml"))
+        check_task_names(settings, tasks)
     return tasks
-
-
-def _run_id(session: Session, run: str | None) -> int | None:
-    if run is None:
-        return None
-    if run.strip().lower() == "last":
-        return latest_run_id(session)
-    try:
-        return int(run)
-    except ValueError:
-        raise InputError(f"--run: not a run id: {run!r} (a number or `last`)") from None
 
 
 def _format(fmt: Format | None, as_json: bool, output: Path | None) -> Format:
@@ -298,7 +285,7 @@ def results_cmd(
                 batch_label=batch,
                 tasks=task_list,
                 articles=tuple(articles),
-                run_id=_run_id(session, run),
+                run_id=run_id_of(session, run),
                 statuses=tuple(states),
                 since=parse_when(since, end=False, today=today) if since else None,
                 until=parse_when(until, end=True, today=today) if until else None,
@@ -323,44 +310,69 @@ def _empty(what: str, flt: ResultFilter, kind: Format) -> None:
 
 
 def _emit(rows: list[ResultRow], flt: ResultFilter, kind: Format, output: Path | None) -> None:
-    if not rows:
-        _empty("generations", flt, kind)
-        return
-    if kind is Format.table:
-        print_results_table(rows, console.width)
-        _say(f"{len(rows):,} generation(s), ${usd_text(total_cost(rows))}")
-        _say("full texts: `contentgen results show ID` or --format csv")
-        return
-    with _destination(output) as stream:
-        if kind is Format.jsonl:
-            write_jsonl(rows, stream)
-        elif kind is Format.csv:
-            write_csv(rows, stream, CSV_COLUMNS)
-        else:
-            stream.write(markdown(rows))
-    if output is not None:
-        _say(f"wrote {len(rows):,} generation(s) to {output} ({kind.value})", err=True)
+    _export(
+        rows,
+        flt,
+        kind,
+        output,
+        noun="generation(s)",
+        print_table=print_results_table,
+        columns=CSV_COLUMNS,
+        markdown_of=markdown,
+        footer=(
+            f"{len(rows):,} generation(s), ${usd_text(total_cost(rows))}\n"
+            "full texts: `contentgen results show ID` or --format csv"
+        ),
+    )
 
 
 def _emit_failed(
     rows: list[FailedJob], flt: ResultFilter, kind: Format, output: Path | None
 ) -> None:
+    _export(
+        rows,
+        flt,
+        kind,
+        output,
+        noun="failed job(s)",
+        print_table=print_failed_table,
+        columns=FAILED_COLUMNS,
+        markdown_of=failed_markdown,
+        footer=f"{len(rows):,} failed job(s). Again: `contentgen jobs requeue --failed`",
+    )
+
+
+def _export(
+    rows: Sequence[Any],
+    flt: ResultFilter,
+    kind: Format,
+    output: Path | None,
+    *,
+    noun: str,
+    print_table: Callable[[Any, int], None],
+    columns: Sequence[str],
+    markdown_of: Callable[[Any], str],
+    footer: str,
+) -> None:
+    """``rows`` as a table on the terminal (then ``footer``), or as JSONL, CSV or Markdown to
+    ``output`` or stdout; an empty result is one line."""
     if not rows:
-        _empty("failed jobs", flt, kind)
+        _empty(noun.replace("(s)", "s"), flt, kind)
         return
     if kind is Format.table:
-        print_failed_table(rows, console.width)
-        _say(f"{len(rows):,} failed job(s). Again: `contentgen jobs requeue --failed`")
+        print_table(rows, console.width)
+        for line in footer.splitlines():
+            _say(line)
         return
     with _destination(output) as stream:
         if kind is Format.jsonl:
             write_jsonl(rows, stream)
         elif kind is Format.csv:
-            write_csv(rows, stream, FAILED_COLUMNS)
+            write_csv(rows, stream, list(columns))
         else:
-            stream.write(failed_markdown(rows))
+            stream.write(markdown_of(rows))
     if output is not None:
-        _say(f"wrote {len(rows):,} failed job(s) to {output} ({kind.value})", err=True)
+        _say(f"wrote {len(rows):,} {noun} to {output} ({kind.value})", err=True)
 
 
 @results_app.command("show")

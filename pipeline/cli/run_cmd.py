@@ -10,17 +10,16 @@ import typer
 from pipeline.batchmode.dispatch import run_in_mode
 from pipeline.cli.common import (
     JSON_OPTION,
+    check_task_names,
     console,
     err_console,
     handle_errors,
     print_json,
-    validate_task_names,
 )
 from pipeline.cli.display import print_summary, progress_display, with_usd
 from pipeline.dryrun import dry_run
 from pipeline.errors import InputError
 from pipeline.modes import RUN_MODES
-from pipeline.profiles import load_profiles
 from pipeline.runner import RunOptions
 from pipeline.settings import Settings, get_settings
 
@@ -35,8 +34,7 @@ def parse_tasks(tasks: str | None) -> tuple[str, ...] | None:
 def check_run_tasks(settings: Settings, tasks: tuple[str, ...] | None) -> None:
     """``--tasks`` names tasks of profiles.toml: a typo is exit 2, not a run of nothing."""
     if tasks:
-        known = list(load_profiles(settings.config_dir))
-        validate_task_names(tasks, known, str(settings.config_dir / "profiles.toml"))
+        check_task_names(settings, tasks)
 
 
 def nothing_queued(tasks: str | None, batch: str | None) -> str:

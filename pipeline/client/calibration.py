@@ -120,7 +120,6 @@ class Calibration:
         self._sends = sends
         self._weight = 0.0
         self._anchor: tuple[float, float] | None = None
-        self._measured = False  # a paced sample has been taken
 
     def observe(
         self, sent_at: float, remaining: float, capacity: float, share: float = 1.0
@@ -134,7 +133,7 @@ class Calibration:
         if share < 1.0:
             self._anchor = None  # a span with others in it measures nothing of ours
             return
-        if not self._measured:
+        if not self.samples:  # no paced sample yet
             self._first(sent_at, remaining, capacity)
         if not self._sends.paced(sent_at):
             return
@@ -160,7 +159,6 @@ class Calibration:
         self.factor = (self.factor * weight + sample * ours) / (weight + ours)
         self._weight = weight + ours
         self.samples += 1
-        self._measured = True
 
     def _first(self, sent_at: float, remaining: float, capacity: float) -> None:
         """Headers before the first paced sample: taking the server's bucket as full when we
