@@ -36,8 +36,8 @@ def run_side(workdir: Path, n: int, *, chain: bool, base_url: str) -> dict[str, 
     from pipeline.db.engine import make_engine, session_factory
     from pipeline.db.migrate import upgrade
     from pipeline.db.models import Generation
-    from pipeline.intake import read_chunks
-    from pipeline.runner import RunOptions, run_batch
+    from pipeline.intake.reader import read_chunks
+    from pipeline.run.runner import RunOptions, run_batch
     from pipeline.settings import Settings
 
     workload = generate(workdir, n, chain=chain)

@@ -126,9 +126,9 @@ def child_naive(workdir: Path, base_url: str, concurrency: int) -> dict:
     """The plain loop; returns facts about its own side."""
     import openai
 
-    from pipeline.pricing import load_pricing
-    from pipeline.profiles import load_profiles
-    from pipeline.prompts import render
+    from pipeline.money.pricing import load_pricing
+    from pipeline.prompts.profiles import load_profiles
+    from pipeline.prompts.render import render
 
     url = f"sqlite:///{workdir}/bench.db"
     profiles = load_profiles(workdir / "config")
@@ -183,7 +183,7 @@ def child_contentgen(
 
     from pipeline.db.engine import make_engine, session_factory
     from pipeline.db.models import Generation, Job, Run
-    from pipeline.runner import RunOptions, run_batch
+    from pipeline.run.runner import RunOptions, run_batch
     from pipeline.settings import Settings
 
     url = f"sqlite:///{workdir}/bench.db"
@@ -222,7 +222,7 @@ def child_contentgen(
         s.execute(Job.__table__.update().values(state="queued"))
         s.commit()
     engine.dispose()
-    from pipeline.dryrun import dry_run
+    from pipeline.run.dryrun import dry_run
 
     night2 = dry_run(settings, RunOptions(pace_h=pace_h or None))
     return {
@@ -255,7 +255,7 @@ def run_child(args: argparse.Namespace) -> None:
     import openai  # noqa: F401
 
     if args.child != "naive":
-        import pipeline.runner  # noqa: F401
+        import pipeline.run.runner  # noqa: F401
     before = resource.getrusage(resource.RUSAGE_SELF)
     if args.child == "naive":
         facts = child_naive(workdir, args.base_url, args.naive_concurrency)
@@ -276,7 +276,7 @@ def prepare(workdir: Path, n_articles: int, model: str) -> list:
     from pipeline.db import jobs
     from pipeline.db.engine import make_engine, session_factory
     from pipeline.db.migrate import upgrade
-    from pipeline.intake import read_chunks
+    from pipeline.intake.reader import read_chunks
 
     workload = generate(workdir, n_articles, model=model)
     url = f"sqlite:///{workdir}/bench.db"
@@ -328,10 +328,10 @@ def breakpoint_optimum(requests: list, policy: object) -> tuple[int, int]:
 
 def optimum(workdir: Path, queued: list, model: str) -> dict:
     """The workload's best case for ``model``'s cache regime, on its best layouts."""
+    from pipeline.money.pricing import load_pricing
     from pipeline.planning import choose_layouts, optimal_cached_tokens
-    from pipeline.pricing import load_pricing
-    from pipeline.profiles import load_profiles
-    from pipeline.prompts import render
+    from pipeline.prompts.profiles import load_profiles
+    from pipeline.prompts.render import render
 
     profiles = load_profiles(workdir / "config")
     prices = load_pricing(workdir / "config" / "pricing.toml")

@@ -40,7 +40,7 @@ from pipeline.db import jobs
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.migrate import upgrade
 from pipeline.db.models import Article, Job
-from pipeline.intake import ArticleIn, read_chunks
+from pipeline.intake.reader import ArticleIn, read_chunks
 
 TASKS = ["summary", "headline"]
 SECTIONS = ["politics", "business", "sport", "science", "culture", "world", None]

@@ -42,11 +42,11 @@ from pipeline.db import jobs  # noqa: E402
 from pipeline.db.engine import make_engine, session_factory  # noqa: E402
 from pipeline.db.jobs import ClaimedJob  # noqa: E402
 from pipeline.db.migrate import upgrade  # noqa: E402
-from pipeline.intake import read_chunks  # noqa: E402
-from pipeline.pricing import load_pricing  # noqa: E402
-from pipeline.profiles import load_profiles  # noqa: E402
-from pipeline.prompts import render  # noqa: E402
-from pipeline.runner import RunOptions, run_batch  # noqa: E402
+from pipeline.intake.reader import read_chunks  # noqa: E402
+from pipeline.money.pricing import load_pricing  # noqa: E402
+from pipeline.prompts.profiles import load_profiles  # noqa: E402
+from pipeline.prompts.render import render  # noqa: E402
+from pipeline.run.runner import RunOptions, run_batch  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.simulator.config import SimulatorConfig  # noqa: E402
 from pipeline.simulator.server import SimulatorServer  # noqa: E402

@@ -80,11 +80,11 @@ def settings_for(url: str, workdir: Path, base_url: str, concurrency: int) -> ob
 
 def contentgen_bodies(url: str, workdir: Path, base_url: str) -> list[dict]:
     """The bodies ContentGen sends for the queued jobs: its own claim order, plan and keys."""
+    from pipeline.client.wiring import build_client_stack
     from pipeline.db.engine import make_engine, session_factory
     from pipeline.db.queries import peek_queued
-    from pipeline.runconfig import load_config
-    from pipeline.runner import Runner, RunOptions, _RunState
-    from pipeline.wiring import build_client_stack
+    from pipeline.run.config import load_config
+    from pipeline.run.runner import Runner, RunOptions, _RunState
 
     settings = settings_for(url, workdir, base_url, 64)
     engine = make_engine(url)
@@ -137,7 +137,7 @@ def child_contentgen(workdir: Path, base_url: str, concurrency: int, url: str) -
     """One ``run_batch`` over the queue; its CPU from the first claim to the summary."""
     import logging
 
-    from pipeline.runner import RunOptions, run_batch
+    from pipeline.run.runner import RunOptions, run_batch
 
     settings = settings_for(url, workdir, base_url, concurrency)
     before = cpu_s()
@@ -165,7 +165,7 @@ def child_contentgen(workdir: Path, base_url: str, concurrency: int, url: str) -
 def run_child(args: argparse.Namespace) -> None:
     import openai  # noqa: F401
 
-    import pipeline.runner  # noqa: F401  (imports are not the work measured)
+    import pipeline.run.runner  # noqa: F401  (imports are not the work measured)
 
     workdir = Path(args.workdir)
     child = child_plain if args.child == "plain" else child_contentgen
@@ -289,7 +289,7 @@ def fresh_pg(workdir: Path, n_articles: int) -> str:
     from pipeline.db import jobs
     from pipeline.db.engine import make_engine, session_factory
     from pipeline.db.migrate import upgrade
-    from pipeline.intake import read_chunks
+    from pipeline.intake.reader import read_chunks
 
     name = f"cg_bench_{uuid.uuid4().hex[:8]}"
     admin = sqlalchemy.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
@@ -444,9 +444,9 @@ async def record_rate(
     from pipeline.db.engine import session_factory
     from pipeline.db.models import Generation
     from pipeline.db.outcomes import OutcomeRow, record_outcomes
-    from pipeline.dbthread import DatabaseThread
-    from pipeline.intake import ArticleIn
-    from pipeline.recorder import Recorder
+    from pipeline.intake.reader import ArticleIn
+    from pipeline.run.dbthread import DatabaseThread
+    from pipeline.run.recorder import Recorder
 
     sessions = session_factory(engine)  # type: ignore[arg-type]
     owner = "bench-owner"

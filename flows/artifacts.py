@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from flows.reporting import ResultRow
 from pipeline.db.models import Article, Generation, Job
-from pipeline.progress import Progress
+from pipeline.run.progress import Progress
 
 PROGRESS_EVERY_S = 5.0
 

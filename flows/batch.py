@@ -40,8 +40,8 @@ from flows.reporting import by_profile, outcome_message, results_table, run_mark
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.jobs import queued_count
 from pipeline.errors import RunStopped
-from pipeline.progress import Progress
-from pipeline.runner import RunOptions, run_batch
+from pipeline.run.progress import Progress
+from pipeline.run.runner import RunOptions, run_batch
 from pipeline.settings import Settings, get_settings
 
 PROGRESS_LOG_INTERVAL_S = 15.0
@@ -158,7 +158,7 @@ def queued_total(settings: Settings, batch: BatchParameters) -> int:
 
 def forecast(settings: Settings, batch: BatchParameters, context: RunContext) -> dict[str, Any]:
     """The library's dry run (``contentgen run --dry-run``): forecast only, nothing changes."""
-    from pipeline.dryrun import dry_run  # the library's dry run, as the CLI uses it
+    from pipeline.run.dryrun import dry_run  # the library's dry run, as the CLI uses it
 
     options = chunk_options(batch, context, index=0, limit=batch.limit, budget_usd=batch.budget_usd)
     report = dry_run(settings, options)

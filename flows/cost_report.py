@@ -1,6 +1,6 @@
 """The cost-report flow: what generations cost over the last days, as artifacts and a result.
 
-The numbers are the library's (``pipeline.reports.cost_report``, read from the report views),
+The numbers are the library's (``pipeline.reports.costs.cost_report``, read from the report views),
 the same as ``contentgen report``; this flow publishes them as a table and a Markdown artifact
 on its flow run and returns them as plain values.
 """
@@ -16,7 +16,7 @@ from pydantic import Field
 from flows.artifacts import ArtifactPublisher, Publisher
 from flows.reporting import report_markdown, report_rows, table
 from pipeline.db.engine import make_engine, require_migrated, session_factory
-from pipeline.reports import CostReport, Dimension, ReportFilter, cost_report
+from pipeline.reports.costs import CostReport, Dimension, ReportFilter, cost_report
 from pipeline.settings import Settings, get_settings
 
 

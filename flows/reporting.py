@@ -1,6 +1,6 @@
 """Report tables for artifacts: per profile for one flow run, and the cost report.
 
-Prefect-free: the numbers come from the library (``pipeline.reports``, which reads the report
+Prefect-free: the numbers come from the library (``pipeline.reports.costs``, which reads the report
 views), and these functions only shape them into table rows and Markdown. A flow run's chunks
 are several run rows, so its per-profile figures are the sum over those runs.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from pipeline.reports import (
+from pipeline.reports.costs import (
     CostFigures,
     CostReport,
     ReportFilter,

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, select
 from pipeline.db import jobs
 from pipeline.db.engine import session_factory
 from pipeline.db.models import Generation, Job
-from pipeline.intake import ArticleIn
+from pipeline.intake.reader import ArticleIn
 from pipeline.settings import Settings
 from tests.engine_support import CONFIG_DIR
 

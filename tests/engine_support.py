@@ -31,15 +31,15 @@ from sqlalchemy import JSON, Engine, String, Text, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.client.retry import RetryPolicy
+from pipeline.client.wiring import build_client_stack
 from pipeline.db import jobs
 from pipeline.db.engine import session_factory
 from pipeline.db.models import Base, Generation, Job, Run, utcnow
-from pipeline.intake import ArticleIn, read_chunks
-from pipeline.runner import RunOptions, RunSummary, run_batch_async
+from pipeline.intake.reader import ArticleIn, read_chunks
+from pipeline.run.runner import RunOptions, RunSummary, run_batch_async
 from pipeline.settings import Settings
 from pipeline.simulator.config import SimulatorConfig
 from pipeline.simulator.server import SimulatorServer
-from pipeline.wiring import build_client_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "config"
@@ -280,7 +280,7 @@ WORKER_SCRIPT = """
 import json, sys
 from pathlib import Path
 from pydantic import SecretStr
-from pipeline.runner import RunOptions, run_batch
+from pipeline.run.runner import RunOptions, run_batch
 from pipeline.settings import Settings
 
 args = json.loads(sys.argv[1])

@@ -219,7 +219,7 @@ def test_flows_get_a_config_error() -> None:
     """Flows let the settings' ConfigError propagate (the flow run is marked failed)."""
     from flows.batch import generate_chunk
     from flows.cost_report import cost_report_flow
-    from pipeline.runner import RunOptions
+    from pipeline.run.runner import RunOptions
 
     with pytest.raises(ConfigError, match="CONTENTGEN_CONCURRENCY: must be an integer"):
         cost_report_flow.fn(days=1)

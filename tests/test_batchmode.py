@@ -32,9 +32,9 @@ from pipeline.client.clock import FakeClock
 from pipeline.client.retry import RetryPolicy
 from pipeline.db import jobs
 from pipeline.db.models import Batch, BatchItem, Generation, Job, utcnow
-from pipeline.dryrun import dry_run
-from pipeline.intake import ArticleIn
-from pipeline.runner import RunOptions
+from pipeline.intake.reader import ArticleIn
+from pipeline.run.dryrun import dry_run
+from pipeline.run.runner import RunOptions
 from pipeline.settings import Settings
 from pipeline.simulator.server import SimulatorServer
 from pipeline.simulator.testing import TEST_API_KEY, async_client, start_test_simulator

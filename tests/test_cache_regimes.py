@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cachepolicy import CachePolicySpec, resolve
 from pipeline.errors import ConfigError, PricingError
+from pipeline.money.cachepolicy import CachePolicySpec, resolve
+from pipeline.money.pricing import PriceTable, Usage, cost_usd, load_pricing
 from pipeline.planning import forecast, plan, prefix_advice
 from pipeline.planning.shape import (
     accounting_key,
@@ -22,9 +23,8 @@ from pipeline.planning.shape import (
     request_key,
     static_breakpoints,
 )
-from pipeline.pricing import PriceTable, Usage, cost_usd, load_pricing
-from pipeline.requests import CacheFields, canonical_request, response_cache_key
-from pipeline.runconfig import cache_policies
+from pipeline.prompts.requests import CacheFields, canonical_request, response_cache_key
+from pipeline.run.config import cache_policies
 from tests.test_planning import make_profile, newsroom, req, seg
 
 ROOT = Path(__file__).resolve().parents[1]

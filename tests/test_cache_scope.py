@@ -32,11 +32,11 @@ from pipeline.client.cache import (
     normalize_endpoint,
 )
 from pipeline.client.result import APIResult
+from pipeline.client.wiring import build_client_stack, cache_scope, current_cache_scope
 from pipeline.errors import ConfigError
-from pipeline.pricing import Usage
-from pipeline.requests import response_cache_key
+from pipeline.money.pricing import Usage
+from pipeline.prompts.requests import response_cache_key
 from pipeline.settings import Settings, get_settings
-from pipeline.wiring import build_client_stack, cache_scope, current_cache_scope
 from tests.engine_support import CONFIG_DIR
 
 SECRET = "sk-proj-Zq8VtS3cr3tK3yThatMustN3verB3St0red0nD1sk"

@@ -29,9 +29,6 @@ from pipeline.batchmode.files import parse_lines
 from pipeline.batchmode.ingest import verdict_of
 from pipeline.batchmode.items import Item
 from pipeline.batchmode.remote import RemoteBatch
-from pipeline.budget import worst_case_cost
-from pipeline.cachepolicy import CachePolicySpec
-from pipeline.chart import daily_cost_chart
 from pipeline.client.result import APIResult, result_of, usage_of
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.migrate import alembic_config, upgrade
@@ -40,11 +37,28 @@ from pipeline.db.prices import sync_prices
 from pipeline.db.runs import close_run, open_run
 from pipeline.db.types import ExactDecimal
 from pipeline.errors import PricingError
-from pipeline.pricing import MTOK, ModelPrice, PriceTable, TierPrice, Usage, cost_usd, load_pricing
-from pipeline.progress import Progress
-from pipeline.recording import judge, list_price
-from pipeline.reports import DIMENSIONS, ReportFilter, cost_report, day_task_costs, usd_from_e10
-from pipeline.requests import RenderedRequest
+from pipeline.money.budget import worst_case_cost
+from pipeline.money.cachepolicy import CachePolicySpec
+from pipeline.money.pricing import (
+    MTOK,
+    ModelPrice,
+    PriceTable,
+    TierPrice,
+    Usage,
+    cost_usd,
+    load_pricing,
+)
+from pipeline.prompts.requests import RenderedRequest
+from pipeline.reports.chart import daily_cost_chart
+from pipeline.reports.costs import (
+    DIMENSIONS,
+    ReportFilter,
+    cost_report,
+    day_task_costs,
+    usd_from_e10,
+)
+from pipeline.run.progress import Progress
+from pipeline.run.recording import judge, list_price
 from tests.conftest import CONFIG_DIR
 from tests.test_planning import make_profile, req, seg
 from tests.test_reports import VIEW_NAMES

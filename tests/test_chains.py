@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, update
 from typer.testing import CliRunner, Result
 
-from pipeline.chains import MIN_ARTICLE_TOKENS, ParentOutput, followers_of, render_child
 from pipeline.cli.jobs_cmd import with_parents
 from pipeline.cli.main import app
 from pipeline.db import jobs
@@ -30,15 +29,16 @@ from pipeline.db.engine import session_factory
 from pipeline.db.jobs import ClaimedJob
 from pipeline.db.models import Job
 from pipeline.errors import ConfigError
-from pipeline.intake import ArticleIn
+from pipeline.intake.reader import ArticleIn
 from pipeline.planning import cacheable
-from pipeline.profiles import Profile, load_profiles
-from pipeline.prompts import article_text, job_text, render, segment
-from pipeline.requests import MESSAGE_OVERHEAD_TOKENS, RenderedRequest
-from pipeline.runner import RunSummary
+from pipeline.prompts.chains import MIN_ARTICLE_TOKENS, ParentOutput, followers_of, render_child
+from pipeline.prompts.profiles import Profile, load_profiles
+from pipeline.prompts.render import article_text, job_text, render, segment
+from pipeline.prompts.requests import MESSAGE_OVERHEAD_TOKENS, RenderedRequest
+from pipeline.prompts.tokens import count_tokens
+from pipeline.run.runner import RunSummary
 from pipeline.settings import get_settings
 from pipeline.simulator.server import SimulatorServer
-from pipeline.tokens import count_tokens
 from tests.chain_support import (
     EventLog,
     by_article,

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner, Result
 
-from pipeline.chart import daily_cost_chart, load_chart_rows, text_chart
 from pipeline.cli.main import app
-from pipeline.reports import CostFigures, DayTaskCost, ReportFilter
+from pipeline.reports.chart import daily_cost_chart, load_chart_rows, text_chart
+from pipeline.reports.costs import CostFigures, DayTaskCost, ReportFilter
 from pipeline.settings import Settings, get_settings
 from tests.test_reports import random_specs, seed
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.db import jobs
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.models import Generation, Job
-from pipeline.intake import ArticleIn
+from pipeline.intake.reader import ArticleIn
 
 WORKERS = 4
 ARTICLES = 1_000

@@ -12,8 +12,8 @@ import pytest
 
 from pipeline.client.cache import LOCAL_SCOPE, CacheScope, NullCache, ResponseCache
 from pipeline.client.result import APIResult
-from pipeline.pricing import Usage
-from pipeline.requests import CACHE_KEY_VERSION, response_cache_key
+from pipeline.money.pricing import Usage
+from pipeline.prompts.requests import CACHE_KEY_VERSION, response_cache_key
 
 RESULT = APIResult(
     response_id="resp_1",

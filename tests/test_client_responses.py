@@ -19,7 +19,7 @@ from pipeline.client.result import APIResult
 from pipeline.client.retry import RetryPolicy
 from pipeline.client.validation import validate_json_output
 from pipeline.errors import PermanentAPIError
-from pipeline.pricing import Usage
+from pipeline.money.pricing import Usage
 
 BODY: dict[str, Any] = {
     "model": "gpt-4.1-mini",

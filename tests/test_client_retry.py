@@ -18,7 +18,7 @@ from pipeline.client.responses import ResponsesClient
 from pipeline.client.result import APIResult
 from pipeline.client.retry import RetryPolicy
 from pipeline.errors import PermanentAPIError, RateLimited, RetryableAPIError
-from pipeline.pricing import Usage
+from pipeline.money.pricing import Usage
 
 BODY: dict[str, Any] = {"model": "gpt-4.1-mini", "input": [{"role": "user", "content": "hi"}]}
 

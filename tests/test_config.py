@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.db.models import Price
 from pipeline.db.prices import sync_prices
 from pipeline.errors import ConfigError, PricingError, TemplateError
-from pipeline.pricing import load_pricing
-from pipeline.profiles import load_profiles
-from pipeline.runconfig import load_config
+from pipeline.money.pricing import load_pricing
+from pipeline.prompts.profiles import load_profiles
+from pipeline.prompts.tokens import count_tokens
+from pipeline.run.config import load_config
 from pipeline.settings import Settings
-from pipeline.tokens import count_tokens
 
 REPO_CONFIG = Path(__file__).resolve().parents[1] / "config"
 SECTIONS = ("politics", "business", "sport", "science", "culture", "world")

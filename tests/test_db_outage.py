@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from pipeline.runner import RunOptions, run_batch_async
-from pipeline.wiring import build_client_stack
+from pipeline.client.wiring import build_client_stack
+from pipeline.run.runner import RunOptions, run_batch_async
 from tests.conftest import _truncate_all
 from tests.engine_support import (
     completed_per_job,

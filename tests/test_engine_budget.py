@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from pipeline.runner import RunOptions
+from pipeline.run.runner import RunOptions
 from tests.engine_support import (
     billed_usd,
     completed_per_job,

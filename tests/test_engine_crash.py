@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event
 
+from pipeline.client.wiring import build_client_stack
 from pipeline.db.engine import make_engine, session_factory
-from pipeline.pricing import load_pricing
-from pipeline.profiles import load_profiles
-from pipeline.runconfig import Config
-from pipeline.runner import Runner, RunOptions
-from pipeline.wiring import build_client_stack
+from pipeline.money.pricing import load_pricing
+from pipeline.prompts.profiles import load_profiles
+from pipeline.run.config import Config
+from pipeline.run.runner import Runner, RunOptions
 from tests.engine_support import (
     completed_per_job,
     engine_settings,

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import Engine
 
 from pipeline.client.retry import RetryPolicy
-from pipeline.dryrun import dry_run
 from pipeline.errors import PricingError
-from pipeline.runner import RunOptions, run_batch
+from pipeline.run.dryrun import dry_run
+from pipeline.run.runner import RunOptions, run_batch
 from pipeline.settings import Settings
 from tests.engine_support import (
     API_KEY,

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from pipeline.dryrun import dry_run
-from pipeline.runner import RunOptions
+from pipeline.run.dryrun import dry_run
+from pipeline.run.runner import RunOptions
 from tests.engine_support import (
     CONFIG_DIR,
     RequestLog,

@@ -19,8 +19,8 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from pipeline.client.retry import RetryPolicy
-from pipeline.runner import RunOptions, run_batch_async
-from pipeline.wiring import build_client_stack
+from pipeline.client.wiring import build_client_stack
+from pipeline.run.runner import RunOptions, run_batch_async
 from tests.engine_support import (
     CONFIG_DIR,
     engine_settings,

@@ -22,14 +22,14 @@ from pipeline.client.limiter import RateLimiter
 from pipeline.client.responses import ResponsesClient
 from pipeline.client.result import APIResult
 from pipeline.client.retry import RetryPolicy
+from pipeline.client.wiring import build_client_stack
 from pipeline.db.models import Generation, Run
 from pipeline.errors import PermanentAPIError, RateLimited
-from pipeline.pricing import Usage
-from pipeline.runner import RunOptions, RunSummary, run_batch_async
+from pipeline.money.pricing import Usage
+from pipeline.run.runner import RunOptions, RunSummary, run_batch_async
 from pipeline.settings import Settings
 from pipeline.simulator.server import SimulatorServer
 from pipeline.simulator.testing import TEST_API_KEY, async_client, start_test_simulator
-from pipeline.wiring import build_client_stack
 from tests.test_batchmode import enqueue
 
 FLEX_MODEL = "o4-mini"  # fact_check's model: has a flex price

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.errors import InputError
-from pipeline.intake import ArticleIn, Rejection, content_hash, iter_records, read_chunks
+from pipeline.intake.reader import ArticleIn, Rejection, content_hash, iter_records, read_chunks
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WriteFile = Callable[[str, bytes | str], Path]

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.db import jobs
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.models import Article, Generation, Job, utcnow
-from pipeline.intake import ArticleIn, content_hash
+from pipeline.intake.reader import ArticleIn, content_hash
 
 TASKS = ["summary", "headline"]
 T0 = dt.datetime(2025, 11, 20, 12, 0, 0)

@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from pipeline.db.models import Generation
-from pipeline.journal import Journal, dead_files, file_name, journal_dir, read_pending
+from pipeline.run.journal import Journal, dead_files, file_name, journal_dir, read_pending
 from tests.engine_support import (
     engine_settings,
     generations,

@@ -21,9 +21,9 @@ from pipeline.cli.main import app
 from pipeline.db import jobs
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.models import Generation, Job, Run, utcnow
+from pipeline.db.procs import Worker, owner_alive, parse_owner, parse_worker, pid_alive
 from pipeline.db.runs import close_run, open_run
-from pipeline.intake import ArticleIn
-from pipeline.procs import Worker, owner_alive, parse_owner, parse_worker, pid_alive
+from pipeline.intake.reader import ArticleIn
 from pipeline.settings import get_settings
 
 T0 = dt.datetime(2025, 11, 20, 12, 0, 0)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.client.cache import LOCAL_SCOPE, CacheScope
 from pipeline.db.models import LimiterMember
-from pipeline.limitshare import LimitShare, Member, account_key, shares
+from pipeline.limits.share import LimitShare, Member, account_key, shares
 
 T0 = dt.datetime(2026, 12, 4, 12, 0, 0)
 ACCOUNT = "acct"

@@ -16,8 +16,8 @@ from typer.testing import CliRunner, Result
 
 from pipeline.cli.main import app
 from pipeline.db.models import Generation, Job
-from pipeline.dryrun import dry_run
-from pipeline.modes import (
+from pipeline.money.pricing import Usage, load_pricing
+from pipeline.planning.modes import (
     BATCH_WINDOW_H,
     ModeForecast,
     ModelLoad,
@@ -28,9 +28,9 @@ from pipeline.modes import (
     offers,
     tasks_by_mode,
 )
-from pipeline.pricing import Usage, load_pricing
-from pipeline.profiles import load_profiles
-from pipeline.runner import RunOptions
+from pipeline.prompts.profiles import load_profiles
+from pipeline.run.dryrun import dry_run
+from pipeline.run.runner import RunOptions
 from pipeline.settings import Settings, get_settings
 from pipeline.simulator.server import SimulatorServer
 from pipeline.simulator.testing import TEST_API_KEY, start_test_simulator

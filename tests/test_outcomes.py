@@ -17,7 +17,7 @@ from pipeline.db import jobs
 from pipeline.db.models import Generation, Job
 from pipeline.db.outcomes import OutcomeRow, generation_row, record_outcomes
 from pipeline.errors import DatabaseError
-from pipeline.recorder import Pending, Recorder
+from pipeline.run.recorder import Pending, Recorder
 from tests.test_jobs import article, generation
 
 OWNER = "run-1"

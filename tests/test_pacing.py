@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.pacing import KEY_RPM, Pacer, paced_rpm
+from pipeline.limits.pacing import KEY_RPM, Pacer, paced_rpm
 from pipeline.planning import plan
 from tests.test_planning import newsroom
 

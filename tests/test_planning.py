@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.db.jobs import ClaimedJob
+from pipeline.money.pricing import ModelPrice, PriceTable, TierPrice
 from pipeline.planning import (
     Plan,
     bucket_count,
@@ -31,10 +32,9 @@ from pipeline.planning import (
     optimal_cached_tokens,
     plan,
 )
-from pipeline.pricing import ModelPrice, PriceTable, TierPrice
-from pipeline.profiles import CachePolicy, Context, Profile
-from pipeline.prompts import parts_for
-from pipeline.requests import Layout, RenderedRequest, Segment, SegmentKind, digest
+from pipeline.prompts.profiles import CachePolicy, Context, Profile
+from pipeline.prompts.render import parts_for
+from pipeline.prompts.requests import Layout, RenderedRequest, Segment, SegmentKind, digest
 
 MODEL = "gpt-4.1-mini"
 

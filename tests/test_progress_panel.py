@@ -15,11 +15,11 @@ from sqlalchemy import Engine
 
 from pipeline.cli.display import RETRY_LOGGER, counting_retries, panel, progress_display, throttled
 from pipeline.client.retry import RetryPolicy
+from pipeline.client.wiring import build_client_stack
 from pipeline.db.models import Generation
 from pipeline.errors import RetryableAPIError
-from pipeline.progress import Progress, duration_text
-from pipeline.runner import RunOptions, run_batch_async
-from pipeline.wiring import build_client_stack
+from pipeline.run.progress import Progress, duration_text
+from pipeline.run.runner import RunOptions, run_batch_async
 from tests.engine_support import engine_settings, fast_retry, seed, simulator
 
 

@@ -15,10 +15,10 @@ import pytest
 
 from pipeline.db.jobs import ClaimedJob
 from pipeline.planning import choose_layouts, optimal_cached_tokens, plan
-from pipeline.profiles import Profile, load_profiles
-from pipeline.prompts import render
-from pipeline.requests import MESSAGE_OVERHEAD_TOKENS, REQUEST_OVERHEAD_TOKENS, Layout
-from pipeline.tokens import count_tokens, seed_tiktoken_cache
+from pipeline.prompts.profiles import Profile, load_profiles
+from pipeline.prompts.render import render
+from pipeline.prompts.requests import MESSAGE_OVERHEAD_TOKENS, REQUEST_OVERHEAD_TOKENS, Layout
+from pipeline.prompts.tokens import count_tokens, seed_tiktoken_cache
 
 REAL_CONFIG = Path(__file__).resolve().parents[1] / "config"
 PLACEHOLDER = "Placeholder shared context for tests.\n" * 40

@@ -16,8 +16,8 @@ from pipeline.cli.main import app
 from pipeline.db.engine import session_factory
 from pipeline.db.models import Generation, Job, utcnow
 from pipeline.db.regenerate import RegenerateFilter, regenerate
-from pipeline.requests import REGENERATION_METADATA, response_cache_key
-from pipeline.runner import run_batch
+from pipeline.prompts.requests import REGENERATION_METADATA, response_cache_key
+from pipeline.run.runner import run_batch
 from pipeline.settings import get_settings
 from tests.engine_support import (
     CONFIG_DIR,

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner, Result
 
 from pipeline.cli.main import app
-from pipeline.pricing import TIERS, load_pricing
-from pipeline.reports import CostFigures
+from pipeline.money.pricing import TIERS, load_pricing
+from pipeline.reports.costs import CostFigures
 from pipeline.settings import Settings, get_settings
 from tests.test_reports import TASKS, figures_of, random_specs, seed
 

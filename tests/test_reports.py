@@ -22,12 +22,12 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.chart import daily_cost_chart, nice_ticks
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.migrate import alembic_config, upgrade
 from pipeline.db.models import Article, Base, Generation, Job, Price, Run
 from pipeline.errors import InputError
-from pipeline.reports import (
+from pipeline.reports.chart import daily_cost_chart, nice_ticks
+from pipeline.reports.costs import (
     DIMENSIONS,
     KEY_COLUMNS,
     VIEWS,

@@ -28,7 +28,7 @@ from pipeline.cli.main import app
 from pipeline.db import jobs
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.models import Article, Generation, Job, Run
-from pipeline.intake import ArticleIn
+from pipeline.intake.reader import ArticleIn
 from pipeline.settings import get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

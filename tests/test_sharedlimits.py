@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.client.clock import FakeClock
 from pipeline.client.limiter import ModelLimiters
-from pipeline.limitshare import LimitShare
-from pipeline.sharedlimits import SharedLimits
+from pipeline.limits.share import LimitShare
+from pipeline.limits.sync import SharedLimits
 
 MODEL = "gpt-4.1-mini"
 

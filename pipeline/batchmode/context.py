@@ -18,16 +18,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.batchmode.files import Line, batch_line
 from pipeline.batchmode.items import Item, job_rows
 from pipeline.batchmode.remote import BatchAPI
-from pipeline.cachepolicy import PromptCachePolicy
-from pipeline.chains import ChainedRequest
 from pipeline.db.jobs import ClaimedJob
-from pipeline.modes import for_mode
+from pipeline.money.cachepolicy import PromptCachePolicy
+from pipeline.money.pricing import PriceTable
+from pipeline.planning.modes import for_mode
 from pipeline.planning.shape import fields_for, static_breakpoints
-from pipeline.pricing import PriceTable
-from pipeline.profiles import Profile
-from pipeline.rendering import render_jobs as shared_render_jobs
-from pipeline.requests import Layout, RenderedRequest
-from pipeline.runner import BURST_FACTOR, DEFAULT_PLANNED_RPM
+from pipeline.prompts.chains import ChainedRequest
+from pipeline.prompts.profiles import Profile
+from pipeline.prompts.requests import Layout, RenderedRequest
+from pipeline.run.rendering import render_jobs as shared_render_jobs
+from pipeline.run.runner import BURST_FACTOR, DEFAULT_PLANNED_RPM
 from pipeline.settings import Settings
 
 log = logging.getLogger("contentgen.batch")
@@ -100,7 +100,7 @@ def line_of(
 def render_jobs(
     ctx: BatchContext, claimed: Sequence[ClaimedJob], layout_of: Callable[[ClaimedJob], Layout]
 ) -> tuple[list[RenderedRequest], dict[int, ChainedRequest]]:
-    """Render jobs exactly as the runner does (``pipeline.rendering.render_jobs``).
+    """Render jobs exactly as the runner does (``pipeline.run.rendering.render_jobs``).
 
     ``layout_of`` gives a job's layout (for a chained job: its parent's), used for every step.
     """

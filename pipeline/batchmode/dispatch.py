@@ -1,5 +1,5 @@
 """Running in a mode: realtime, flex, batch, or ``auto`` (per model, cheapest that meets the
-deadline, chosen from the dry run's forecast; ``pipeline.modes``).
+deadline, chosen from the dry run's forecast; ``pipeline.planning.modes``).
 
 ``auto`` may split one run into several: the tasks whose model chose batch are submitted
 first (without waiting), then the flex and realtime tasks run, then the batches are followed
@@ -13,11 +13,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline.batchmode.run import run_batch_mode
-from pipeline.dryrun import dry_run
-from pipeline.modes import MODES, ModeChoice, tasks_by_mode
-from pipeline.profiles import load_profiles
-from pipeline.progress import Progress
-from pipeline.runner import RunOptions, run_batch
+from pipeline.planning.modes import MODES, ModeChoice, tasks_by_mode
+from pipeline.prompts.profiles import load_profiles
+from pipeline.run.dryrun import dry_run
+from pipeline.run.progress import Progress
+from pipeline.run.runner import RunOptions, run_batch
 from pipeline.settings import Settings
 
 

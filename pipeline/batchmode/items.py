@@ -18,7 +18,7 @@ from pipeline.db import jobs
 from pipeline.db.jobs import ClaimedJob
 from pipeline.db.models import Article, BatchItem, Job
 from pipeline.db.queries import claimed_job
-from pipeline.recording import Verdict
+from pipeline.run.recording import Verdict
 
 if TYPE_CHECKING:
     from pipeline.batchmode.store import BatchRow

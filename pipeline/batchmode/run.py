@@ -28,14 +28,14 @@ from pipeline.batchmode.poll import follow
 from pipeline.batchmode.remote import BatchAPI, OpenAIBatchAPI
 from pipeline.batchmode.submit import Submitted, submit_queued
 from pipeline.client.retry import RetryPolicy
+from pipeline.client.wiring import make_sdk_client
 from pipeline.db import jobs
 from pipeline.db.runs import RunTotals, close_run, open_run
 from pipeline.errors import InputError, PricingError
-from pipeline.modes import offers
-from pipeline.runconfig import Config, load_config
-from pipeline.runner import RunOptions
+from pipeline.planning.modes import offers
+from pipeline.run.config import Config, load_config
+from pipeline.run.runner import RunOptions
 from pipeline.settings import Settings
-from pipeline.wiring import make_sdk_client
 
 # Jobs claimed per chunk of a Batch API file (they wait in the batch anyway).
 BATCH_CHUNK = 500

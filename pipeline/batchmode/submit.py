@@ -27,14 +27,14 @@ from pipeline.batchmode.context import (
     render_jobs,
 )
 from pipeline.batchmode.files import Line, custom_id, jsonl, split
-from pipeline.chains import follow_parents, followers_of
 from pipeline.db import jobs
 from pipeline.db.jobs import ClaimedJob
-from pipeline.modes import loads_of
+from pipeline.money.pricing import cost_usd
 from pipeline.planning import choose_layouts, plan
+from pipeline.planning.modes import loads_of
 from pipeline.planning.shape import request_key, without_prewarms
-from pipeline.pricing import cost_usd
-from pipeline.requests import Layout
+from pipeline.prompts.chains import follow_parents, followers_of
+from pipeline.prompts.requests import Layout
 
 log = logging.getLogger("contentgen.batch")
 

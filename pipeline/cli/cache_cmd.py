@@ -9,9 +9,9 @@ from rich.table import Table
 
 from pipeline.cli.common import JSON_OPTION, console, handle_errors, print_json
 from pipeline.client.cache import ScopeEntries, cache_stats, clear_cache
+from pipeline.client.wiring import current_cache_scope
 from pipeline.errors import ConfigError
 from pipeline.settings import get_settings
-from pipeline.wiring import current_cache_scope
 
 cache_app = typer.Typer(
     help="The local response cache (CONTENTGEN_CACHE_DIR): entries per endpoint and account; "

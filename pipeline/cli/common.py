@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.db.engine import make_engine, require_migrated, session_factory
 from pipeline.errors import InputError, PipelineError
-from pipeline.profiles import Profile, load_profiles
-from pipeline.reports import latest_run_id
+from pipeline.prompts.profiles import Profile, load_profiles
+from pipeline.reports.costs import latest_run_id
 from pipeline.settings import Settings
 
 P = ParamSpec("P")

@@ -14,7 +14,7 @@ from pipeline.db import migrate
 from pipeline.db.engine import head_revision, make_engine, session_factory
 from pipeline.db.prices import sync_prices
 from pipeline.errors import DatabaseError
-from pipeline.pricing import load_pricing
+from pipeline.money.pricing import load_pricing
 from pipeline.settings import get_settings
 
 db_app = typer.Typer(

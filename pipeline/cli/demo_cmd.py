@@ -18,9 +18,9 @@ from pipeline.cli.common import (
     print_json,
     split_tasks,
 )
+from pipeline.cli.demo import SAMPLES, run_demo
 from pipeline.cli.display import format_usd, print_summary, progress_display, with_usd
 from pipeline.cli.report_cmd import print_table
-from pipeline.demo import SAMPLES, run_demo
 from pipeline.settings import get_settings
 
 

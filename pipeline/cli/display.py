@@ -21,7 +21,7 @@ from rich.live import Live
 from rich.table import Table
 
 from pipeline.cli.common import console, err_console
-from pipeline.progress import (
+from pipeline.run.progress import (
     Progress,
     ProgressView,
     duration_text,

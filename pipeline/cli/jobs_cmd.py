@@ -29,12 +29,12 @@ from pipeline.cli.common import (
 )
 from pipeline.db import jobs
 from pipeline.db.models import JOB_STATES, utcnow
+from pipeline.db.procs import owner_alive, pid_alive
 from pipeline.db.regenerate import RegenerateFilter, regenerate
 from pipeline.errors import ConfigError, DatabaseError, InputError, PipelineError
-from pipeline.intake import DEFAULT_MAX_BODY_CHARS, Format, Rejection, read_chunks
-from pipeline.procs import owner_alive, pid_alive
-from pipeline.profiles import Profile, load_profiles
-from pipeline.reports import latest_run_id
+from pipeline.intake.reader import DEFAULT_MAX_BODY_CHARS, Format, Rejection, read_chunks
+from pipeline.prompts.profiles import Profile, load_profiles
+from pipeline.reports.costs import latest_run_id
 from pipeline.settings import get_settings
 
 jobs_app = typer.Typer(

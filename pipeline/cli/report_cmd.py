@@ -1,6 +1,6 @@
 """``contentgen report``: cost, tokens, cache savings and failures, by day/model/profile/run/....
 
-Reads the report views (``pipeline.reports``) and prints a table with an exact total, CSV or
+Reads the report views (``pipeline.reports.costs``) and prints a table with an exact total, CSV or
 JSON; ``--chart`` also writes a self-contained HTML chart of daily cost stacked by the
 ``--by`` dimension with the savings on top (``--chart -`` draws it in the terminal instead).
 """
@@ -18,7 +18,6 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from pipeline.chart import daily_cost_chart, load_chart_rows, text_chart
 from pipeline.cli.common import (
     console,
     err_console,
@@ -28,7 +27,8 @@ from pipeline.cli.common import (
     run_id_of,
 )
 from pipeline.errors import InputError
-from pipeline.reports import (
+from pipeline.reports.chart import daily_cost_chart, load_chart_rows, text_chart
+from pipeline.reports.costs import (
     CostFigures,
     CostReport,
     Dimension,

@@ -2,7 +2,7 @@
 
 ``contentgen results`` lists (or exports) the latest generation per (article, task);
 ``contentgen results show ARTICLE_ID`` prints one article's full texts. The queries are in
-``pipeline.results``; this module parses options and renders.
+``pipeline.reports.results``; this module parses options and renders.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from pipeline.cli.common import (
     run_id_of,
 )
 from pipeline.errors import InputError
-from pipeline.reports import usd_places, usd_text
-from pipeline.results import (
+from pipeline.reports.costs import usd_places, usd_text
+from pipeline.reports.results import (
     CSV_COLUMNS,
     FAILED_COLUMNS,
     FailedJob,

@@ -17,10 +17,10 @@ from pipeline.cli.common import (
     print_json,
 )
 from pipeline.cli.display import print_summary, progress_display, with_usd
-from pipeline.dryrun import dry_run
 from pipeline.errors import InputError
-from pipeline.modes import RUN_MODES
-from pipeline.runner import RunOptions
+from pipeline.planning.modes import RUN_MODES
+from pipeline.run.dryrun import dry_run
+from pipeline.run.runner import RunOptions
 from pipeline.settings import Settings, get_settings
 
 

@@ -1,7 +1,7 @@
 """The local response cache: a request already paid for is never paid for again.
 
 Entries live in a ``diskcache.Cache`` directory (by default the user's cache folder, see
-``Settings.cache_dir``), keyed by the request's scope plus ``pipeline.requests.
+``Settings.cache_dir``), keyed by the request's scope plus ``pipeline.prompts.requests.
 response_cache_key(body)`` (a version tag plus the hash of the canonical request, which leaves
 out ``metadata``, ``prompt_cache_key`` and other fields that do not change the answer). A value
 is the JSON text of ``APIResult.to_json_dict()`` plus an expiry time: data, not pickled SDK
@@ -9,7 +9,7 @@ objects, so entries survive SDK upgrades and can be inspected.
 
 The scope (``CacheScope``) is the endpoint the answer came from and the account it was paid
 by: a rehearsal against the simulator is never served to a run against OpenAI, nor one
-account's answers to another. It is computed once per client stack (``pipeline.wiring``) and
+account's answers to another. It is computed once per client stack (``pipeline.client.wiring``) and
 each key is that prefix plus the request's key: ``{endpoint}|{account}|{request key}``, e.g.
 ``https://api.openai.com/v1|3f9a...|v2:5be1...``. The account is a salted SHA-256 of the
 organization and project when either is set (a rotated key keeps its answers), else of the

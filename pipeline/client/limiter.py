@@ -22,7 +22,7 @@ another tokenizer), so each bucket learns the ratio of the server's count to our
 since. Buckets are kept in the server's units (our estimate x the factor), and a recent header
 brought forward to now (refill less what we sent since) sets the level, down and, once the
 factor is learnt and the account is ours alone, up. ``set_share`` gives this process a part of
-the account when other runners share it (``pipeline.limitshare``).
+the account when other runners share it (``pipeline.limits.share``).
 
 With a continuous bucket, ``reset-*`` is redundant ((limit - remaining) / rate); it is parsed
 and reported in ``snapshot()`` for the progress display, not used for admission.

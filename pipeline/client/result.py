@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from pipeline.pricing import Usage
+from pipeline.money.pricing import Usage
 
 ResultStatus = Literal["completed", "incomplete"]
 # Bump when the stored dict changes shape; older entries then read as misses.

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.db.models import Article
 from pipeline.errors import DatabaseError
-from pipeline.intake import ArticleIn
+from pipeline.intake.reader import ArticleIn
 
 ARTICLES = cast(Table, Article.__table__)
 _COLUMNS = (

@@ -1,4 +1,4 @@
-"""Storing generations that change no job's state (prewarms: see ``pipeline.prewarming``)."""
+"""Storing generations that change no job's state (prewarms: see ``pipeline.run.prewarming``)."""
 
 from __future__ import annotations
 

@@ -47,12 +47,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from pipeline.articlejob import ArticleJob
 from pipeline.db.articles import dialect_insert, one_of, store_articles
 from pipeline.db.models import Article, Generation, Job, utcnow
+from pipeline.db.procs import Worker, parse_owner, parse_worker
 from pipeline.db.runs import abandon_run, running_runs
-from pipeline.intake import ArticleIn
-from pipeline.procs import Worker, parse_owner, parse_worker
+from pipeline.intake.reader import ArticleIn
+from pipeline.prompts.articlejob import ArticleJob
 
 ENQUEUE_CHUNK = 2_000  # articles per transaction; keeps every IN (...) under SQLite's limits
 MAX_BATCH_LABEL = 128  # the column's length
@@ -798,7 +798,7 @@ def recover(
     article_id: int | None = None,
     followers: Sequence[str] = (),
 ) -> int:
-    """Record a result a dead run paid for but never recorded (``pipeline.journal``).
+    """Record a result a dead run paid for but never recorded (``pipeline.run.journal``).
 
     The generation is stored with its real usage and cost unless a generation with the same
     response id is already there (the run did record it). A successful answer completes its

@@ -1,6 +1,6 @@
 """Rows of ``limiter_members``: who shares an account's rate limit, with what demand.
 
-The statements behind ``pipeline.limitshare.LimitShare``: an upsert of a worker's rows (one
+The statements behind ``pipeline.limits.share.LimitShare``: an upsert of a worker's rows (one
 multi-row ``INSERT ... ON CONFLICT DO UPDATE``), a read of the account's rows for some models,
 and deletes. A worker writes only its own rows and a prune skips rows another transaction
 holds, so workers beating at once never deadlock.

@@ -280,7 +280,7 @@ class BatchItem(Base):
 
 
 class LimiterMember(Base):
-    """A runner taking part in an account's rate limit for one model (``pipeline.limitshare``).
+    """A runner taking part in an account's rate limit for one model (``pipeline.limits.share``).
 
     ``account`` is an opaque hash of the endpoint and credentials, ``demand`` the runner's
     weight (0 is never stored: an idle runner has no row) and ``heartbeat_at`` its last beat;

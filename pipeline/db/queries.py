@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from pipeline.chains import ParentOutput
 from pipeline.db.jobs import ClaimedJob
 from pipeline.db.models import Article, Generation, Job
+from pipeline.prompts.chains import ParentOutput
 
 Cursor = tuple[int, int]  # (priority, id) of the last job seen
 

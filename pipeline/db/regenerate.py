@@ -12,7 +12,7 @@ checked again in the UPDATE itself, so a job that changed in between is left alo
 The response cache: a job's request is normally answered from the local response cache when
 the same request was paid for before, which would hand a regenerated job its old text for
 free. The ``regenerations`` count is sent in the request metadata and is part of the cache
-key (``pipeline.requests.job_metadata``), so the regenerated request is a new entry: the API
+key (``pipeline.prompts.requests.job_metadata``), so the regenerated request is a new entry: the API
 is called again, and a crash after paying for it still finds the new answer in the cache.
 
 Chains: when a task and the task it follows are both regenerated for an article, the

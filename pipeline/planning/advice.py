@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.cachepolicy import PromptCachePolicy
+from pipeline.money.cachepolicy import PromptCachePolicy
+from pipeline.money.pricing import base_model_name
 from pipeline.planning.tree import build_tree
-from pipeline.pricing import base_model_name
-from pipeline.requests import RenderedRequest
+from pipeline.prompts.requests import RenderedRequest
 
 
 @dataclass(frozen=True)

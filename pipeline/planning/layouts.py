@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import combinations
 
-from pipeline.articlejob import ArticleJob
-from pipeline.cachepolicy import PromptCachePolicy
+from pipeline.money.cachepolicy import PromptCachePolicy
+from pipeline.money.pricing import base_model_name
 from pipeline.planning.planner import plan
 from pipeline.planning.tree import optimal_cached_tokens, root_key
-from pipeline.pricing import base_model_name
-from pipeline.profiles import Profile
-from pipeline.prompts import render as render_job
-from pipeline.requests import Layout, RenderedRequest
+from pipeline.prompts.articlejob import ArticleJob
+from pipeline.prompts.profiles import Profile
+from pipeline.prompts.render import render as render_job
+from pipeline.prompts.requests import Layout, RenderedRequest
 
 RenderFn = Callable[[ArticleJob, Profile, Layout], RenderedRequest]
 

@@ -15,11 +15,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pipeline.cachepolicy import PromptCachePolicy
+from pipeline.money.cachepolicy import PromptCachePolicy
+from pipeline.money.pricing import base_model_name
 from pipeline.planning.breakpoints import plan_breakpoints, prewarm_positions
 from pipeline.planning.tree import build_tree, cacheable, threshold
-from pipeline.pricing import base_model_name
-from pipeline.requests import REQUEST_OVERHEAD_TOKENS, RenderedRequest
+from pipeline.prompts.requests import REQUEST_OVERHEAD_TOKENS, RenderedRequest
 
 # In a bucket's registry: the node is already cached from an earlier chunk (the key is warm).
 _WARM = -1
@@ -145,7 +145,7 @@ def plan(
     ``expect_more`` says more chunks of the same run follow within the minute: the group's keys
     are then sized by rate alone, since the next chunk will reuse them straight away.
 
-    ``policies`` gives each model's prompt-cache policy (``pipeline.cachepolicy``). Models on
+    ``policies`` gives each model's prompt-cache policy (``pipeline.money.cachepolicy``). Models on
     the ``grid`` regime are planned as below with their own minimum, step and key rate (``0.8 x
     key_rpm`` per bucket); models on the ``breakpoints`` regime (GPT-5.6+) get breakpoints,
     prewarms and exact expected reads and writes from ``planning.breakpoints``, and no keys.

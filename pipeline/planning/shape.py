@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pipeline.cachepolicy import PromptCachePolicy
+from pipeline.money.cachepolicy import PromptCachePolicy
 from pipeline.planning.planner import Plan, PlannedRequest
-from pipeline.profiles import Profile
-from pipeline.requests import CacheFields, RenderedRequest
+from pipeline.prompts.profiles import Profile
+from pipeline.prompts.requests import CacheFields, RenderedRequest
 
 
 def lifetime_for(profile: Profile, policy: PromptCachePolicy) -> str | None:

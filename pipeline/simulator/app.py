@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 from aiohttp import web
 from pydantic import ValidationError
 
-from pipeline.pricing import Tier
+from pipeline.money.pricing import Tier
 from pipeline.simulator import apierrors
 from pipeline.simulator.apierrors import SimAPIError
 from pipeline.simulator.batch_routes import add_batch_routes

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from pipeline.cachepolicy import CachePolicySpec, PromptCachePolicy, resolve
-from pipeline.pricing import PriceTable
+from pipeline.money.cachepolicy import CachePolicySpec, PromptCachePolicy, resolve
+from pipeline.money.pricing import PriceTable
 from pipeline.simulator import apierrors
 from pipeline.simulator.apierrors import SimAPIError
 from pipeline.simulator.prompt import BREAKPOINT_PARTS, Breakpoint, RenderedPrompt

@@ -34,8 +34,8 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 
-from pipeline.cachepolicy import PromptCachePolicy
-from pipeline.pricing import PriceTable, base_model_name
+from pipeline.money.cachepolicy import PromptCachePolicy
+from pipeline.money.pricing import PriceTable, base_model_name
 from pipeline.simulator.breakpoints import BreakpointCache, Entry, PlannedWrite
 from pipeline.simulator.cacheoptions import CacheRequest, policy_for
 from pipeline.simulator.clock import SimClock

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from pipeline.prompts.tokens import encoding_name, get_encoding
 from pipeline.simulator.models import default_effort
-from pipeline.tokens import encoding_name, get_encoding
 
 PER_REQUEST_TOKENS = 3
 PER_MESSAGE_TOKENS = 4

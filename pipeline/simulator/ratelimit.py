@@ -23,11 +23,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipeline.pricing import base_model_name
+from pipeline.money.pricing import base_model_name
+from pipeline.prompts.tokens import encoding_name, get_encoding
 from pipeline.simulator.apierrors import SimAPIError
 from pipeline.simulator.clock import SimClock
 from pipeline.simulator.config import SimulatorConfig
-from pipeline.tokens import encoding_name, get_encoding
 
 ORGANIZATION = "org-simulator"
 _LIMITS_URL = "Visit https://platform.openai.com/account/rate-limits to learn more."

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.pricing import PriceTable, Tier, Usage, load_pricing
+from pipeline.money.pricing import PriceTable, Tier, Usage, load_pricing
 from pipeline.settings import get_settings, packaged_config_dir
 from pipeline.simulator.caching import CacheLookup, PromptCache
 from pipeline.simulator.clock import SimClock

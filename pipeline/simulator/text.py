@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
+from pipeline.prompts.tokens import encoding_for
 from pipeline.simulator.models import EFFORT_TOKENS
 from pipeline.simulator.schema import SchemaInstance
 from pipeline.simulator.vocabulary import WORDS
-from pipeline.tokens import encoding_for
 
 _DELTA = re.compile(r"\s*\S+")
 _SENTENCE_WORDS = tuple(range(8, 21))

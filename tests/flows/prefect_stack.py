@@ -26,7 +26,7 @@ import pytest
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.jobs import enqueue
 from pipeline.db.migrate import upgrade
-from pipeline.intake import ArticleIn
+from pipeline.intake.reader import ArticleIn
 from pipeline.simulator.server import SimulatorServer
 from tests.flows.support import REPO
 

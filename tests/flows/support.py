@@ -9,7 +9,7 @@ from typing import Any
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.models import Article, Generation, Job
 from pipeline.db.runs import close_run, open_run
-from pipeline.runner import RunOptions
+from pipeline.run.runner import RunOptions
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import pytest
 
 from flows.chunks import BatchOutcome, RunContext, run_chunks
 from flows.parameters import BatchParameters
-from pipeline.runner import RunOptions
+from pipeline.run.runner import RunOptions
 
 CONTEXT = RunContext(kind="adhoc", trigger="manual", flow_run_id="fr-1")
 

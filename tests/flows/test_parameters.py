@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from flows.batch import adhoc_batch, nightly_run
 from flows.cost_report import cost_report_flow
 from flows.parameters import TASK_NAMES, BatchParameters
-from pipeline.profiles import load_profiles
+from pipeline.prompts.profiles import load_profiles
 from pipeline.settings import Settings
 from tests.flows.support import REPO
 

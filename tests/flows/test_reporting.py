@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from flows.reporting import Row, markdown_table, table
-from pipeline.reports import CostFigures
+from pipeline.reports.costs import CostFigures
 
 
 def _row(key: str, cost: str, list_cost: str, failed: int = 0) -> Row:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import openai
 
-from pipeline.pricing import Tier, Usage, load_pricing
+from pipeline.money.pricing import Tier, Usage, load_pricing
 from pipeline.simulator import SimulatorServer, prompt_token_ids
 from pipeline.simulator.testing import sync_client
 

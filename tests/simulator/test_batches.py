@@ -9,7 +9,7 @@ from typing import Any
 import openai
 import pytest
 
-from pipeline.pricing import Usage
+from pipeline.money.pricing import Usage
 from pipeline.simulator import SimulatorServer
 from tests.simulator.conftest import MakeSim
 from tests.simulator.support import LONG_INSTRUCTIONS, PRICES, message, sdk, text_block

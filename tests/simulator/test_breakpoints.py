@@ -8,13 +8,13 @@ import openai
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.pricing import Usage
+from pipeline.money.pricing import Usage
+from pipeline.prompts.tokens import count_tokens
 from pipeline.simulator import SimulatorConfig, SimulatorServer, prompt_token_ids
 from pipeline.simulator.breakpoints import BreakpointCache, lookup_positions
 from pipeline.simulator.cacheoptions import cache_request
 from pipeline.simulator.clock import SimClock
 from pipeline.simulator.prompt import render_prompt
-from pipeline.tokens import count_tokens
 from tests.simulator.support import PRICES, message, shared_prefix, text_block, usage_of, words
 
 MODEL = "gpt-5.6-luna"

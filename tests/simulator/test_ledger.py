@@ -9,7 +9,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from pipeline.pricing import Tier, Usage, tier_of
+from pipeline.money.pricing import Tier, Usage, tier_of
 from pipeline.simulator import SimulatorServer
 from tests.simulator.conftest import MakeSim
 from tests.simulator.support import (

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
+from pipeline.prompts.tokens import count_tokens
 from pipeline.simulator import count_input_tokens, prompt_token_ids
 from pipeline.simulator.prompt import MessageEnd, PromptError, assistant_ids, render_prompt
 from pipeline.simulator.schema import SchemaInstance
 from pipeline.simulator.text import GenerationRequest, deltas, generate
-from pipeline.tokens import count_tokens
 from tests.simulator.support import KEY_POINTS_SCHEMA, message, text_block
 
 texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=200)

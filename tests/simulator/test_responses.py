@@ -11,8 +11,8 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from pipeline.prompts.tokens import count_tokens
 from pipeline.simulator import SimulatorServer, count_input_tokens
-from pipeline.tokens import count_tokens
 from tests.simulator.conftest import MakeSim
 from tests.simulator.support import KEY_POINTS_SCHEMA, sdk
 

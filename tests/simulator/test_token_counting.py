@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli.main import app
 from pipeline.errors import ConfigError
+from pipeline.prompts.tokens import get_encoding
 from pipeline.simulator.config import parse_ratelimit_tokens
-from pipeline.tokens import get_encoding
 from tests.simulator.conftest import MakeSim
 from tests.simulator.support import LONG_INSTRUCTIONS, sdk
 

@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pipeline.db.outcomes import OutcomeRow
-from pipeline.dbthread import DatabaseThread
 from pipeline.errors import DatabaseError
+from pipeline.run.dbthread import DatabaseThread
 
 log = logging.getLogger("contentgen.recorder")
 

@@ -53,7 +53,7 @@ _ACCOUNT_SALT = b"contentgen limit-share account\x00"
 def account_key(scope: CacheScope) -> str:
     """The key naming the rate limit requests of ``scope`` draw on (32 hex digits).
 
-    The same endpoint and account as the response cache's scope (``pipeline.wiring.
+    The same endpoint and account as the response cache's scope (``pipeline.client.wiring.
     cache_scope(sdk)``): runners sending to one server with one organization/project (or one
     API key when neither is set) share a limit; a simulator and OpenAI never do.
     """

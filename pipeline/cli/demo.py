@@ -21,12 +21,12 @@ from pipeline.db import jobs
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.migrate import upgrade
 from pipeline.db.prices import sync_prices
-from pipeline.intake import read_chunks
-from pipeline.pricing import load_pricing
-from pipeline.profiles import load_profiles
-from pipeline.progress import Progress
-from pipeline.reports import CostReport, ReportFilter, cost_report
-from pipeline.runner import RunOptions, RunSummary, run_batch
+from pipeline.intake.reader import read_chunks
+from pipeline.money.pricing import load_pricing
+from pipeline.prompts.profiles import load_profiles
+from pipeline.reports.costs import CostReport, ReportFilter, cost_report
+from pipeline.run.progress import Progress
+from pipeline.run.runner import RunOptions, RunSummary, run_batch
 from pipeline.settings import Settings
 from pipeline.simulator.config import SimulatorConfig
 from pipeline.simulator.server import SimulatorServer

@@ -20,7 +20,7 @@ from html import escape
 
 from sqlalchemy.orm import Session
 
-from pipeline.reports import (
+from pipeline.reports.costs import (
     CostFigures,
     DayTaskCost,
     Dimension,

@@ -20,11 +20,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
-from pipeline.articlejob import ArticleJob
 from pipeline.planning import Plan, cacheable
-from pipeline.profiles import Profile
-from pipeline.prompts import article_text, format_segment, job_text, render, segment
-from pipeline.requests import (
+from pipeline.prompts.articlejob import ArticleJob
+from pipeline.prompts.profiles import Profile
+from pipeline.prompts.render import article_text, format_segment, job_text, render, segment
+from pipeline.prompts.requests import (
     MESSAGE_OVERHEAD_TOKENS,
     REQUEST_OVERHEAD_TOKENS,
     Layout,
@@ -32,7 +32,7 @@ from pipeline.requests import (
     Segment,
     job_metadata,
 )
-from pipeline.tokens import count_tokens
+from pipeline.prompts.tokens import count_tokens
 
 MIN_ARTICLE_TOKENS = 64
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.cachepolicy import PromptCachePolicy
 from pipeline.db.engine import make_engine, require_migrated, session_factory
 from pipeline.errors import ConfigError, PricingError
+from pipeline.money.cachepolicy import PromptCachePolicy
+from pipeline.money.pricing import PriceTable, Tier, base_model_name, load_pricing
 from pipeline.planning.shape import lifetime_problem
-from pipeline.pricing import PriceTable, Tier, base_model_name, load_pricing
-from pipeline.profiles import Profile, load_profiles
+from pipeline.prompts.profiles import Profile, load_profiles
 from pipeline.settings import Settings
 
 

@@ -2,7 +2,7 @@
 
 ``journal_entry`` is what a run writes before recording a billed result; ``drain_journals``
 records, at the next start on the same machine and database, every entry a dead run left
-pending (``pipeline.journal`` says when a file counts as dead), through ``db.jobs.recover``.
+pending (``pipeline.run.journal`` says when a file counts as dead), through ``db.jobs.recover``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.db import jobs
 from pipeline.db.models import Generation
-from pipeline.journal import dead_files, generation_record
-from pipeline.procs import pid_alive
-from pipeline.recording import Verdict
+from pipeline.db.procs import pid_alive
+from pipeline.run.journal import dead_files, generation_record
+from pipeline.run.recording import Verdict
 
 
 def journal_entry(verdict: Verdict, followers: Sequence[str]) -> dict[str, Any]:

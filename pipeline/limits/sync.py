@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline.client.limiter import ModelLimiters
 from pipeline.errors import DatabaseError
-from pipeline.limitshare import LimitShare
+from pipeline.limits.share import LimitShare
 
 log = logging.getLogger("contentgen.limits")
 

@@ -4,7 +4,7 @@ Reads queued jobs in claim-sized pages without claiming them, renders and plans 
 as a run would (same layouts, same buckets), and prices the plan with and without caching.
 It also forecasts, per model, the cost and duration of each mode (realtime, flex, batch) and
 shows the mode the run takes: the one asked for, or with ``auto`` the cheapest that meets the
-deadline (``pipeline.modes``).
+deadline (``pipeline.planning.modes``).
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from pipeline.cachepolicy import PromptCachePolicy
 from pipeline.db.jobs import queued_count
 from pipeline.db.queries import output_history, peek_queued
-from pipeline.modes import ModeChoice, ModelLoad, choose_modes, for_mode, loads_of, merge_loads
-from pipeline.pacing import paced_rpm
+from pipeline.limits.pacing import paced_rpm
+from pipeline.money.cachepolicy import PromptCachePolicy
 from pipeline.planning import (
     Forecast,
     PrefixAdvice,
@@ -28,10 +27,18 @@ from pipeline.planning import (
     plan,
     prefix_advice,
 )
-from pipeline.prompts import render
-from pipeline.requests import Layout
-from pipeline.runconfig import load_config, runnable_tasks
-from pipeline.runner import RunOptions
+from pipeline.planning.modes import (
+    ModeChoice,
+    ModelLoad,
+    choose_modes,
+    for_mode,
+    loads_of,
+    merge_loads,
+)
+from pipeline.prompts.render import render
+from pipeline.prompts.requests import Layout
+from pipeline.run.config import load_config, runnable_tasks
+from pipeline.run.runner import RunOptions
 from pipeline.settings import Settings
 
 DEFAULT_PLANNED_RPM = 600.0

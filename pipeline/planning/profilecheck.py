@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.articlejob import ArticleJob
-from pipeline.cachepolicy import PromptCachePolicy
+from pipeline.money.cachepolicy import PromptCachePolicy
 from pipeline.planning.advice import PrefixAdvice, prefix_advice
 from pipeline.planning.shape import lifetime_for
-from pipeline.profiles import Profile
-from pipeline.prompts import render
-from pipeline.requests import Layout, RenderedRequest
+from pipeline.prompts.articlejob import ArticleJob
+from pipeline.prompts.profiles import Profile
+from pipeline.prompts.render import render
+from pipeline.prompts.requests import Layout, RenderedRequest
 
 GENERAL = "general"
 

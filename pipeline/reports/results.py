@@ -13,7 +13,7 @@ Filters: ``batch_label``, ``tasks`` and ``articles`` (external ids) select jobs;
 7`` shows what run 7 produced); ``statuses`` (generation status: completed, incomplete,
 failed) keeps the picked rows with that status. Times are naive UTC, as stored.
 
-Money is ``Decimal``; exports write it as exact decimal text (``pipeline.reports.usd_text``).
+Money is ``Decimal``; exports write it as exact decimal text (``pipeline.reports.costs.usd_text``).
 Nothing here prints: the writers take a text stream, ``markdown`` returns a string.
 """
 
@@ -32,9 +32,9 @@ from sqlalchemy.orm import Session
 
 from pipeline.db.models import GENERATION_STATUSES, Article, Generation, Job
 from pipeline.errors import InputError
-from pipeline.reports import parse_day, usd_text
+from pipeline.reports.costs import parse_day, usd_text
 
-PREWARM_STATUS = "prewarm"  # as pipeline.prewarming stores it; not a result anyone reads
+PREWARM_STATUS = "prewarm"  # as pipeline.run.prewarming stores it; not a result anyone reads
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 
-from pipeline.articlejob import ArticleJob
-from pipeline.profiles import DEFAULT_PARTS, Part, Profile
-from pipeline.requests import (
+from pipeline.prompts.articlejob import ArticleJob
+from pipeline.prompts.profiles import DEFAULT_PARTS, Part, Profile
+from pipeline.prompts.requests import (
     MESSAGE_OVERHEAD_TOKENS,
     Layout,
     RenderedRequest,
@@ -24,7 +24,7 @@ from pipeline.requests import (
     digest,
     job_metadata,
 )
-from pipeline.tokens import count_tokens, fit
+from pipeline.prompts.tokens import count_tokens, fit
 
 
 @lru_cache(maxsize=1024)

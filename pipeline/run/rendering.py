@@ -11,12 +11,12 @@ from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.articlejob import ArticleJob
-from pipeline.chains import ChainedRequest, ParentOutput, render_child
 from pipeline.db.queries import parent_outputs
-from pipeline.profiles import Profile
-from pipeline.prompts import render
-from pipeline.requests import Layout, RenderedRequest
+from pipeline.prompts.articlejob import ArticleJob
+from pipeline.prompts.chains import ChainedRequest, ParentOutput, render_child
+from pipeline.prompts.profiles import Profile
+from pipeline.prompts.render import render
+from pipeline.prompts.requests import Layout, RenderedRequest
 
 log = logging.getLogger("contentgen.render")
 

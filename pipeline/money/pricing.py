@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pipeline.cachepolicy import CachePolicySpec, PromptCachePolicy, resolve
 from pipeline.errors import PricingError
+from pipeline.money.cachepolicy import CachePolicySpec, PromptCachePolicy, resolve
 from pipeline.tomlfile import load_model
 
 Tier = Literal["standard", "batch", "flex"]

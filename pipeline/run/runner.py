@@ -19,38 +19,38 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from pipeline.budget import Budget, worst_case_cost
-from pipeline.chains import ChainedRequest, follow_parents, followers_of
 from pipeline.client.breaker import RunStopping
 from pipeline.client.responses import Outcome, ResponsesClient
+from pipeline.client.wiring import ClientStack, build_client_stack, cache_scope
 from pipeline.db import jobs
 from pipeline.db.outcomes import OutcomeRow, record_outcomes
+from pipeline.db.procs import pid_alive
 from pipeline.db.queries import output_history
 from pipeline.db.runs import RunTotals, close_run, open_run
-from pipeline.dbthread import DatabaseThread
 from pipeline.errors import DatabaseError, FatalAPIError, PermanentAPIError
-from pipeline.execution import Dispatcher
-from pipeline.journal import Journal, journal_dir
-from pipeline.limitshare import LimitShare, account_key
-from pipeline.modes import for_mode
-from pipeline.pacing import KEY_RPM, Pacer, paced_rpm
+from pipeline.limits.pacing import KEY_RPM, Pacer, paced_rpm
+from pipeline.limits.share import LimitShare, account_key
+from pipeline.limits.sync import SharedLimits
+from pipeline.money.budget import Budget, worst_case_cost
 from pipeline.planning import Plan, PlannedRequest, choose_layouts, forecast, plan
+from pipeline.planning.modes import for_mode
 from pipeline.planning.shape import cache_fields, request_key
-from pipeline.prewarming import prewarm_generation
-from pipeline.procs import pid_alive
-from pipeline.profiles import Profile
-from pipeline.progress import Progress
-from pipeline.recorder import Pending, Recorder
-from pipeline.recording import Verdict, failure, judge
-from pipeline.recovery import drain_journals, journal_entry
-from pipeline.rendering import render_jobs
-from pipeline.requests import Layout, RenderedRequest
-from pipeline.runconfig import Config, load_config, runnable_tasks
-from pipeline.runsummary import RunOptions as RunOptions
-from pipeline.runsummary import RunSummary as RunSummary
+from pipeline.prompts.chains import ChainedRequest, follow_parents, followers_of
+from pipeline.prompts.profiles import Profile
+from pipeline.prompts.requests import Layout, RenderedRequest
+from pipeline.run.config import Config, load_config, runnable_tasks
+from pipeline.run.dbthread import DatabaseThread
+from pipeline.run.execution import Dispatcher
+from pipeline.run.journal import Journal, journal_dir
+from pipeline.run.prewarming import prewarm_generation
+from pipeline.run.progress import Progress
+from pipeline.run.recorder import Pending, Recorder
+from pipeline.run.recording import Verdict, failure, judge
+from pipeline.run.recovery import drain_journals, journal_entry
+from pipeline.run.rendering import render_jobs
+from pipeline.run.summary import RunOptions as RunOptions
+from pipeline.run.summary import RunSummary as RunSummary
 from pipeline.settings import Settings
-from pipeline.sharedlimits import SharedLimits
-from pipeline.wiring import ClientStack, build_client_stack, cache_scope
 
 log = logging.getLogger("contentgen.run")
 DEFAULT_PLANNED_RPM = 600.0

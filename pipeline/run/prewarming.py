@@ -15,9 +15,9 @@ from decimal import Decimal
 
 from pipeline.client.api import APIResult
 from pipeline.db.models import Generation
-from pipeline.pricing import PriceTable, cost_usd, tier_of
-from pipeline.recording import list_price
-from pipeline.requests import RenderedRequest
+from pipeline.money.pricing import PriceTable, cost_usd, tier_of
+from pipeline.prompts.requests import RenderedRequest
+from pipeline.run.recording import list_price
 
 PREWARM_STATUS = "prewarm"
 

@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pipeline.articlejob import ArticleJob
-from pipeline.profiles import Profile
+from pipeline.prompts.articlejob import ArticleJob
+from pipeline.prompts.profiles import Profile
 
 SegmentKind = Literal["format", "instructions", "context", "article", "history", "job"]
 Role = Literal["developer", "user", "assistant"]

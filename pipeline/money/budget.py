@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from pipeline.pricing import PriceTable, TierPrice, Usage, cost_usd
-from pipeline.requests import RenderedRequest
+from pipeline.money.pricing import PriceTable, TierPrice, Usage, cost_usd
+from pipeline.prompts.requests import RenderedRequest
 
 # Our prompt-token estimate should equal the API's count; the margin covers a tokenizer or
 # formatting difference so that the reservation stays an upper bound.

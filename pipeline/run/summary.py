@@ -25,7 +25,7 @@ class RunOptions:
     chunk_size: int | None = None
     mode: str = "realtime"  # realtime | flex (batch and auto: pipeline.batchmode.dispatch)
     # Finish within this many hours instead of as fast as the limit allows: fewer cache keys,
-    # fewer cold misses (pipeline.pacing). None: unpaced.
+    # fewer cold misses (pipeline.limits.pacing). None: unpaced.
     pace_h: float | None = None
 
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from pipeline.client.api import APIResult
 from pipeline.db.models import Generation
-from pipeline.pricing import PriceTable, Tier, TierPrice, Usage, cost_usd, tier_of
-from pipeline.requests import RenderedRequest
+from pipeline.money.pricing import PriceTable, Tier, TierPrice, Usage, cost_usd, tier_of
+from pipeline.prompts.requests import RenderedRequest
 
 
 @dataclass(frozen=True)
