@@ -25,19 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from workload import generate  # noqa: E402
+from workload import generate
 
 
 def run_side(workdir: Path, n: int, *, chain: bool, base_url: str) -> dict[str, object]:
     from pydantic import SecretStr
     from sqlalchemy import func, select
 
-    from pipeline.db import jobs
-    from pipeline.db.engine import make_engine, session_factory
-    from pipeline.db.migrate import upgrade
-    from pipeline.db.models import Generation
-    from pipeline.intake.reader import read_chunks
-    from pipeline.run.runner import RunOptions, run_batch
+    from pipeline.db import Generation, make_engine, queue, session_factory, upgrade
+    from pipeline.intake import read_chunks
+    from pipeline.run import RunOptions, run_batch
     from pipeline.settings import Settings
 
     workload = generate(workdir, n, chain=chain)
@@ -47,7 +44,7 @@ def run_side(workdir: Path, n: int, *, chain: bool, base_url: str) -> dict[str, 
     sessions = session_factory(engine)
     with sessions() as session:
         for chunk in read_chunks(workload.articles):
-            jobs.enqueue(
+            queue.enqueue(
                 session,
                 chunk.articles,
                 ["summary", "headline"],
@@ -84,8 +81,7 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=200)
     args = parser.parse_args()
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(tempfile.gettempdir()) / "tiktoken-cg"))
-    from pipeline.simulator.config import SimulatorConfig
-    from pipeline.simulator.server import SimulatorServer
+    from pipeline.simulator import SimulatorConfig, SimulatorServer
 
     results = {}
     for chain in (False, True):

@@ -34,12 +34,10 @@ import asyncio
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
@@ -47,22 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from workload import generate  # noqa: E402
-
-TASKS = ["summary", "headline"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_json(url: str, method: str = "GET") -> dict:
-    req = urllib.request.Request(url, method=method, data=b"{}" if method == "POST" else None)
-    req.add_header("content-type", "application/json")
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())
+from harness import TASKS, claimed_jobs, free_port, http_json, prepare
 
 
 def start_simulator(port: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
@@ -100,17 +83,6 @@ def start_simulator(port: int, args: argparse.Namespace) -> subprocess.Popen[byt
 # -- children -----------------------------------------------------------------------------
 
 
-def _claimed_jobs(workdir: Path, url: str) -> list:
-    from pipeline.db.engine import make_engine, session_factory
-    from pipeline.db.queries import peek_queued
-
-    engine = make_engine(url)
-    with session_factory(engine)() as session:
-        jobs, _ = peek_queued(session, 10**9)
-    engine.dispose()
-    return jobs
-
-
 def naive_body(request: object, explicit: bool) -> dict:
     """The body a plain loop sends; on breakpoint models the system prompt goes top level."""
     body = request.body()  # type: ignore[attr-defined]
@@ -126,14 +98,13 @@ def child_naive(workdir: Path, base_url: str, concurrency: int) -> dict:
     """The plain loop; returns facts about its own side."""
     import openai
 
-    from pipeline.money.pricing import load_pricing
-    from pipeline.prompts.profiles import load_profiles
-    from pipeline.prompts.render import render
+    from pipeline.money import load_pricing
+    from pipeline.prompts import load_profiles, render
 
     url = f"sqlite:///{workdir}/bench.db"
     profiles = load_profiles(workdir / "config")
     prices = load_pricing(workdir / "config" / "pricing.toml")
-    jobs = sorted(_claimed_jobs(workdir, url), key=lambda j: (j.article_id, j.task))
+    jobs = sorted(claimed_jobs(workdir, url), key=lambda j: (j.article_id, j.task))
     bodies = []
     for j in jobs:
         profile = profiles[j.task]
@@ -181,9 +152,8 @@ def child_contentgen(
     from pydantic import SecretStr
     from sqlalchemy import func, select
 
-    from pipeline.db.engine import make_engine, session_factory
-    from pipeline.db.models import Generation, Job, Run
-    from pipeline.run.runner import RunOptions, run_batch
+    from pipeline.db import Generation, Job, Run, make_engine, session_factory
+    from pipeline.run import RunOptions, run_batch
     from pipeline.settings import Settings
 
     url = f"sqlite:///{workdir}/bench.db"
@@ -222,7 +192,7 @@ def child_contentgen(
         s.execute(Job.__table__.update().values(state="queued"))
         s.commit()
     engine.dispose()
-    from pipeline.run.dryrun import dry_run
+    from pipeline.run import dry_run
 
     night2 = dry_run(settings, RunOptions(pace_h=pace_h or None))
     return {
@@ -272,23 +242,6 @@ def run_child(args: argparse.Namespace) -> None:
 # -- parent -------------------------------------------------------------------------------
 
 
-def prepare(workdir: Path, n_articles: int, model: str) -> list:
-    from pipeline.db import jobs
-    from pipeline.db.engine import make_engine, session_factory
-    from pipeline.db.migrate import upgrade
-    from pipeline.intake.reader import read_chunks
-
-    workload = generate(workdir, n_articles, model=model)
-    url = f"sqlite:///{workdir}/bench.db"
-    upgrade(url)
-    engine = make_engine(url)
-    with session_factory(engine)() as session:
-        for chunk in read_chunks(workload.articles, chunk_size=5000):
-            jobs.enqueue(session, chunk.articles, TASKS)
-    engine.dispose()
-    return _claimed_jobs(workdir, url)
-
-
 def breakpoint_optimum(requests: list, policy: object) -> tuple[int, int]:
     """(cached, written) tokens with one write per shared prefix and reads for the rest.
 
@@ -328,10 +281,9 @@ def breakpoint_optimum(requests: list, policy: object) -> tuple[int, int]:
 
 def optimum(workdir: Path, queued: list, model: str) -> dict:
     """The workload's best case for ``model``'s cache regime, on its best layouts."""
-    from pipeline.money.pricing import load_pricing
+    from pipeline.money import load_pricing
     from pipeline.planning import choose_layouts, optimal_cached_tokens
-    from pipeline.prompts.profiles import load_profiles
-    from pipeline.prompts.render import render
+    from pipeline.prompts import load_profiles, render
 
     profiles = load_profiles(workdir / "config")
     prices = load_pricing(workdir / "config" / "pricing.toml")

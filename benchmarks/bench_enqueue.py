@@ -36,11 +36,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from pipeline.db import jobs
-from pipeline.db.engine import make_engine, session_factory
-from pipeline.db.migrate import upgrade
-from pipeline.db.models import Article, Job
-from pipeline.intake.reader import ArticleIn, read_chunks
+from pipeline.db import Article, Job, jobs, make_engine, queue, session_factory, upgrade
+from pipeline.intake import ArticleIn, read_chunks
 
 TASKS = ["summary", "headline"]
 SECTIONS = ["politics", "business", "sport", "science", "culture", "world", None]
@@ -146,12 +143,12 @@ def timed(fn: Callable[[], object]) -> tuple[object, float]:
     return value, time.perf_counter() - start
 
 
-def file_to_db(session: Session, path: Path) -> tuple[int, jobs.EnqueueResult]:
+def file_to_db(session: Session, path: Path) -> tuple[int, queue.EnqueueResult]:
     """What `contentgen enqueue` does: stream the file in chunks into the bulk enqueue."""
-    total, rows = jobs.EnqueueResult(), 0
+    total, rows = queue.EnqueueResult(), 0
     for chunk in read_chunks(path):
         rows += chunk.rows
-        total += jobs.enqueue(session, chunk.articles, TASKS)
+        total += queue.enqueue(session, chunk.articles, TASKS)
     return rows, total
 
 
@@ -208,7 +205,7 @@ def bench(name: str, urls: list[str], path: Path, sample: list[ArticleIn]) -> tu
             report(name, "same file again (all unchanged)", rows2, "rows", seconds)
         articles = [a for chunk in read_chunks(path) for a in chunk.articles]
         with memory() as session:
-            result, seconds = timed(lambda: jobs.enqueue(session, articles, TASKS))
+            result, seconds = timed(lambda: queue.enqueue(session, articles, TASKS))
             jobs_rate = f", {rate(result.jobs, seconds)} jobs"  # type: ignore[attr-defined]
             report(
                 name, "bulk enqueue alone (in memory)", len(articles), "rows", seconds, jobs_rate
@@ -219,7 +216,7 @@ def bench(name: str, urls: list[str], path: Path, sample: list[ArticleIn]) -> tu
                 ArticleIn.model_validate({**a.model_dump(), "source_id": "b" + a.source_id})
                 for a in sample
             ]
-            _, bulk_s = timed(lambda: jobs.enqueue(session, renamed, TASKS))
+            _, bulk_s = timed(lambda: queue.enqueue(session, renamed, TASKS))
             _, naive_s = timed(lambda: naive(session, sample))
             n = len(sample)
             report(name, "naive ORM baseline (row by row)", n, "rows", naive_s)

@@ -36,20 +36,27 @@ from pydantic import SecretStr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.workload import Workload, generate  # noqa: E402
-from pipeline.batchmode.run import run_batch_mode  # noqa: E402
-from pipeline.db import jobs  # noqa: E402
-from pipeline.db.engine import make_engine, session_factory  # noqa: E402
-from pipeline.db.jobs import ClaimedJob  # noqa: E402
-from pipeline.db.migrate import upgrade  # noqa: E402
-from pipeline.intake.reader import read_chunks  # noqa: E402
-from pipeline.money.pricing import load_pricing  # noqa: E402
-from pipeline.prompts.profiles import load_profiles  # noqa: E402
-from pipeline.prompts.render import render  # noqa: E402
-from pipeline.run.runner import RunOptions, run_batch  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
-from pipeline.simulator.config import SimulatorConfig  # noqa: E402
-from pipeline.simulator.server import SimulatorServer  # noqa: E402
+from benchmarks.workload import Workload, generate
+from pipeline.batchmode import run_batch_mode
+from pipeline.db import (
+    ClaimedJob,
+    make_engine,
+    queue,
+    session_factory,
+    upgrade,
+)
+from pipeline.intake import read_chunks
+from pipeline.money import load_pricing
+from pipeline.prompts import (
+    load_profiles,
+    render,
+)
+from pipeline.run import RunOptions, run_batch
+from pipeline.settings import Settings
+from pipeline.simulator import (
+    SimulatorConfig,
+    SimulatorServer,
+)
 
 TASKS = ("summary", "headline")
 GOAL_FLEX_RATIO = Decimal("0.30")
@@ -109,7 +116,7 @@ def settings_for(
     engine = make_engine(url)
     with session_factory(engine)() as session:
         for chunk in read_chunks(work.articles):
-            jobs.enqueue(session, chunk.articles, list(TASKS))
+            queue.enqueue(session, chunk.articles, list(TASKS))
     engine.dispose()
     return Settings(
         database_url=url,

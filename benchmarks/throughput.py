@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import bench_engine as be  # noqa: E402
+import harness
 
 PG_URL = os.environ.get(
     "CONTENTGEN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -80,11 +80,10 @@ def settings_for(url: str, workdir: Path, base_url: str, concurrency: int) -> ob
 
 def contentgen_bodies(url: str, workdir: Path, base_url: str) -> list[dict]:
     """The bodies ContentGen sends for the queued jobs: its own claim order, plan and keys."""
-    from pipeline.client.wiring import build_client_stack
-    from pipeline.db.engine import make_engine, session_factory
-    from pipeline.db.queries import peek_queued
-    from pipeline.run.config import load_config
-    from pipeline.run.runner import Runner, RunOptions, _RunState
+    from pipeline.client import build_client_stack
+    from pipeline.db import make_engine, peek_queued, session_factory
+    from pipeline.run import Runner, RunOptions, load_config
+    from pipeline.run.context import RunState
 
     settings = settings_for(url, workdir, base_url, 64)
     engine = make_engine(url)
@@ -98,13 +97,13 @@ def contentgen_bodies(url: str, workdir: Path, base_url: str) -> list[dict]:
         config=config,
         stack=build_client_stack(settings),  # type: ignore[arg-type]
     )
-    runner._state = _RunState(run_id=0, owner="bench")
-    runner._queued = len(queued)
+    runner.ctx.state = RunState(run_id=0, owner="bench")
+    runner.ctx.queued = len(queued)
     bodies = []
-    size = runner._chunk_size
+    size = runner.ctx.chunk_size
     for start in range(0, len(queued), size):
-        _, chunk_plan = runner._render_chunk(queued[start : start + size])
-        bodies += [runner._body(p)[0] for p in chunk_plan.requests if not p.prewarm]
+        _, chunk_plan = runner.feed.render_chunk(queued[start : start + size])
+        bodies += [runner.sender.body(p)[0] for p in chunk_plan.requests if not p.prewarm]
     return bodies
 
 
@@ -137,7 +136,7 @@ def child_contentgen(workdir: Path, base_url: str, concurrency: int, url: str) -
     """One ``run_batch`` over the queue; its CPU from the first claim to the summary."""
     import logging
 
-    from pipeline.run.runner import RunOptions, run_batch
+    from pipeline.run import RunOptions, run_batch
 
     settings = settings_for(url, workdir, base_url, concurrency)
     before = cpu_s()
@@ -222,7 +221,7 @@ def start_simulator(port: int, *, tpm: int, rpm: int, latency: float, counting: 
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     for _ in range(200):
         try:
-            be.http_json(f"http://127.0.0.1:{port}/_sim/config")
+            harness.http_json(f"http://127.0.0.1:{port}/_sim/config")
             return proc
         except OSError:
             time.sleep(0.05)
@@ -232,12 +231,12 @@ def start_simulator(port: int, *, tpm: int, rpm: int, latency: float, counting: 
 
 class Simulator:
     def __init__(self, **kwargs: object) -> None:
-        self.port = be.free_port()
+        self.port = harness.free_port()
         self.proc = start_simulator(self.port, **kwargs)  # type: ignore[arg-type]
         self.base = f"http://127.0.0.1:{self.port}"
 
     def ledger(self) -> dict:
-        return be.http_json(f"{self.base}/_sim/ledger")
+        return harness.http_json(f"{self.base}/_sim/ledger")
 
     def drain(self, tpm: int) -> dict:
         """Empty the account's token bucket (one request reserving almost a minute of tokens,
@@ -265,8 +264,7 @@ class Simulator:
 
 def requeue(url: str) -> None:
     """Every job back to the queue and no generation kept, for the next side."""
-    from pipeline.db.engine import make_engine, session_factory
-    from pipeline.db.models import Generation, Job, Run
+    from pipeline.db import Generation, Job, Run, make_engine, session_factory
 
     engine = make_engine(url)
     with session_factory(engine)() as s:
@@ -286,10 +284,8 @@ def fresh_pg(workdir: Path, n_articles: int) -> str:
     import sqlalchemy
     from workload import generate
 
-    from pipeline.db import jobs
-    from pipeline.db.engine import make_engine, session_factory
-    from pipeline.db.migrate import upgrade
-    from pipeline.intake.reader import read_chunks
+    from pipeline.db import make_engine, queue, session_factory, upgrade
+    from pipeline.intake import read_chunks
 
     name = f"cg_bench_{uuid.uuid4().hex[:8]}"
     admin = sqlalchemy.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
@@ -302,7 +298,7 @@ def fresh_pg(workdir: Path, n_articles: int) -> str:
     engine = make_engine(url)
     with session_factory(engine)() as session:
         for chunk in read_chunks(workload.articles, chunk_size=5000):
-            jobs.enqueue(session, chunk.articles, be.TASKS)
+            queue.enqueue(session, chunk.articles, harness.TASKS)
     engine.dispose()
     return url
 
@@ -404,8 +400,7 @@ def section_cpu(workdir: Path, url: str, jobs: int) -> None:
 def section_recording(workdir: Path, n: int) -> None:
     """The recorder alone: how fast results are committed, and claims meanwhile."""
     print(f"\nrecording: {n} results through the Recorder, claims on the other thread meanwhile")
-    from pipeline.db.engine import make_engine
-    from pipeline.db.migrate import upgrade
+    from pipeline.db import make_engine, upgrade
 
     rows = []
     for name in ("sqlite", "postgresql"):
@@ -440,18 +435,15 @@ async def record_rate(
 ) -> tuple[float, list[float]]:
     """Feed ``n`` results to a Recorder (as fast as it takes them, or ``offered`` a second)
     while another thread claims ten jobs every 20 ms; (results/s, claim durations)."""
-    from pipeline.db import jobs
-    from pipeline.db.engine import session_factory
-    from pipeline.db.models import Generation
-    from pipeline.db.outcomes import OutcomeRow, record_outcomes
-    from pipeline.intake.reader import ArticleIn
+    from pipeline.db import Generation, OutcomeRow, jobs, queue, record_outcomes, session_factory
+    from pipeline.intake import ArticleIn
     from pipeline.run.dbthread import DatabaseThread
     from pipeline.run.recorder import Recorder
 
     sessions = session_factory(engine)  # type: ignore[arg-type]
     owner = "bench-owner"
     with sessions() as s:
-        jobs.enqueue(
+        queue.enqueue(
             s,
             [
                 ArticleIn(source_id=f"r{i}", title=f"T{i}", body=f"Body {i}.")
@@ -558,17 +550,17 @@ def section_runners(workdir: Path, jobs: int) -> None:
 def run_sections(sections: list[str], articles: int) -> None:
     with tempfile.TemporaryDirectory(prefix="cg-tput-") as tmp:
         workdir = Path(tmp)
-        be.prepare(workdir, articles, "gpt-4.1-mini")
+        harness.prepare(workdir, articles, "gpt-4.1-mini")
         url = f"sqlite:///{workdir}/bench.db"
-        jobs = articles * len(be.TASKS)
+        jobs = articles * len(harness.TASKS)
         if "limits" in sections:
             section_limits(workdir, url, jobs)
         if "cpu" in sections:
             # Enough requests that a run's fixed costs (open, plan, close) are not per request.
             cpu_dir = workdir / "cpu"
             cpu_dir.mkdir()
-            be.prepare(cpu_dir, CPU_ARTICLES, "gpt-4.1-mini")
-            section_cpu(cpu_dir, f"sqlite:///{cpu_dir}/bench.db", CPU_ARTICLES * len(be.TASKS))
+            harness.prepare(cpu_dir, CPU_ARTICLES, "gpt-4.1-mini")
+            section_cpu(cpu_dir, f"sqlite:///{cpu_dir}/bench.db", CPU_ARTICLES * len(harness.TASKS))
         if "recording" in sections:
             section_recording(workdir, 20_000)
         if "runners" in sections:

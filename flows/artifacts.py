@@ -23,8 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flows.reporting import ResultRow
-from pipeline.db.models import Article, Generation, Job
-from pipeline.run.progress import Progress
+from pipeline.db import Article, Generation, Job
+from pipeline.run import Progress
 
 PROGRESS_EVERY_S = 5.0
 

@@ -37,11 +37,9 @@ from flows.chunks import RunChunk, RunContext, TokenGate, chunk_options, run_chu
 from flows.gate import DEFAULT_TOKEN_LIMIT, open_token_gate
 from flows.parameters import BatchParameters
 from flows.reporting import by_profile, outcome_message, results_table, run_markdown, table
-from pipeline.db.engine import make_engine, session_factory
-from pipeline.db.jobs import queued_count
+from pipeline.db import make_engine, queued_count, session_factory
 from pipeline.errors import RunStopped
-from pipeline.run.progress import Progress
-from pipeline.run.runner import RunOptions, run_batch
+from pipeline.run import Progress, RunOptions, run_batch
 from pipeline.settings import Settings, get_settings
 
 PROGRESS_LOG_INTERVAL_S = 15.0
@@ -158,7 +156,7 @@ def queued_total(settings: Settings, batch: BatchParameters) -> int:
 
 def forecast(settings: Settings, batch: BatchParameters, context: RunContext) -> dict[str, Any]:
     """The library's dry run (``contentgen run --dry-run``): forecast only, nothing changes."""
-    from pipeline.run.dryrun import dry_run  # the library's dry run, as the CLI uses it
+    from pipeline.run import dry_run  # the library's dry run, as the CLI uses it
 
     options = chunk_options(batch, context, index=0, limit=batch.limit, budget_usd=batch.budget_usd)
     report = dry_run(settings, options)

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from flows.parameters import BatchParameters
-from pipeline.run.runner import RunOptions
+from pipeline.run import RunOptions
 
 # First guess of tokens per request (input + output) for a chunk's block, before the flow run has
 # seen a chunk of its own; later blocks use the average observed so far.

@@ -15,8 +15,8 @@ from pydantic import Field
 
 from flows.artifacts import ArtifactPublisher, Publisher
 from flows.reporting import report_markdown, report_rows, table
-from pipeline.db.engine import make_engine, require_migrated, session_factory
-from pipeline.reports.costs import CostReport, Dimension, ReportFilter, cost_report
+from pipeline.db import make_engine, require_migrated, session_factory
+from pipeline.reports import CostReport, Dimension, ReportFilter, cost_report
 from pipeline.settings import Settings, get_settings
 
 

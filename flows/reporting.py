@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from pipeline.reports.costs import (
+from pipeline.reports import (
     CostFigures,
     CostReport,
     ReportFilter,

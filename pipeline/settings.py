@@ -142,7 +142,7 @@ class Settings(BaseSettings):
 def packaged_config_dir() -> Path:
     """The default config shipped inside the ``pipeline`` package (a link to the checkout's
     ``config/`` in a source tree, real files in a wheel)."""
-    return Path(str(resources.files("pipeline").joinpath("config")))
+    return Path(str(resources.files("pipeline").joinpath("data", "config")))
 
 
 def _default_config_dir() -> Path:

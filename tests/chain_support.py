@@ -18,7 +18,7 @@ from typing import Any
 import openai
 from sqlalchemy import Engine, select
 
-from pipeline.db import jobs
+from pipeline.db import queue
 from pipeline.db.engine import session_factory
 from pipeline.db.models import Generation, Job
 from pipeline.intake.reader import ArticleIn
@@ -121,7 +121,7 @@ def enqueue_chain(
     """Enqueue ``articles`` as the CLI does for a chain: every follower starts ``waiting``."""
     waiting = {task: "waiting" for task in tasks if task != "summary"}
     with session_factory(engine)() as session:
-        jobs.enqueue(session, articles, list(tasks), start_states=waiting)
+        queue.enqueue(session, articles, list(tasks), start_states=waiting)
 
 
 @dataclass(frozen=True)

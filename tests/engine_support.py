@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.client.retry import RetryPolicy
 from pipeline.client.wiring import build_client_stack
-from pipeline.db import jobs
+from pipeline.db import leases, queue
 from pipeline.db.engine import session_factory
 from pipeline.db.models import Base, Generation, Job, Run, utcnow
 from pipeline.intake.reader import ArticleIn, read_chunks
@@ -72,7 +72,7 @@ def seed(
     chosen = list(articles) if articles is not None else list(sample_articles()[start : start + n])
     with session_factory(engine)() as session:
         before = set(session.scalars(select(Job.id)))
-        jobs.enqueue(session, chosen, list(tasks), priority=priority)
+        queue.enqueue(session, chosen, list(tasks), priority=priority)
         return sorted(set(session.scalars(select(Job.id))) - before)
 
 
@@ -90,7 +90,7 @@ def expire_leases(engine: Engine, *, max_attempts: int = 5) -> int:
     """What a later worker does once the dead worker's leases have run out (an hour from now)."""
     with session_factory(engine)() as session:
         future = utcnow() + dt.timedelta(hours=1)
-        return jobs.requeue_expired(session, max_attempts=max_attempts, now=future)
+        return leases.requeue_expired(session, max_attempts=max_attempts, now=future)
 
 
 # -- the simulator, settings and runs --------------------------------------------------------

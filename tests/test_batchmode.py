@@ -30,7 +30,7 @@ from pipeline.batchmode.remote import OpenAIBatchAPI, RemoteBatch
 from pipeline.batchmode.run import BatchRunSummary, cancel_batch_async, run_batch_mode_async
 from pipeline.client.clock import FakeClock
 from pipeline.client.retry import RetryPolicy
-from pipeline.db import jobs
+from pipeline.db import leases, queue
 from pipeline.db.models import Batch, BatchItem, Generation, Job, utcnow
 from pipeline.intake.reader import ArticleIn
 from pipeline.run.dryrun import dry_run
@@ -71,7 +71,7 @@ def articles(n: int) -> list[ArticleIn]:
 def enqueue(sessions: sessionmaker[Session], n: int, tasks: tuple[str, ...] = TASKS) -> int:
     """Queue ``n`` articles for ``tasks``; the number of jobs."""
     with sessions() as session:
-        return jobs.enqueue(session, articles(n), list(tasks)).accepted
+        return queue.enqueue(session, articles(n), list(tasks)).accepted
 
 
 @pytest.fixture
@@ -290,7 +290,7 @@ def test_jobs_in_a_batch_are_not_requeued_when_run_leases_expire(
     assert summary.open_batches == 1 and summary.state == "stopped"
     with sessions() as session:
         later = utcnow() + dt.timedelta(hours=24)
-        assert jobs.requeue_expired(session, max_attempts=5, now=later) == 0
+        assert leases.requeue_expired(session, max_attempts=5, now=later) == 0
         owners = set(session.execute(select(Job.lease_owner)).scalars())
     (row,) = batch_rows(sessions)
     assert owners == {f"batch:{row.id}"}
@@ -426,7 +426,7 @@ def test_a_chained_task_goes_in_a_second_batch_as_the_next_turn(
         )
     settings = batch_settings.model_copy(update={"config_dir": config})
     with sessions() as session:
-        jobs.enqueue(
+        queue.enqueue(
             session, articles(3), ["summary", "teaser"], start_states={"teaser": "waiting"}
         )
     summary = run(settings, sim)

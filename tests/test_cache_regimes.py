@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError, PricingError
-from pipeline.money.cachepolicy import CachePolicySpec, resolve
+from pipeline.money.cachepolicy import CachePolicySpec, resolve_policy
 from pipeline.money.pricing import PriceTable, Usage, cost_usd, load_pricing
 from pipeline.planning import forecast, plan, prefix_advice
 from pipeline.planning.shape import (
@@ -96,7 +96,7 @@ def test_spec_rejects_fields_of_the_other_regime() -> None:
 
 def test_padding_break_even_follows_the_guide() -> None:
     """L > M (r + (w - r) / N): 300 tokens pay on 5.6 for 20 requests, not for 2."""
-    luna = resolve(LUNA, CachePolicySpec(regime="breakpoints"), Decimal("0.1"))
+    luna = resolve_policy(LUNA, CachePolicySpec(regime="breakpoints"), Decimal("0.1"))
     # 1024 * (0.1 + 1.15 / 20) = 161.3; 1024 * (0.1 + 1.15 / 2) = 691.2
     assert luna.padding_pays(300, 20) and not luna.padding_pays(300, 2)
 

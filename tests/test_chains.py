@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, update
 from typer.testing import CliRunner, Result
 
-from pipeline.cli.jobs_cmd import with_parents
+from pipeline.cli.enqueue_cmd import with_parents
 from pipeline.cli.main import app
-from pipeline.db import jobs
+from pipeline.db import queue
 from pipeline.db.engine import session_factory
 from pipeline.db.jobs import ClaimedJob
 from pipeline.db.models import Job
@@ -33,7 +33,7 @@ from pipeline.intake.reader import ArticleIn
 from pipeline.planning import cacheable
 from pipeline.prompts.chains import MIN_ARTICLE_TOKENS, ParentOutput, followers_of, render_child
 from pipeline.prompts.profiles import Profile, load_profiles
-from pipeline.prompts.render import article_text, job_text, render, segment
+from pipeline.prompts.rendering import article_text, job_text, render, segment
 from pipeline.prompts.requests import MESSAGE_OVERHEAD_TOKENS, RenderedRequest
 from pipeline.prompts.tokens import count_tokens
 from pipeline.run.runner import RunSummary
@@ -299,7 +299,7 @@ def test_requeued_failed_summary_then_releases_its_headline(
         sim.script("invalid_prompt")
         run_chain(database_url, tmp_path, config, sim)
         with session_factory(engine)() as session:
-            assert jobs.requeue_failed(session, tasks=["summary"]) == 1
+            assert queue.requeue_failed(session, tasks=["summary"]) == 1
         log = EventLog()
         run_chain(database_url, tmp_path, config, sim, log)
 

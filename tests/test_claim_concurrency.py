@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.db import jobs
+from pipeline.db import jobs, queue
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.models import Generation, Job
 from pipeline.intake.reader import ArticleIn
@@ -61,7 +61,7 @@ def test_each_job_is_claimed_exactly_once(
         articles = [
             ArticleIn(source_id=f"c{i}", title=f"T{i}", body=f"Body {i}") for i in range(ARTICLES)
         ]
-        assert jobs.enqueue(session, articles, TASKS).accepted == ARTICLES * len(TASKS)
+        assert queue.enqueue(session, articles, TASKS).accepted == ARTICLES * len(TASKS)
         all_ids = set(session.scalars(select(Job.id)))
 
     context = multiprocessing.get_context("spawn")
@@ -115,7 +115,7 @@ def enqueuer(url: str, barrier: Any, results: Any) -> None:
                 ArticleIn(source_id=f"e{i}", title=f"T{i}", body=f"Body {i}")
                 for i in range(ARTICLES)
             ]
-            result = jobs.enqueue(session, articles, TASKS, chunk_size=100)
+            result = queue.enqueue(session, articles, TASKS, chunk_size=100)
         results.put((result.accepted, result.unchanged, result.articles_new, None))
     except BaseException as exc:
         results.put((0, 0, 0, repr(exc)))

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
-from pipeline.db import jobs
+from pipeline.db import jobs, leases, queue
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.models import Generation, Job, Run, utcnow
 from pipeline.db.procs import Worker, owner_alive, parse_owner, parse_worker, pid_alive
@@ -33,7 +33,7 @@ CONTENTGEN = Path(sys.executable).parent / "contentgen"
 def enqueue(session: Session, n: int) -> None:
     """``n`` summary jobs."""
     articles = [ArticleIn(source_id=f"a{i}", title=f"T{i}", body=f"Body {i}") for i in range(n)]
-    jobs.enqueue(session, articles, ["summary"])
+    queue.enqueue(session, articles, ["summary"])
 
 
 def rows(session: Session) -> list[Job]:
@@ -174,7 +174,7 @@ def test_expiries_never_fail_a_job_that_was_never_sent(sessions: sessionmaker[Se
         for _ in range(20):
             assert len(jobs.claim(s, "w", 5, lease_s=30, now=now)) == 5
             now += dt.timedelta(seconds=31)
-            assert jobs.requeue_expired(s, max_attempts=3, now=now) == 5
+            assert leases.requeue_expired(s, max_attempts=3, now=now) == 5
         assert {(j.state, j.attempts, j.last_error) for j in rows(s)} == {("queued", 0, None)}
 
 
@@ -188,7 +188,7 @@ def test_expiry_fails_a_job_whose_sends_used_every_attempt(
         for _ in range(3):
             jobs.claim(s, "batch", 1, lease_s=30, now=now, count_attempt=True)
             now += dt.timedelta(seconds=31)
-            jobs.requeue_expired(s, max_attempts=3, now=now)
+            leases.requeue_expired(s, max_attempts=3, now=now)
         (job,) = rows(s)
         assert (job.state, job.attempts) == ("failed", 3)
         assert job.last_error == "lease expired on the last attempt (worker died or hung)"
@@ -204,9 +204,9 @@ def test_release_stale_returns_expired_leases_only(sessions: sessionmaker[Sessio
         lease(s, [c], "far:3:run3", T0 + dt.timedelta(seconds=60))
         s.execute(update(Job).values(attempts=9))
         s.commit()
-        assert jobs.release_stale(s, older_than_s=300, now=T0) == 1
-        assert jobs.release_stale(s, now=T0) == 1
-        assert jobs.release_stale(s, now=T0) == 0
+        assert leases.release_stale(s, older_than_s=300, now=T0) == 1
+        assert leases.release_stale(s, now=T0) == 1
+        assert leases.release_stale(s, now=T0) == 0
         assert [(j.state, j.attempts, j.lease_owner) for j in rows(s)] == [
             ("queued", 9, None),
             ("queued", 9, None),
@@ -251,7 +251,7 @@ def test_reclaim_dead_takes_back_only_dead_workers_on_this_host(
             asked.append(pid)
             return pid == 200
 
-        result = jobs.reclaim_dead(s, host=host, is_alive=is_alive, now=now)
+        result = leases.reclaim_dead(s, host=host, is_alive=is_alive, now=now)
         assert result.jobs_released == 2
         assert result.dead_owners == (f"web_1:100:run{dead_run}", f"web_1:400:run{old_run}")
         assert sorted(result.runs_abandoned) == sorted([dead_run, far_run, old_run, idle_dead_run])
@@ -278,8 +278,8 @@ def test_reclaim_dead_takes_back_only_dead_workers_on_this_host(
         assert runs[dead_run].finished_at == now
         assert (runs[dead_run].requests, runs[dead_run].succeeded) == (1, 1)
         assert (runs[dead_run].input_tokens, runs[dead_run].output_tokens) == (100, 10)
-        again = jobs.reclaim_dead(s, host=host, is_alive=is_alive, now=now)
-        assert again == jobs.ReclaimResult()
+        again = leases.reclaim_dead(s, host=host, is_alive=is_alive, now=now)
+        assert again == leases.ReclaimResult()
 
 
 def test_a_reaped_process_is_dead_and_this_one_alive() -> None:
@@ -311,15 +311,15 @@ def test_lease_owners_group_jobs_by_owner(sessions: sessionmaker[Session]) -> No
         lease(s, [a], "w:1:run1", T0 + dt.timedelta(seconds=50))
         lease(s, [b], "w:1:run1", T0 + dt.timedelta(seconds=10))
         lease(s, [c], "w:2:run2", T0 + dt.timedelta(seconds=5))
-        assert jobs.lease_owners(s) == [
-            jobs.LeaseOwner(
+        assert leases.lease_owners(s) == [
+            leases.LeaseOwner(
                 "w:2:run2", 1, T0 + dt.timedelta(seconds=5), T0 + dt.timedelta(seconds=5)
             ),
-            jobs.LeaseOwner(
+            leases.LeaseOwner(
                 "w:1:run1", 2, T0 + dt.timedelta(seconds=10), T0 + dt.timedelta(seconds=50)
             ),
         ]
-        assert jobs.lease_owners(s, tasks=["headline"]) == []
+        assert leases.lease_owners(s, tasks=["headline"]) == []
 
 
 # -- the command line -----------------------------------------------------------------------
@@ -367,8 +367,8 @@ def test_cli_shows_owners_and_releases_stale_leases(
 
     shown = run("jobs", "--json")
     assert shown.returncode == 0, shown.stderr
-    leases = {x["owner"]: x for x in json.loads(shown.stdout)["leases"]}
-    assert {o: (x["jobs"], x["alive"]) for o, x in leases.items()} == {
+    held = {x["owner"]: x for x in json.loads(shown.stdout)["leases"]}
+    assert {o: (x["jobs"], x["alive"]) for o, x in held.items()} == {
         dead: (2, False),
         live: (1, True),
         "elsewhere.invalid:1:run1": (1, None),

@@ -10,8 +10,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from pipeline.db.engine import head_revision, make_engine, require_migrated
-from pipeline.db.migrate import EXPRESSION_INDEXES, alembic_config, include_object, upgrade
+from pipeline.db.engine import make_engine
+from pipeline.db.migrate import (
+    EXPRESSION_INDEXES,
+    alembic_config,
+    head_revision,
+    include_object,
+    require_migrated,
+    upgrade,
+)
 from pipeline.db.models import Base
 from pipeline.errors import DatabaseError
 

@@ -13,7 +13,7 @@ import sqlalchemy.exc
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.db import jobs
+from pipeline.db import jobs, queue
 from pipeline.db.models import Generation, Job
 from pipeline.db.outcomes import OutcomeRow, generation_row, record_outcomes
 from pipeline.errors import DatabaseError
@@ -27,7 +27,7 @@ def claimed(
     sessions: sessionmaker[Session], n: int, tasks: Sequence[str] = ("summary",)
 ) -> list[int]:
     with sessions() as s:
-        jobs.enqueue(s, [article(i) for i in range(n)], list(tasks))
+        queue.enqueue(s, [article(i) for i in range(n)], list(tasks))
         return [j.id for j in jobs.claim(s, OWNER, n * len(tasks), lease_s=600)]
 
 
@@ -98,7 +98,9 @@ def test_the_last_attempt_fails_for_good(sessions: sessionmaker[Session]) -> Non
 
 def test_a_success_queues_its_followers(sessions: sessionmaker[Session]) -> None:
     with sessions() as s:
-        jobs.enqueue(s, [article(1)], ["summary", "headline"], start_states={"headline": "waiting"})
+        queue.enqueue(
+            s, [article(1)], ["summary", "headline"], start_states={"headline": "waiting"}
+        )
         [summary] = jobs.claim(s, OWNER, 5, lease_s=600)
     with sessions() as s:
         record_outcomes(

@@ -33,7 +33,7 @@ from pipeline.planning import (
     plan,
 )
 from pipeline.prompts.profiles import CachePolicy, Context, Profile
-from pipeline.prompts.render import parts_for
+from pipeline.prompts.rendering import parts_for
 from pipeline.prompts.requests import Layout, RenderedRequest, Segment, SegmentKind, digest
 
 MODEL = "gpt-4.1-mini"

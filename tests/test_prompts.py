@@ -16,7 +16,7 @@ import pytest
 from pipeline.db.jobs import ClaimedJob
 from pipeline.planning import choose_layouts, optimal_cached_tokens, plan
 from pipeline.prompts.profiles import Profile, load_profiles
-from pipeline.prompts.render import render
+from pipeline.prompts.rendering import render
 from pipeline.prompts.requests import MESSAGE_OVERHEAD_TOKENS, REQUEST_OVERHEAD_TOKENS, Layout
 from pipeline.prompts.tokens import count_tokens, seed_tiktoken_cache
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner, Result
 from pipeline.cli.main import app
 from pipeline.db.engine import session_factory
 from pipeline.db.models import Generation, Job, utcnow
-from pipeline.db.regenerate import RegenerateFilter, regenerate
+from pipeline.db.regeneration import RegenerateFilter, regenerate
 from pipeline.prompts.requests import REGENERATION_METADATA, response_cache_key
 from pipeline.run.runner import run_batch
 from pipeline.settings import get_settings

@@ -25,7 +25,7 @@ from typer.testing import CliRunner, Result
 
 from pipeline.cli import common
 from pipeline.cli.main import app
-from pipeline.db import jobs
+from pipeline.db import queue
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.models import Article, Generation, Job, Run
 from pipeline.intake.reader import ArticleIn
@@ -111,10 +111,10 @@ def seed(engine: Engine) -> Seeded:
     """
     sessions = session_factory(engine)
     with sessions() as session:
-        jobs.enqueue(
+        queue.enqueue(
             session, [_article(1), _article(3, "Ärger über Preise")], ["summary", "headline"]
         )
-        jobs.enqueue(session, [_article(2)], ["summary", "headline"], batch_label="evening")
+        queue.enqueue(session, [_article(2)], ["summary", "headline"], batch_label="evening")
         ids = {
             (source_id, task): job_id
             for job_id, source_id, task in session.execute(

@@ -12,3 +12,10 @@
 
 Nothing here imports Prefect or the CLI.
 """
+
+from __future__ import annotations
+
+from pipeline.batchmode.dispatch import run_in_mode
+from pipeline.batchmode.run import batch_costs, cancel_batch, list_batches, run_batch_mode
+
+__all__ = ["batch_costs", "cancel_batch", "list_batches", "run_batch_mode", "run_in_mode"]

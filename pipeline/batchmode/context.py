@@ -18,16 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.batchmode.files import Line, batch_line
 from pipeline.batchmode.items import Item, job_rows
 from pipeline.batchmode.remote import BatchAPI
-from pipeline.db.jobs import ClaimedJob
-from pipeline.money.cachepolicy import PromptCachePolicy
-from pipeline.money.pricing import PriceTable
-from pipeline.planning.modes import for_mode
-from pipeline.planning.shape import fields_for, static_breakpoints
-from pipeline.prompts.chains import ChainedRequest
-from pipeline.prompts.profiles import Profile
-from pipeline.prompts.requests import Layout, RenderedRequest
-from pipeline.run.rendering import render_jobs as shared_render_jobs
-from pipeline.run.runner import BURST_FACTOR, DEFAULT_PLANNED_RPM
+from pipeline.db import ClaimedJob
+from pipeline.money import PriceTable, PromptCachePolicy
+from pipeline.planning import fields_for, for_mode, static_breakpoints
+from pipeline.prompts import ChainedRequest, Layout, Profile, RenderedRequest
+from pipeline.run import BURST_FACTOR, DEFAULT_PLANNED_RPM
+from pipeline.run import render_jobs as shared_render_jobs
 from pipeline.settings import Settings
 
 log = logging.getLogger("contentgen.batch")

@@ -13,11 +13,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline.batchmode.run import run_batch_mode
-from pipeline.planning.modes import MODES, ModeChoice, tasks_by_mode
-from pipeline.prompts.profiles import load_profiles
-from pipeline.run.dryrun import dry_run
-from pipeline.run.progress import Progress
-from pipeline.run.runner import RunOptions, run_batch
+from pipeline.planning import MODES, ModeChoice, tasks_by_mode
+from pipeline.prompts import load_profiles
+from pipeline.run import Progress, RunOptions, dry_run, run_batch
 from pipeline.settings import Settings
 
 

@@ -18,10 +18,9 @@ from pipeline.batchmode import items, store
 from pipeline.batchmode.context import BatchContext, lines_of, rerender
 from pipeline.batchmode.files import LineResult, parse_lines
 from pipeline.batchmode.remote import RemoteBatch
-from pipeline.client.result import result_of
-from pipeline.prompts.chains import followers_of
-from pipeline.prompts.requests import RenderedRequest
-from pipeline.run.recording import Verdict, failure, judge
+from pipeline.client import result_of
+from pipeline.prompts import RenderedRequest, followers_of
+from pipeline.run import Verdict, failure, judge
 
 log = logging.getLogger("contentgen.batch")
 TOKEN_LIMIT = "token_limit_exceeded"

@@ -9,19 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipeline.db import jobs
-from pipeline.db.jobs import ClaimedJob
-from pipeline.db.models import Article, BatchItem, Job
-from pipeline.db.queries import claimed_job
-from pipeline.run.recording import Verdict
-
-if TYPE_CHECKING:
-    from pipeline.batchmode.store import BatchRow
+from pipeline.batchmode.store import BatchRow, set_item
+from pipeline.db import Article, BatchItem, ClaimedJob, Job, claimed_job, jobs
+from pipeline.run import Verdict
 
 _CHUNK = 1000  # ids per IN (...): under SQLite's variable limit
 
@@ -65,15 +59,6 @@ def job_rows(session: Session, job_ids: Sequence[int]) -> dict[int, ClaimedJob]:
         for job, article in rows:
             out[job.id] = claimed_job(job, article)
     return out
-
-
-def set_item(session: Session, row_id: int, cid: str, state: str) -> None:
-    """Change an item's state (committed by the caller, with the job's change)."""
-    session.execute(
-        update(BatchItem)
-        .where(BatchItem.batch_row_id == row_id, BatchItem.custom_id == cid)
-        .values(state=state)
-    )
 
 
 def record(

@@ -19,9 +19,7 @@ from typing import Any, Protocol, TypeVar, cast
 import openai
 
 from pipeline.batchmode.files import ENDPOINT
-from pipeline.client.errors import translate
-from pipeline.client.result import get
-from pipeline.client.retry import RetryPolicy
+from pipeline.client import RetryPolicy, field_of, translate
 from pipeline.errors import APIError, RetryableAPIError
 
 T = TypeVar("T")
@@ -70,21 +68,21 @@ class RemoteBatch:
 
 def remote_batch(obj: Any) -> RemoteBatch:
     """A ``RemoteBatch`` from the SDK's ``Batch`` (or its JSON)."""
-    counts = get(obj, "request_counts")
-    errors = get(get(obj, "errors"), "data") or ()
-    metadata = get(obj, "metadata")
+    counts = field_of(obj, "request_counts")
+    errors = field_of(field_of(obj, "errors"), "data") or ()
+    metadata = field_of(obj, "metadata")
     return RemoteBatch(
-        id=str(get(obj, "id")),
-        status=str(get(obj, "status")),
-        input_file_id=get(obj, "input_file_id"),
-        output_file_id=get(obj, "output_file_id"),
-        error_file_id=get(obj, "error_file_id"),
-        total=int(get(counts, "total") or 0),
-        completed=int(get(counts, "completed") or 0),
-        failed=int(get(counts, "failed") or 0),
-        errors=tuple((get(e, "code"), get(e, "message")) for e in errors),
-        created_at=get(obj, "created_at"),
-        expires_at=get(obj, "expires_at"),
+        id=str(field_of(obj, "id")),
+        status=str(field_of(obj, "status")),
+        input_file_id=field_of(obj, "input_file_id"),
+        output_file_id=field_of(obj, "output_file_id"),
+        error_file_id=field_of(obj, "error_file_id"),
+        total=int(field_of(counts, "total") or 0),
+        completed=int(field_of(counts, "completed") or 0),
+        failed=int(field_of(counts, "failed") or 0),
+        errors=tuple((field_of(e, "code"), field_of(e, "message")) for e in errors),
+        created_at=field_of(obj, "created_at"),
+        expires_at=field_of(obj, "expires_at"),
         metadata=dict(metadata) if isinstance(metadata, Mapping) else None,
     )
 

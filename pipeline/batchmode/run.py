@@ -27,14 +27,11 @@ from pipeline.batchmode.context import BatchContext
 from pipeline.batchmode.poll import follow
 from pipeline.batchmode.remote import BatchAPI, OpenAIBatchAPI
 from pipeline.batchmode.submit import Submitted, submit_queued
-from pipeline.client.retry import RetryPolicy
-from pipeline.client.wiring import make_sdk_client
-from pipeline.db import jobs
-from pipeline.db.runs import RunTotals, close_run, open_run
+from pipeline.client import RetryPolicy, make_sdk_client
+from pipeline.db import RunTotals, close_run, jobs, leases, open_run
 from pipeline.errors import InputError, PricingError
-from pipeline.planning.modes import offers
-from pipeline.run.config import Config, load_config
-from pipeline.run.runner import RunOptions
+from pipeline.planning import offers
+from pipeline.run import Config, RunOptions, load_config
 from pipeline.settings import Settings
 
 # Jobs claimed per chunk of a Batch API file (they wait in the batch anyway).
@@ -144,7 +141,7 @@ async def run_batch_mode_async(
         on_start(mode)
     follows = {t: p.follows for t, p in config.profiles.items() if p.follows}
     with config.sessions() as session:
-        jobs.requeue_expired(session, max_attempts=settings.max_attempts)
+        leases.requeue_expired(session, max_attempts=settings.max_attempts)
         if follows:
             jobs.release_ready_followers(session, follows)
         run_id = open_run(

@@ -5,7 +5,7 @@ hand-over of its jobs' leases (one transaction, before anything is uploaded), th
 file id, then the batch id. A restarted run reads the open rows and carries on from the last
 committed step. Jobs of a batch stay ``running`` under the lease owner ``batch:<row id>`` that
 expires ``batch_lease_h`` after the batch was stored (beyond the 24 h window), so
-``jobs.requeue_expired`` leaves them alone. The items and their results: ``batchmode.items``.
+``leases.requeue_expired`` leaves them alone. The items and their results: ``batchmode.items``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.batchmode.files import Line
-from pipeline.batchmode.items import set_item
-from pipeline.db.models import Batch, BatchItem, Generation, Job, utcnow
+from pipeline.db import Batch, BatchItem, Generation, Job, utcnow
 from pipeline.settings import Settings
 
 OPEN_REMOTE = frozenset({"preparing", "uploaded", "validating", "in_progress", "finalizing"})
@@ -205,6 +204,15 @@ def create(
     )
     session.commit()
     return _row(batch), kept
+
+
+def set_item(session: Session, row_id: int, cid: str, state: str) -> None:
+    """Change an item's state (committed by the caller, with the job's change)."""
+    session.execute(
+        update(BatchItem)
+        .where(BatchItem.batch_row_id == row_id, BatchItem.custom_id == cid)
+        .values(state=state)
+    )
 
 
 def update_row(session: Session, row_id: int, **values: Any) -> BatchRow:

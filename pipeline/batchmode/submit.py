@@ -27,14 +27,17 @@ from pipeline.batchmode.context import (
     render_jobs,
 )
 from pipeline.batchmode.files import Line, custom_id, jsonl, split
-from pipeline.db import jobs
-from pipeline.db.jobs import ClaimedJob
-from pipeline.money.pricing import cost_usd
-from pipeline.planning import choose_layouts, plan
-from pipeline.planning.modes import loads_of
-from pipeline.planning.shape import request_key, without_prewarms
-from pipeline.prompts.chains import follow_parents, followers_of
-from pipeline.prompts.requests import Layout
+from pipeline.db import ClaimedJob, jobs
+from pipeline.money import cost_usd
+from pipeline.planning import (
+    choose_layouts,
+    follow_parents,
+    loads_of,
+    plan,
+    request_key,
+    without_prewarms,
+)
+from pipeline.prompts import Layout, followers_of
 
 log = logging.getLogger("contentgen.batch")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from pipeline.batchmode.run import batch_costs, cancel_batch, list_batches, run_batch_mode
+from pipeline.batchmode import batch_costs, cancel_batch, list_batches, run_batch_mode
 from pipeline.cli.common import JSON_OPTION, console, handle_errors, print_json
 from pipeline.cli.display import print_summary
-from pipeline.reports.costs import usd_text
-from pipeline.run.runner import RunOptions
+from pipeline.reports import usd_text
+from pipeline.run import RunOptions
 from pipeline.settings import get_settings
 
 batches_app = typer.Typer(

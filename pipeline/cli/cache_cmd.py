@@ -7,9 +7,8 @@ from enum import StrEnum
 import typer
 from rich.table import Table
 
-from pipeline.cli.common import JSON_OPTION, console, handle_errors, print_json
-from pipeline.client.cache import ScopeEntries, cache_stats, clear_cache
-from pipeline.client.wiring import current_cache_scope
+from pipeline.cli.common import JSON_OPTION, console, handle_errors, print_json, say
+from pipeline.client import ScopeEntries, cache_stats, clear_cache, current_cache_scope
 from pipeline.errors import ConfigError
 from pipeline.settings import get_settings
 
@@ -24,10 +23,6 @@ class Scope(StrEnum):
     """Which scope `cache clear --scope` means."""
 
     current = "current"
-
-
-def _say(text: str) -> None:
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _size_text(size_bytes: int) -> str:
@@ -67,8 +62,8 @@ def stats(as_json: bool = JSON_OPTION) -> None:
     if as_json:
         print_json(found.as_dict())
         return
-    _say(f"Response cache: {found.directory}" + ("" if found.exists else " (not created yet)"))
-    _say(f"{found.entries:,} entries, {_size_text(found.size_bytes)} on disk")
+    say(f"Response cache: {found.directory}" + ("" if found.exists else " (not created yet)"))
+    say(f"{found.entries:,} entries, {_size_text(found.size_bytes)} on disk")
     if found.scopes:
         console.print(_scope_table("Entries per scope", found.scopes))
 
@@ -111,7 +106,7 @@ def clear(
     which = (
         f" of {endpoint}" if endpoint is not None else " of the current scope" if current else ""
     )
-    _say(f"Removed {total:,} entries{which} from {settings.cache_dir}.")
+    say(f"Removed {total:,} entries{which} from {settings.cache_dir}.")
     if removed:
         console.print(_scope_table("Removed per scope", removed))
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
@@ -13,12 +14,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.db.engine import make_engine, require_migrated, session_factory
-from pipeline.errors import InputError, PipelineError
-from pipeline.prompts.profiles import Profile, load_profiles
-from pipeline.reports.costs import latest_run_id
+from pipeline.db import make_engine, require_migrated, session_factory
+from pipeline.errors import DatabaseError, InputError, PipelineError
+from pipeline.prompts import Profile, load_profiles
+from pipeline.reports import latest_run_id
 from pipeline.settings import Settings
 
 P = ParamSpec("P")
@@ -44,6 +46,21 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """Print ``text`` as it is (no markup, no highlighting), on stderr with ``err``."""
+    (err_console if err else console).print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """A connection lost or a database locked mid-way as one ``DatabaseError`` line, not a
+    traceback; what was committed before stays committed."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise DatabaseError(f"database error: {exc.orig or exc}") from exc
 
 
 def _default(value: Any) -> Any:

@@ -9,22 +9,16 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.cli.common import JSON_OPTION, console, handle_errors, print_json
-from pipeline.db import migrate
-from pipeline.db.engine import head_revision, make_engine, session_factory
-from pipeline.db.prices import sync_prices
+from pipeline.cli.common import JSON_OPTION, handle_errors, print_json, say
+from pipeline.db import head_revision, make_engine, session_factory, sync_prices, upgrade
 from pipeline.errors import DatabaseError
-from pipeline.money.pricing import load_pricing
+from pipeline.money import load_pricing
 from pipeline.settings import get_settings
 
 db_app = typer.Typer(
     help="Create and upgrade the job database.\n\nExample: `contentgen db upgrade`",
     no_args_is_help=True,
 )
-
-
-def _say(text: str) -> None:
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _display_url(engine: Engine) -> str:
@@ -60,7 +54,7 @@ def upgrade_cmd(json_out: bool = JSON_OPTION) -> None:
         url = _display_url(engine)
         before = current_revision(engine)
         try:
-            migrate.upgrade(settings.database_url)
+            upgrade(settings.database_url)
         except SQLAlchemyError as exc:
             reason = getattr(exc, "orig", None) or exc
             raise DatabaseError(f"migrating {url} failed: {reason}") from exc
@@ -79,10 +73,10 @@ def upgrade_cmd(json_out: bool = JSON_OPTION) -> None:
         print_json(result)
         return
     if before == after:
-        _say(f"{url}: already at revision {after} (head)")
+        say(f"{url}: already at revision {after} (head)")
     else:
-        _say(f"{url}: upgraded from {before or 'a blank database'} to {after} (head)")
-    _say(f"prices: {added} added from {settings.config_dir / 'pricing.toml'}")
+        say(f"{url}: upgraded from {before or 'a blank database'} to {after} (head)")
+    say(f"prices: {added} added from {settings.config_dir / 'pricing.toml'}")
 
 
 @db_app.command("current")
@@ -109,9 +103,9 @@ def current_cmd(json_out: bool = JSON_OPTION) -> None:
     if json_out:
         print_json(result)
     elif revision == head:
-        _say(f"{url}: at revision {revision} (head)")
+        say(f"{url}: at revision {revision} (head)")
     else:
-        _say(
+        say(
             f"{url}: at revision {revision or 'none (blank)'}, code expects {head}: "
             "run `contentgen db upgrade`"
         )

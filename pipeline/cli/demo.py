@@ -17,22 +17,17 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from pipeline.db import jobs
-from pipeline.db.engine import make_engine, session_factory
-from pipeline.db.migrate import upgrade
-from pipeline.db.prices import sync_prices
-from pipeline.intake.reader import read_chunks
-from pipeline.money.pricing import load_pricing
-from pipeline.prompts.profiles import load_profiles
-from pipeline.reports.costs import CostReport, ReportFilter, cost_report
-from pipeline.run.progress import Progress
-from pipeline.run.runner import RunOptions, RunSummary, run_batch
+from pipeline.db import make_engine, queue, session_factory, sync_prices, upgrade
+from pipeline.intake import read_chunks
+from pipeline.money import load_pricing
+from pipeline.prompts import load_profiles
+from pipeline.reports import CostReport, ReportFilter, cost_report
+from pipeline.run import Progress, RunOptions, RunSummary, run_batch
 from pipeline.settings import Settings
-from pipeline.simulator.config import SimulatorConfig
-from pipeline.simulator.server import SimulatorServer
+from pipeline.simulator import SimulatorConfig, SimulatorServer
 
-# Shipped inside the package (pipeline/samples links to the checkout's samples/).
-SAMPLES = Path(str(resources.files("pipeline").joinpath("samples", "articles.jsonl")))
+# Shipped inside the package (pipeline/data/samples links to the checkout's samples/).
+SAMPLES = Path(str(resources.files("pipeline").joinpath("data", "samples", "articles.jsonl")))
 
 
 @dataclass(frozen=True)
@@ -74,7 +69,7 @@ def run_demo(
     with sessions() as session:
         sync_prices(session, load_pricing(settings.config_dir / "pricing.toml"))
         for chunk in read_chunks(articles):
-            enqueued += jobs.enqueue(session, chunk.articles, tasks).accepted
+            enqueued += queue.enqueue(session, chunk.articles, tasks).accepted
     sim_config = simulator or SimulatorConfig(
         latency_scale=0.05, fail_rate=0.02, drop_rate=0.01, tpm=400_000, rpm=2_000
     )

@@ -21,7 +21,7 @@ from rich.live import Live
 from rich.table import Table
 
 from pipeline.cli.common import console, err_console
-from pipeline.run.progress import (
+from pipeline.run import (
     Progress,
     ProgressView,
     duration_text,

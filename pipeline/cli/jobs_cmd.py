@@ -1,40 +1,41 @@
-"""``contentgen enqueue`` and ``contentgen jobs``: put articles in the queue and look at it."""
+"""``contentgen jobs``: look at the queue, re-queue failed jobs, release dead workers' jobs,
+regenerate succeeded ones (``contentgen enqueue`` puts articles in it: enqueue_cmd.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import socket
-import sys
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, cast
+from collections.abc import Sequence
+from typing import Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from sqlalchemy.exc import OperationalError
 
 from pipeline.cli.common import (
     JSON_OPTION,
     check_task_names,
     console,
-    err_console,
+    database_errors,
     handle_errors,
     joined_tasks,
     open_db,
     print_json,
-    validate_task_names,
+    say,
+    split_tasks,
 )
-from pipeline.db import jobs
-from pipeline.db.models import JOB_STATES, utcnow
-from pipeline.db.procs import owner_alive, pid_alive
-from pipeline.db.regenerate import RegenerateFilter, regenerate
-from pipeline.errors import ConfigError, DatabaseError, InputError, PipelineError
-from pipeline.intake.reader import DEFAULT_MAX_BODY_CHARS, Format, Rejection, read_chunks
-from pipeline.prompts.profiles import Profile, load_profiles
-from pipeline.reports.costs import latest_run_id
+from pipeline.db import (
+    JOB_STATES,
+    RegenerateFilter,
+    leases,
+    owner_alive,
+    pid_alive,
+    queue,
+    regenerate,
+    utcnow,
+)
+from pipeline.errors import InputError, PipelineError
+from pipeline.reports import latest_run_id
 from pipeline.settings import get_settings
 
 jobs_app = typer.Typer(
@@ -42,202 +43,12 @@ jobs_app = typer.Typer(
     "failed ones, release those of dead workers.\n\n"
     "Example: `contentgen jobs --batch evening`",
 )
-_PLAIN_PROGRESS_BYTES = 5_000_000  # below this a file goes by too fast to need progress lines
-
-
-def _say(text: str, *, err: bool = False) -> None:
-    (err_console if err else console).print(text, markup=False, highlight=False, soft_wrap=True)
-
-
-def _split(tasks: str | None) -> list[str]:
-    return [t.strip() for t in (tasks or "").split(",") if t.strip()]
-
-
-def with_parents(tasks: Sequence[str], profiles: Mapping[str, Profile]) -> list[str]:
-    """``tasks`` plus every task they follow (a chained task is useless without its parent)."""
-    result = list(tasks)
-    for task in tasks:
-        parent = profiles[task].follows
-        while parent is not None and parent not in result:
-            result.insert(0, parent)
-            parent = profiles[parent].follows
-    return result
-
-
-def check_tasks(requested: Sequence[str], known: Sequence[str], where: Path) -> None:
-    """Raise one error line when no task is given or a task is unknown (listing the known)."""
-    if not requested:
-        raise ConfigError(f"no task given: choose from {', '.join(sorted(known))}")
-    validate_task_names(requested, known, str(where))
 
 
 def _check_task_filter(tasks: Sequence[str]) -> None:
     """A ``--tasks`` filter names tasks of profiles.toml (a typo would match nothing)."""
     if tasks:
         check_task_names(get_settings(), tasks)
-
-
-@contextmanager
-def _database_errors() -> Iterator[None]:
-    # A connection lost or a database locked mid-way is one line, not a traceback; what was
-    # committed before stays committed.
-    try:
-        yield
-    except OperationalError as exc:
-        raise DatabaseError(f"database error: {exc.orig or exc}") from exc
-
-
-class _Progress:
-    """A rich bar on a terminal, plain lines every 10% otherwise (only for big files)."""
-
-    def __init__(self, path: Path, size: int, quiet: bool) -> None:
-        self.path, self.size, self.rows, self._next = path, size, 0, 10
-        self.bar: Progress | None = None
-        self.plain = not quiet and not err_console.is_terminal and size >= _PLAIN_PROGRESS_BYTES
-        if not quiet and err_console.is_terminal:
-            self.bar = Progress(
-                TextColumn("enqueue"),
-                BarColumn(),
-                DownloadColumn(),
-                TextColumn("{task.fields[rows]:,} rows"),
-                TimeRemainingColumn(),
-                console=err_console,
-                transient=True,
-            )
-            self.task = self.bar.add_task("enqueue", total=size or None, rows=0)
-            self.bar.start()
-
-    def update(self, bytes_read: int, rows: int) -> None:
-        self.rows += rows
-        if self.bar is not None:
-            self.bar.update(self.task, completed=bytes_read, rows=self.rows)
-        elif self.plain and self.size and bytes_read * 100 >= self._next * self.size:
-            percent = bytes_read * 100 // self.size
-            _say(f"{self.path}: {percent}% read, {self.rows:,} rows", err=True)
-            self._next = percent // 10 * 10 + 10
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
-def _check_file(path: Path) -> int:
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    if not path.is_file():
-        raise InputError(f"{path}: not a file")
-    return path.stat().st_size
-
-
-def enqueue_cmd(
-    file: Path = typer.Argument(
-        ...,
-        help="JSONL or CSV file with the fields id, title, body and optionally section, url, "
-        "published_at (ISO 8601), metadata (a JSON object).",
-        metavar="FILE",
-        show_default=False,
-    ),
-    tasks: str = typer.Option(
-        ..., "--tasks", "-t", help="Comma-separated tasks from profiles.toml, e.g. summary,headline"
-    ),
-    batch: str | None = typer.Option(
-        None, "--batch", "-b", help="Label the jobs (ad-hoc runs and counts can select by it)."
-    ),
-    priority: int = typer.Option(0, "--priority", help="Higher priorities are claimed first."),
-    fmt: str | None = typer.Option(
-        None, "--format", help="jsonl or csv (default: from the file name or content)."
-    ),
-    max_body_chars: int = typer.Option(
-        DEFAULT_MAX_BODY_CHARS,
-        "--max-body-chars",
-        min=1,
-        envvar="CONTENTGEN_MAX_BODY_CHARS",
-        help="Rows with a longer body are rejected.",
-    ),
-    json_out: bool = JSON_OPTION,
-) -> None:
-    """Add the articles of FILE to the database and queue a job per article and task.
-
-    Enqueueing the same file again changes nothing.
-    An article whose title, body or section changed has its jobs re-queued.
-    A bad row is reported as FILE:LINE: reason and skipped; the valid rows
-    are kept, and the exit code is 1 when any row was rejected.
-
-    Example: `contentgen enqueue samples/articles.jsonl -t summary,headline --batch demo`
-    """
-    settings = get_settings()
-    if fmt not in (None, "jsonl", "csv"):
-        raise InputError(f"--format must be jsonl or csv, not {fmt!r}")
-    if batch is not None and not 0 < len(batch) <= jobs.MAX_BATCH_LABEL:
-        raise InputError(f"--batch must have 1 to {jobs.MAX_BATCH_LABEL} characters")
-    size = _check_file(file)
-    task_list = _split(tasks)
-    profiles_file = settings.config_dir / "profiles.toml"
-    profiles = load_profiles(settings.config_dir)
-    check_tasks(task_list, list(profiles), profiles_file)
-    task_list = with_parents(task_list, profiles)
-    follows = {t: p.follows for t, p in profiles.items() if p.follows and t in task_list}
-    start_states = {task: "waiting" for task in follows}
-    engine, sessions = open_db(settings)
-    total, rows = jobs.EnqueueResult(), 0
-    rejections: list[Rejection] = []
-    progress = _Progress(file, size, quiet=json_out)
-    try:
-        with sessions() as session, _database_errors():
-            chunks = read_chunks(file, max_body_chars=max_body_chars, fmt=cast(Format | None, fmt))
-            for chunk in chunks:
-                for rejection in chunk.rejections:
-                    sys.stderr.write(f"{rejection}\n")
-                rejections.extend(chunk.rejections)
-                if chunk.articles:
-                    total += jobs.enqueue(
-                        session,
-                        chunk.articles,
-                        task_list,
-                        batch_label=batch,
-                        priority=priority,
-                        start_states=start_states,
-                    )
-                rows += chunk.rows
-                progress.update(chunk.bytes_read, chunk.rows)
-            if follows:
-                jobs.release_ready_followers(session, follows)
-    finally:
-        progress.close()
-        engine.dispose()
-    _report_enqueue(file, rows, total, rejections, json_out)
-    if rejections:
-        raise typer.Exit(1)
-
-
-def _report_enqueue(
-    file: Path,
-    rows: int,
-    total: jobs.EnqueueResult,
-    rejections: list[Rejection],
-    json_out: bool,
-) -> None:
-    if json_out:
-        print_json(
-            {
-                "file": str(file),
-                "rows": rows,
-                **total.as_dict(),
-                "rejected": len(rejections),
-                "rejections": [{"line": r.line, "reason": r.reason} for r in rejections],
-            }
-        )
-        return
-    _say(
-        f"{file}: {rows:,} rows; jobs: {total.accepted:,} accepted, {total.unchanged:,} "
-        f"unchanged, {total.requeued:,} re-queued; {len(rejections):,} rows rejected "
-        f"(articles: {total.articles_new:,} new, {total.articles_updated:,} updated)"
-    )
-    if rejections:
-        _say(
-            f"{len(rejections):,} rows were rejected (listed above); the valid rows were kept",
-            err=True,
-        )
 
 
 @jobs_app.callback(invoke_without_command=True)
@@ -260,16 +71,16 @@ def jobs_cmd(
     if ctx.invoked_subcommand is not None:
         return
     settings = get_settings()
-    wanted = _split(tasks)
+    wanted = split_tasks(tasks)
     _check_task_filter(wanted)
     engine, sessions = open_db(settings)
     try:
-        with sessions() as session, _database_errors():
-            counts = jobs.job_counts(session)
-            owners = jobs.lease_owners(session, tasks=wanted or None, batch_label=batch)
+        with sessions() as session, database_errors():
+            counts = queue.job_counts(session)
+            owners = leases.lease_owners(session, tasks=wanted or None, batch_label=batch)
     finally:
         engine.dispose()
-    leases = _leases(owners, socket.gethostname())
+    held = _leases(owners, socket.gethostname())
     counts = [
         c
         for c in counts
@@ -282,15 +93,15 @@ def jobs_cmd(
                 "counts": [vars(c) for c in counts],
                 "by_state": by_state,
                 "total": sum(by_state.values()),
-                "leases": leases,
+                "leases": held,
             }
         )
         return
     _print_counts(counts, by_state, narrowed=bool(wanted) or batch is not None)
-    _print_leases(leases)
+    _print_leases(held)
 
 
-def _leases(owners: list[jobs.LeaseOwner], host: str) -> list[dict[str, Any]]:
+def _leases(owners: list[leases.LeaseOwner], host: str) -> list[dict[str, Any]]:
     return [
         {
             "owner": o.owner,
@@ -336,12 +147,12 @@ def _print_leases(leases: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def _print_counts(counts: list[jobs.JobCount], by_state: dict[str, int], narrowed: bool) -> None:
+def _print_counts(counts: list[queue.JobCount], by_state: dict[str, int], narrowed: bool) -> None:
     if not counts:
         if narrowed:
-            _say("no jobs match --tasks/--batch: `contentgen jobs` shows every job")
+            say("no jobs match --tasks/--batch: `contentgen jobs` shows every job")
         else:
-            _say("no jobs: nothing queued (`contentgen enqueue FILE --tasks summary,headline`)")
+            say("no jobs: nothing queued (`contentgen enqueue FILE --tasks summary,headline`)")
         return
     grid: dict[tuple[str, str | None], dict[str, int]] = defaultdict(dict)
     for c in counts:
@@ -377,18 +188,18 @@ def requeue_cmd(
     """
     if not failed and not expired:
         raise PipelineError("say what to re-queue: --failed and/or --expired")
-    _check_task_filter(_split(tasks))
+    _check_task_filter(split_tasks(tasks))
     settings = get_settings()
     engine, sessions = open_db(settings)
     result = {"failed_requeued": 0, "expired_requeued": 0}
     try:
-        with sessions() as session, _database_errors():
+        with sessions() as session, database_errors():
             if failed:
-                result["failed_requeued"] = jobs.requeue_failed(
-                    session, tasks=_split(tasks) or None, batch_label=batch
+                result["failed_requeued"] = queue.requeue_failed(
+                    session, tasks=split_tasks(tasks) or None, batch_label=batch
                 )
             if expired:
-                result["expired_requeued"] = jobs.requeue_expired(
+                result["expired_requeued"] = leases.requeue_expired(
                     session, max_attempts=settings.max_attempts
                 )
     finally:
@@ -397,9 +208,9 @@ def requeue_cmd(
         print_json(result)
         return
     if failed:
-        _say(f"re-queued {result['failed_requeued']:,} failed job(s)")
+        say(f"re-queued {result['failed_requeued']:,} failed job(s)")
     if expired:
-        _say(
+        say(
             f"{result['expired_requeued']:,} job(s) with an expired lease returned to the queue "
             "(or failed, when out of attempts)"
         )
@@ -437,20 +248,20 @@ def release_cmd(
     host = socket.gethostname()
     engine, sessions = open_db(settings)
     try:
-        with sessions() as session, _database_errors():
-            dead = jobs.reclaim_dead(session, host=host, is_alive=pid_alive)
-            expired = jobs.release_stale(session, older_than_s=older_than)
+        with sessions() as session, database_errors():
+            dead = leases.reclaim_dead(session, host=host, is_alive=pid_alive)
+            expired = leases.release_stale(session, older_than_s=older_than)
     finally:
         engine.dispose()
     if json_out:
         print_json({"host": host, **dead.as_dict(), "stale_released": expired})
         return
     owners = f" ({', '.join(dead.dead_owners)})" if dead.dead_owners else ""
-    _say(f"released {dead.jobs_released:,} job(s) of dead workers on {host}{owners}")
+    say(f"released {dead.jobs_released:,} job(s) of dead workers on {host}{owners}")
     if dead.runs_abandoned:
-        _say(f"abandoned run(s) {', '.join(str(r) for r in dead.runs_abandoned)}")
+        say(f"abandoned run(s) {', '.join(str(r) for r in dead.runs_abandoned)}")
     since = "" if older_than is None else f" more than {older_than:g} s ago"
-    _say(f"released {expired:,} job(s) whose lease expired{since}")
+    say(f"released {expired:,} job(s) whose lease expired{since}")
 
 
 @jobs_app.command("regenerate")
@@ -491,7 +302,7 @@ def regenerate_cmd(
     profiles = check_task_names(settings, task_list)
     engine, sessions = open_db(settings)
     try:
-        with sessions() as session, _database_errors():
+        with sessions() as session, database_errors():
             run_id = None
             if run is not None:
                 if run.strip().lower() == "last":
@@ -518,9 +329,9 @@ def regenerate_cmd(
         return
     waiting = f" ({result.waiting:,} wait for their regenerated parent)" if result.waiting else ""
     if dry_run:
-        _say(f"would regenerate {result.jobs:,} succeeded job(s){waiting}; nothing changed")
+        say(f"would regenerate {result.jobs:,} succeeded job(s){waiting}; nothing changed")
     else:
-        _say(
+        say(
             f"re-queued {result.jobs:,} succeeded job(s) for regeneration{waiting}; "
             "earlier generations are kept. Next: `contentgen run`"
         )
@@ -528,5 +339,4 @@ def regenerate_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
-    app.command("enqueue")(handle_errors(enqueue_cmd))
     app.add_typer(jobs_app, name="jobs")

@@ -13,6 +13,7 @@ from pipeline.cli import (
     cache_cmd,
     db_cmd,
     demo_cmd,
+    enqueue_cmd,
     init_cmd,
     jobs_cmd,
     prices_cmd,
@@ -23,7 +24,7 @@ from pipeline.cli import (
     serve_cmd,
     simulate_cmd,
 )
-from pipeline.db.engine import MISSING_DRIVER
+from pipeline.db import MISSING_DRIVER
 
 app = typer.Typer(
     name="contentgen",
@@ -39,6 +40,7 @@ app = typer.Typer(
 
 for module in (
     db_cmd,
+    enqueue_cmd,
     jobs_cmd,
     run_cmd,
     batches_cmd,

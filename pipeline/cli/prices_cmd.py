@@ -9,10 +9,9 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from pipeline.cli.common import JSON_OPTION, console, handle_errors, open_db, print_json
-from pipeline.db.models import Price
-from pipeline.db.prices import sync_prices
-from pipeline.money.pricing import load_pricing
-from pipeline.reports.costs import usd_places, usd_text
+from pipeline.db import Price, sync_prices
+from pipeline.money import load_pricing
+from pipeline.reports import usd_places, usd_text
 from pipeline.settings import get_settings
 
 prices_app = typer.Typer(

@@ -6,13 +6,12 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.cli.common import JSON_OPTION, console, handle_errors, print_json
-from pipeline.db.engine import make_engine, session_factory
-from pipeline.db.queries import queued_by_task_section
+from pipeline.db import make_engine, queued_by_task_section, session_factory
 from pipeline.errors import PipelineError
-from pipeline.money.pricing import load_pricing
-from pipeline.planning.profilecheck import check_profiles
-from pipeline.prompts.profiles import load_profiles
-from pipeline.run.config import cache_policies
+from pipeline.money import load_pricing
+from pipeline.planning import check_profiles
+from pipeline.prompts import load_profiles
+from pipeline.run import cache_policies
 from pipeline.settings import get_settings
 
 profiles_app = typer.Typer(

@@ -27,8 +27,7 @@ from pipeline.cli.common import (
     run_id_of,
 )
 from pipeline.errors import InputError
-from pipeline.reports.chart import daily_cost_chart, load_chart_rows, text_chart
-from pipeline.reports.costs import (
+from pipeline.reports import (
     CostFigures,
     CostReport,
     Dimension,
@@ -36,7 +35,10 @@ from pipeline.reports.costs import (
     ReportFilter,
     RunForecast,
     cost_report,
+    daily_cost_chart,
+    load_chart_rows,
     parse_day,
+    text_chart,
     usd_places,
     usd_text,
 )

@@ -29,8 +29,7 @@ from pipeline.cli.common import (
     run_id_of,
 )
 from pipeline.errors import InputError
-from pipeline.reports.costs import usd_places, usd_text
-from pipeline.reports.results import (
+from pipeline.reports import (
     CSV_COLUMNS,
     FAILED_COLUMNS,
     FailedJob,
@@ -46,6 +45,8 @@ from pipeline.reports.results import (
     numbers_line,
     parse_when,
     total_cost,
+    usd_places,
+    usd_text,
     write_csv,
     write_jsonl,
 )

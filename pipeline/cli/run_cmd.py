@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from pipeline.batchmode.dispatch import run_in_mode
+from pipeline.batchmode import run_in_mode
 from pipeline.cli.common import (
     JSON_OPTION,
     check_task_names,
@@ -18,9 +18,8 @@ from pipeline.cli.common import (
 )
 from pipeline.cli.display import print_summary, progress_display, with_usd
 from pipeline.errors import InputError
-from pipeline.planning.modes import RUN_MODES
-from pipeline.run.dryrun import dry_run
-from pipeline.run.runner import RunOptions
+from pipeline.planning import RUN_MODES
+from pipeline.run import RunOptions, dry_run
 from pipeline.settings import Settings, get_settings
 
 

@@ -12,8 +12,12 @@ from pydantic import ValidationError
 
 from pipeline.cli.common import console, handle_errors
 from pipeline.errors import ConfigError
-from pipeline.simulator import SimulatorConfig, serve_forever
-from pipeline.simulator.config import RATELIMIT_TOKENS_HELP, parse_ratelimit_tokens
+from pipeline.simulator import (
+    RATELIMIT_TOKENS_HELP,
+    SimulatorConfig,
+    parse_ratelimit_tokens,
+    serve_forever,
+)
 
 _ENV = "CONTENTGEN_SIM_"
 

@@ -19,7 +19,7 @@ from openai.resources.responses import AsyncResponses
 
 from pipeline.client.clock import SYSTEM_CLOCK, Clock
 from pipeline.client.errors import response_error, translate
-from pipeline.client.result import APIResult, get, result_of
+from pipeline.client.result import APIResult, field_of, result_of
 from pipeline.errors import APIError, RetryableAPIError
 
 __all__ = ["APIResult", "HeadersCallback", "ResponsesAPI", "ResponsesCaller"]
@@ -119,16 +119,16 @@ class ResponsesAPI:
         final: Any = None
         try:
             async for event in events:
-                kind = get(event, "type")
+                kind = field_of(event, "type")
                 if kind == "response.output_text.delta":
                     if ttft_s is None:
                         ttft_s = self._clock.monotonic() - started
-                    deltas.append(str(get(event, "delta") or ""))
+                    deltas.append(str(field_of(event, "delta") or ""))
                 elif kind in ("response.completed", "response.incomplete"):
-                    final = get(event, "response")
+                    final = field_of(event, "response")
                     break
                 elif kind == "response.failed":
-                    error = get(get(event, "response"), "error")
+                    error = field_of(field_of(event, "response"), "error")
                     raise self._response_error(error, request_id, "response.failed")
                 elif kind == "error":
                     raise self._response_error(event, request_id, "error")
@@ -151,9 +151,9 @@ class ResponsesAPI:
         request_id: str | None,
         text: str = "",
     ) -> APIResult:
-        status = get(response, "status")
+        status = field_of(response, "status")
         if status == "failed":
-            raise self._response_error(get(response, "error"), request_id, "response failed")
+            raise self._response_error(field_of(response, "error"), request_id, "response failed")
         if status not in ("completed", "incomplete"):
             raise RetryableAPIError(f"response ended with status {status!r}", request_id=request_id)
         return result_of(
@@ -165,8 +165,8 @@ class ResponsesAPI:
         )
 
     def _response_error(self, error: Any, request_id: str | None, event: str) -> APIError:
-        code = get(error, "code")
-        message = get(error, "message")
+        code = field_of(error, "code")
+        message = field_of(error, "message")
         return response_error(
             code if isinstance(code, str) else None,
             message if isinstance(message, str) else None,

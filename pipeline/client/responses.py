@@ -42,7 +42,7 @@ from pipeline.client.result import APIResult
 from pipeline.client.retry import Attempted, RetryPolicy, describe
 from pipeline.client.validation import validate_json_output
 from pipeline.errors import APIError, RateLimited, RetryableAPIError
-from pipeline.prompts.requests import response_cache_key
+from pipeline.prompts import response_cache_key
 
 __all__ = ["DEFAULT_429_PAUSE_S", "Outcome", "ResponsesClient", "validate_json_output"]
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from pipeline.money.pricing import Usage
+from pipeline.money import Usage
 
 ResultStatus = Literal["completed", "incomplete"]
 # Bump when the stored dict changes shape; older entries then read as misses.
@@ -95,7 +95,7 @@ class APIResult:
         )
 
 
-def get(obj: Any, name: str) -> Any:
+def field_of(obj: Any, name: str) -> Any:
     """``obj[name]`` for mappings, ``obj.name`` otherwise; None when absent."""
     if obj is None:
         return None
@@ -110,26 +110,28 @@ def usage_of(response: Any) -> Usage:
     ``input_tokens_details.cache_write_tokens`` (GPT-5.6+, API-NOTES §1.2) is absent from
     older models' responses and from SDK versions that predate it: 0 then.
     """
-    usage = get(response, "usage")
-    input_details = get(usage, "input_tokens_details")
+    usage = field_of(response, "usage")
+    input_details = field_of(usage, "input_tokens_details")
     return Usage(
-        input_tokens=_int(get(usage, "input_tokens")),
-        cached_tokens=_int(get(input_details, "cached_tokens")),
-        output_tokens=_int(get(usage, "output_tokens")),
-        reasoning_tokens=_int(get(get(usage, "output_tokens_details"), "reasoning_tokens")),
-        cache_write_tokens=_int(get(input_details, "cache_write_tokens")),
+        input_tokens=_int(field_of(usage, "input_tokens")),
+        cached_tokens=_int(field_of(input_details, "cached_tokens")),
+        output_tokens=_int(field_of(usage, "output_tokens")),
+        reasoning_tokens=_int(
+            field_of(field_of(usage, "output_tokens_details"), "reasoning_tokens")
+        ),
+        cache_write_tokens=_int(field_of(input_details, "cache_write_tokens")),
     )
 
 
 def output_text_of(response: Any) -> str:
     """The text of every ``output_text`` part of every ``message`` item, concatenated."""
     texts: list[str] = []
-    for item in get(response, "output") or ():
-        if get(item, "type") != "message":
+    for item in field_of(response, "output") or ():
+        if field_of(item, "type") != "message":
             continue
-        for part in get(item, "content") or ():
-            text = get(part, "text")
-            if get(part, "type") == "output_text" and isinstance(text, str):
+        for part in field_of(item, "content") or ():
+            text = field_of(part, "text")
+            if field_of(part, "type") == "output_text" and isinstance(text, str):
                 texts.append(text)
     return "".join(texts)
 
@@ -137,11 +139,11 @@ def output_text_of(response: Any) -> str:
 def reasoning_summary_of(response: Any) -> str | None:
     """The ``summary_text`` parts of all reasoning items joined by blank lines, or None."""
     texts: list[str] = []
-    for item in get(response, "output") or ():
-        if get(item, "type") != "reasoning":
+    for item in field_of(response, "output") or ():
+        if field_of(item, "type") != "reasoning":
             continue
-        for part in get(item, "summary") or ():
-            text = get(part, "text")
+        for part in field_of(item, "summary") or ():
+            text = field_of(part, "text")
             if isinstance(text, str) and text:
                 texts.append(text)
     return "\n\n".join(texts) if texts else None
@@ -159,18 +161,20 @@ def result_of(
 
     ``fallback_text`` (the streamed deltas) is used when the final response carries no text.
     """
-    status: ResultStatus = "incomplete" if get(response, "status") == "incomplete" else "completed"
-    incomplete_reason = _opt_str(get(get(response, "incomplete_details"), "reason"))
+    status: ResultStatus = (
+        "incomplete" if field_of(response, "status") == "incomplete" else "completed"
+    )
+    incomplete_reason = _opt_str(field_of(field_of(response, "incomplete_details"), "reason"))
     text = output_text_of(response) or fallback_text
     return APIResult(
-        response_id=str(get(response, "id") or ""),
-        model=str(get(response, "model") or ""),
+        response_id=str(field_of(response, "id") or ""),
+        model=str(field_of(response, "model") or ""),
         status=status,
         output_text=text,
         usage=usage_of(response),
         incomplete_reason=incomplete_reason,
         reasoning_summary=reasoning_summary_of(response),
-        service_tier=_opt_str(get(response, "service_tier")),
+        service_tier=_opt_str(field_of(response, "service_tier")),
         latency_s=latency_s,
         ttft_s=ttft_s,
         request_id=request_id,

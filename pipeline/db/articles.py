@@ -1,4 +1,4 @@
-"""Storing articles in bulk: the article half of ``jobs.enqueue``.
+"""Storing articles in bulk: the article half of ``queue.enqueue``.
 
 A chunk of articles costs a few statements: select the ones already known (by the source's
 id), insert the new ones with RETURNING, and rewrite the changed ones. Articles
@@ -12,9 +12,10 @@ by its column type's own bind processor (the same conversion SQLAlchemy would ap
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from itertools import islice
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Dialect, Table, any_, bindparam, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -22,9 +23,10 @@ from sqlalchemy.orm import Session
 
 from pipeline.db.models import Article
 from pipeline.errors import DatabaseError
-from pipeline.intake.reader import ArticleIn
+from pipeline.intake import ArticleIn
 
 ARTICLES = cast(Table, Article.__table__)
+T = TypeVar("T")
 _COLUMNS = (
     "source_id",
     "title",
@@ -41,6 +43,13 @@ _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 # Rows per multi-row INSERT ... RETURNING (measured: PostgreSQL plans statements with
 # thousands of parameters slowly, SQLite does not mind).
 _ROWS_PER_INSERT = {"sqlite": 250, "postgresql": 100}
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size`` (``itertools.batched`` from Python 3.12)."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 def dialect_insert(session: Session, table: Table) -> sqlite.Insert | postgresql.Insert:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.errors import DatabaseError
@@ -17,9 +16,6 @@ POSTGRES_EXTRA = "pip install 'contentgen[postgres]'"
 MISSING_DRIVER = (
     f"PostgreSQL URLs need the psycopg driver, which is not installed: {POSTGRES_EXTRA}"
 )
-
-# pipeline/migrations: a link to the checkout's migrations/, real files in an installed wheel.
-MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -74,47 +70,3 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded values after commit (results are read after recording)."""
     return sessionmaker(engine, expire_on_commit=False)
-
-
-def head_revision() -> str:
-    """The newest Alembic revision shipped with this code."""
-    from alembic.script import ScriptDirectory
-
-    from pipeline.db.migrate import alembic_config
-
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
-    return head
-
-
-def _missing_sqlite_file(engine: Engine) -> bool:
-    """True for a SQLite file database whose file does not exist (yet)."""
-    url = engine.url
-    name = url.database or ""
-    if url.get_backend_name() != "sqlite" or name in ("", ":memory:") or "uri" in url.query:
-        return False
-    return not name.startswith("file:") and not Path(name).exists()
-
-
-def require_migrated(engine: Engine) -> None:
-    """Raise one clear ``DatabaseError`` if the database is unreachable or not at head.
-
-    A SQLite file that does not exist is refused without connecting: connecting would leave an
-    empty database file behind (and ``contentgen results`` would then read it instead of the
-    demo's database).
-    """
-    url = engine.url.render_as_string(hide_password=True)
-    if _missing_sqlite_file(engine):
-        raise DatabaseError(f"database {url} is not migrated: run `contentgen db upgrade`")
-    try:
-        with engine.connect() as conn:
-            if not inspect(conn).has_table("alembic_version"):
-                raise DatabaseError(f"database {url} is not migrated: run `contentgen db upgrade`")
-            current = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-    except OperationalError as exc:
-        raise DatabaseError(f"cannot connect to database {url}: {exc.orig}") from exc
-    if current != head_revision():
-        raise DatabaseError(
-            f"database {url} is at revision {current}, code expects {head_revision()}: "
-            "run `contentgen db upgrade`"
-        )

@@ -1,11 +1,19 @@
-"""Running the Alembic migrations from code (``contentgen db upgrade``, tests)."""
+"""The schema's migrations: running them from code (``contentgen db upgrade``, tests) and
+checking that a database is at the revision this code expects."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Engine, inspect
+from sqlalchemy.exc import OperationalError
 
-from pipeline.db.engine import MIGRATIONS_DIR
+from pipeline.errors import DatabaseError
+
+# pipeline/data/migrations: a link to the checkout's migrations/, real files in a wheel.
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "data" / "migrations"
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -32,3 +40,45 @@ def include_object(
 ) -> bool:
     """Alembic ``include_object`` hook: leave expression indexes out of autogenerate diffs."""
     return not (type_ == "index" and name in EXPRESSION_INDEXES)
+
+
+def head_revision() -> str:
+    """The newest Alembic revision shipped with this code."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _missing_sqlite_file(engine: Engine) -> bool:
+    """True for a SQLite file database whose file does not exist (yet)."""
+    url = engine.url
+    name = url.database or ""
+    if url.get_backend_name() != "sqlite" or name in ("", ":memory:") or "uri" in url.query:
+        return False
+    return not name.startswith("file:") and not Path(name).exists()
+
+
+def require_migrated(engine: Engine) -> None:
+    """Raise one clear ``DatabaseError`` if the database is unreachable or not at head.
+
+    A SQLite file that does not exist is refused without connecting: connecting would leave an
+    empty database file behind (and ``contentgen results`` would then read it instead of the
+    demo's database).
+    """
+    url = engine.url.render_as_string(hide_password=True)
+    if _missing_sqlite_file(engine):
+        raise DatabaseError(f"database {url} is not migrated: run `contentgen db upgrade`")
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                raise DatabaseError(f"database {url} is not migrated: run `contentgen db upgrade`")
+            current = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot connect to database {url}: {exc.orig}") from exc
+    if current != head_revision():
+        raise DatabaseError(
+            f"database {url} is at revision {current}, code expects {head_revision()}: "
+            "run `contentgen db upgrade`"
+        )

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.db.models import Price
 from pipeline.errors import PricingError
-from pipeline.money.pricing import TIERS, PriceTable
+from pipeline.money import TIERS, PriceTable
 
 _Key = tuple[str, str, dt.date]
 # input, cached input, output, cache write (None: no rate of its own)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.db.jobs import ClaimedJob
 from pipeline.db.models import Article, Generation, Job
-from pipeline.prompts.chains import ParentOutput
+from pipeline.prompts import ParentOutput
 
 Cursor = tuple[int, int]  # (priority, id) of the last job seen
 

@@ -1,7 +1,7 @@
 """Run rows: opened when a run starts, closed with totals computed from its generations.
 
 A run whose worker died is closed by someone else as ``abandoned`` (see
-``jobs.reclaim_dead``), with the same totals a clean close would have stored.
+``leases.reclaim_dead``), with the same totals a clean close would have stored.
 """
 
 from __future__ import annotations

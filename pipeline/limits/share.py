@@ -34,15 +34,15 @@ from collections.abc import Iterable, Mapping
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.client.cache import CacheScope
-from pipeline.db.limitmembers import (
+from pipeline.client import CacheScope
+from pipeline.db import (
     Member,
     delete_members,
     prune_members,
     read_members,
     upsert_members,
+    utcnow,
 )
-from pipeline.db.models import utcnow
 
 __all__ = ["LimitShare", "Member", "account_key", "is_live", "shares"]
 

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from pipeline.client.limiter import ModelLimiters
+from pipeline.client import ModelLimiters
 from pipeline.errors import DatabaseError
 from pipeline.limits.share import LimitShare
 

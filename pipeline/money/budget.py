@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from pipeline.money.pricing import PriceTable, TierPrice, Usage, cost_usd
-from pipeline.prompts.requests import RenderedRequest
+from pipeline.prompts import RenderedRequest
 
 # Our prompt-token estimate should equal the API's count; the margin covers a tokenizer or
 # formatting difference so that the reservation stays an upper bound.

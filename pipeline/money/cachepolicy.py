@@ -147,7 +147,7 @@ class PromptCachePolicy:
         return Decimal(shared_tokens) > bar
 
 
-def resolve(model: str, spec: CachePolicySpec, read: Decimal) -> PromptCachePolicy:
+def resolve_policy(model: str, spec: CachePolicySpec, read: Decimal) -> PromptCachePolicy:
     """The policy of ``model`` with the regime's defaults filled in.
 
     ``read`` is the model's cached-input price over its input price (standard tier).

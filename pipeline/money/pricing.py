@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipeline.errors import PricingError
-from pipeline.money.cachepolicy import CachePolicySpec, PromptCachePolicy, resolve
+from pipeline.money.cachepolicy import CachePolicySpec, PromptCachePolicy, resolve_policy
 from pipeline.tomlfile import load_model
 
 Tier = Literal["standard", "batch", "flex"]
@@ -165,7 +165,7 @@ class PriceTable:
                 raise PricingError(f"{source}: models.{model}: a cache policy but no price")
             standard = rows[-1].standard
             read = standard.cached_rate / standard.input if standard.input else Decimal(1)
-            policy = self._policies[model] = resolve(model, spec, read)
+            policy = self._policies[model] = resolve_policy(model, spec, read)
             self._by_model[model] = [_with_write_rates(row, policy.write) for row in rows]
 
     @property

@@ -8,16 +8,41 @@ Pure functions over values (no I/O, no database, no clock):
   cacheable prefix a ``prompt_cache_key`` per bucket, and makes requests wait for the one that
   writes the prefix they reuse;
 - ``layouts``: ``choose_layouts`` picks instructions-first or article-first per task;
+- ``chains``: a chained request sent to its parent's key, expecting the parent's prompt;
 - ``costs``: ``forecast`` prices a plan before it is sent, with and without caching;
 - ``breakpoints``: on GPT-5.6+ models, which prefixes to write (paid) and who prewarms them;
 - ``shape``: each request's prompt-cache fields for its model's regime;
-- ``advice``: shared prefixes too short to cache, and whether padding them would pay.
+- ``modes``: realtime, flex or the Batch API per task, and how ``auto`` picks;
+- ``advice`` and ``profilecheck``: shared prefixes too short to cache, whether padding them
+  would pay, and each profile's cache regime (``contentgen profiles check``).
 """
 
 from pipeline.planning.advice import PrefixAdvice, prefix_advice
+from pipeline.planning.chains import follow_parents
 from pipeline.planning.costs import Forecast, expected_usage, forecast
 from pipeline.planning.layouts import RenderFn, choose_layouts
+from pipeline.planning.modes import (
+    MODES,
+    RUN_MODES,
+    ModeChoice,
+    ModelLoad,
+    choose_modes,
+    for_mode,
+    loads_of,
+    merge_loads,
+    offers,
+    tasks_by_mode,
+)
 from pipeline.planning.planner import GroupSummary, Plan, PlannedRequest, bucket_count, plan
+from pipeline.planning.profilecheck import check_profiles
+from pipeline.planning.shape import (
+    cache_fields,
+    fields_for,
+    lifetime_problem,
+    request_key,
+    static_breakpoints,
+    without_prewarms,
+)
 from pipeline.planning.tree import (
     PrefixTree,
     build_tree,
@@ -27,8 +52,12 @@ from pipeline.planning.tree import (
 )
 
 __all__ = [
+    "MODES",
+    "RUN_MODES",
     "Forecast",
     "GroupSummary",
+    "ModeChoice",
+    "ModelLoad",
     "Plan",
     "PlannedRequest",
     "PrefixAdvice",
@@ -36,12 +65,26 @@ __all__ = [
     "RenderFn",
     "bucket_count",
     "build_tree",
+    "cache_fields",
     "cacheable",
+    "check_profiles",
     "choose_layouts",
+    "choose_modes",
     "expected_usage",
+    "fields_for",
+    "follow_parents",
+    "for_mode",
     "forecast",
+    "lifetime_problem",
+    "loads_of",
+    "merge_loads",
+    "offers",
     "optimal_cached_tokens",
     "plan",
     "prefix_advice",
+    "request_key",
     "root_key",
+    "static_breakpoints",
+    "tasks_by_mode",
+    "without_prewarms",
 ]

@@ -14,10 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.money.cachepolicy import PromptCachePolicy
-from pipeline.money.pricing import base_model_name
+from pipeline.money import PromptCachePolicy, base_model_name
 from pipeline.planning.tree import build_tree
-from pipeline.prompts.requests import RenderedRequest
+from pipeline.prompts import RenderedRequest
 
 
 @dataclass(frozen=True)

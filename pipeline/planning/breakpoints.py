@@ -29,9 +29,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pipeline.money.cachepolicy import PromptCachePolicy
+from pipeline.money import PromptCachePolicy
 from pipeline.planning.tree import PrefixTree
-from pipeline.prompts.requests import RenderedRequest
+from pipeline.prompts import RenderedRequest
 
 # Below this many requests under a top-level breakpoint, the group's first request writes it
 # itself: a prewarm costs one more read of the prefix than that, and saves only a short wait.

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from pipeline.money.pricing import PriceTable, TierPrice, Usage, cost_usd, tier_of
+from pipeline.money import PriceTable, TierPrice, Usage, cost_usd, tier_of
 from pipeline.planning.planner import Plan, PlannedRequest
 
 

@@ -11,14 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import combinations
 
-from pipeline.money.cachepolicy import PromptCachePolicy
-from pipeline.money.pricing import base_model_name
+from pipeline.money import PromptCachePolicy, base_model_name
 from pipeline.planning.planner import plan
 from pipeline.planning.tree import optimal_cached_tokens, root_key
-from pipeline.prompts.articlejob import ArticleJob
-from pipeline.prompts.profiles import Profile
-from pipeline.prompts.render import render as render_job
-from pipeline.prompts.requests import Layout, RenderedRequest
+from pipeline.prompts import ArticleJob, Layout, Profile, RenderedRequest
+from pipeline.prompts import render as render_job
 
 RenderFn = Callable[[ArticleJob, Profile, Layout], RenderedRequest]
 

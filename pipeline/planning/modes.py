@@ -24,10 +24,10 @@ from decimal import Decimal
 from typing import Any, Literal, get_args
 
 from pipeline.errors import PricingError
-from pipeline.money.pricing import PriceTable, Tier, Usage, cost_usd
+from pipeline.money import PriceTable, Tier, Usage, cost_usd
 from pipeline.planning.costs import OutputHistory, expected_usage
 from pipeline.planning.planner import Plan
-from pipeline.prompts.profiles import Profile
+from pipeline.prompts import Profile
 
 Mode = Literal["realtime", "flex", "batch"]
 RunMode = Literal["realtime", "flex", "batch", "auto"]

@@ -15,11 +15,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pipeline.money.cachepolicy import PromptCachePolicy
-from pipeline.money.pricing import base_model_name
+from pipeline.money import PromptCachePolicy, base_model_name
 from pipeline.planning.breakpoints import plan_breakpoints, prewarm_positions
 from pipeline.planning.tree import build_tree, cacheable, threshold
-from pipeline.prompts.requests import REQUEST_OVERHEAD_TOKENS, RenderedRequest
+from pipeline.prompts import REQUEST_OVERHEAD_TOKENS, RenderedRequest
 
 # In a bucket's registry: the node is already cached from an earlier chunk (the key is warm).
 _WARM = -1

@@ -14,13 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.money.cachepolicy import PromptCachePolicy
+from pipeline.money import PromptCachePolicy
 from pipeline.planning.advice import PrefixAdvice, prefix_advice
 from pipeline.planning.shape import lifetime_for
-from pipeline.prompts.articlejob import ArticleJob
-from pipeline.prompts.profiles import Profile
-from pipeline.prompts.render import render
-from pipeline.prompts.requests import Layout, RenderedRequest
+from pipeline.prompts import ArticleJob, Layout, Profile, RenderedRequest, render
 
 GENERAL = "general"
 

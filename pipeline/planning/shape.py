@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pipeline.money.cachepolicy import PromptCachePolicy
+from pipeline.money import PromptCachePolicy
 from pipeline.planning.planner import Plan, PlannedRequest
-from pipeline.prompts.profiles import Profile
-from pipeline.prompts.requests import CacheFields, RenderedRequest
+from pipeline.prompts import CacheFields, Profile, RenderedRequest
 
 
 def lifetime_for(profile: Profile, policy: PromptCachePolicy) -> str | None:

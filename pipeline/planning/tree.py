@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pipeline.prompts.requests import RenderedRequest, digest
+from pipeline.prompts import RenderedRequest, digest
 
 
 def threshold(min_cacheable: int, step: int) -> int:

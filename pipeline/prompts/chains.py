@@ -20,10 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
-from pipeline.planning import Plan, cacheable
 from pipeline.prompts.articlejob import ArticleJob
 from pipeline.prompts.profiles import Profile
-from pipeline.prompts.render import article_text, format_segment, job_text, render, segment
+from pipeline.prompts.rendering import article_text, format_segment, job_text, render, segment
 from pipeline.prompts.requests import (
     MESSAGE_OVERHEAD_TOKENS,
     REQUEST_OVERHEAD_TOKENS,
@@ -166,32 +165,3 @@ def followers_of(profiles: Mapping[str, Profile]) -> dict[str, tuple[str, ...]]:
         if profile.follows is not None:
             found.setdefault(profile.follows, []).append(task)
     return {task: tuple(sorted(children)) for task, children in found.items()}
-
-
-def follow_parents(
-    chunk_plan: Plan,
-    chained: Mapping[int, ChainedRequest],
-    explicit_models: frozenset[str] = frozenset(),
-) -> Plan:
-    """Send chained requests with their parent's cache key, expecting its prompt cached.
-
-    The parent wrote its whole prompt to the cache of the machine its key routed to; the
-    child's prefix is that prompt, so the child goes to the same key and waits for nothing.
-    On ``explicit_models`` (GPT-5.6+) caches are written only at breakpoints and the key does
-    not route: there the child keeps what the planner gave it (the breakpoints it shares).
-    """
-    planned = []
-    expected = 0
-    for p in chunk_plan.requests:
-        explicit = p.prewarm or p.request.model in explicit_models
-        child = None if explicit else chained.get(p.request.job_id)
-        if child is not None and child.parent_cache_key is not None:
-            p = replace(
-                p,
-                cache_key=child.parent_cache_key,
-                wait_for=None,
-                expected_cached_tokens=cacheable(child.parent_prompt_tokens),
-            )
-        planned.append(p)
-        expected += p.expected_cached_tokens
-    return replace(chunk_plan, requests=tuple(planned), expected_cached_tokens=expected)

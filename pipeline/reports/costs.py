@@ -36,9 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from pipeline.db.models import Run
-from pipeline.db.runs import run_totals
-from pipeline.db.types import SCALE
+from pipeline.db import SCALE, Run, run_totals
 from pipeline.errors import InputError
 
 Dimension = Literal["day", "model", "task", "run", "section", "batch", "tier"]

@@ -30,7 +30,7 @@ from typing import Any, TextIO
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
-from pipeline.db.models import GENERATION_STATUSES, Article, Generation, Job
+from pipeline.db import GENERATION_STATUSES, Article, Generation, Job
 from pipeline.errors import InputError
 from pipeline.reports.costs import parse_day, usd_text
 

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.db.engine import make_engine, require_migrated, session_factory
+from pipeline.db import make_engine, require_migrated, session_factory
 from pipeline.errors import ConfigError, PricingError
-from pipeline.money.cachepolicy import PromptCachePolicy
-from pipeline.money.pricing import PriceTable, Tier, base_model_name, load_pricing
-from pipeline.planning.shape import lifetime_problem
-from pipeline.prompts.profiles import Profile, load_profiles
+from pipeline.money import PriceTable, PromptCachePolicy, Tier, base_model_name, load_pricing
+from pipeline.planning import lifetime_problem
+from pipeline.prompts import Profile, load_profiles
 from pipeline.settings import Settings
 
 

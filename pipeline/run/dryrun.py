@@ -15,30 +15,26 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from pipeline.db.jobs import queued_count
-from pipeline.db.queries import output_history, peek_queued
-from pipeline.limits.pacing import paced_rpm
-from pipeline.money.cachepolicy import PromptCachePolicy
+from pipeline.db import output_history, peek_queued, queued_count
+from pipeline.limits import paced_rpm
+from pipeline.money import PromptCachePolicy
 from pipeline.planning import (
     Forecast,
+    ModeChoice,
+    ModelLoad,
     PrefixAdvice,
     choose_layouts,
+    choose_modes,
+    for_mode,
     forecast,
+    loads_of,
+    merge_loads,
     plan,
     prefix_advice,
 )
-from pipeline.planning.modes import (
-    ModeChoice,
-    ModelLoad,
-    choose_modes,
-    for_mode,
-    loads_of,
-    merge_loads,
-)
-from pipeline.prompts.render import render
-from pipeline.prompts.requests import Layout
+from pipeline.prompts import Layout, render
 from pipeline.run.config import load_config, runnable_tasks
-from pipeline.run.runner import RunOptions
+from pipeline.run.summary import RunOptions
 from pipeline.settings import Settings
 
 DEFAULT_PLANNED_RPM = 600.0

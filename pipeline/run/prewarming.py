@@ -13,10 +13,10 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from pipeline.client.api import APIResult
-from pipeline.db.models import Generation
-from pipeline.money.pricing import PriceTable, cost_usd, tier_of
-from pipeline.prompts.requests import RenderedRequest
+from pipeline.client import APIResult
+from pipeline.db import Generation
+from pipeline.money import PriceTable, cost_usd, tier_of
+from pipeline.prompts import RenderedRequest
 from pipeline.run.recording import list_price
 
 PREWARM_STATUS = "prewarm"

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from pipeline.db.models import Generation
-from pipeline.db.runs import RunTotals
+from pipeline.db import Generation, RunTotals
 
 # The "current" rate: results over about the last minute (at least MIN_SPAN_S of data).
 RATE_WINDOW_S = 60.0

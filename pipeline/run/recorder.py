@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from pipeline.db.outcomes import OutcomeRow
+from pipeline.db import OutcomeRow
 from pipeline.errors import DatabaseError
 from pipeline.run.dbthread import DatabaseThread
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from pipeline.client.api import APIResult
-from pipeline.db.models import Generation
-from pipeline.money.pricing import PriceTable, Tier, TierPrice, Usage, cost_usd, tier_of
-from pipeline.prompts.requests import RenderedRequest
+from pipeline.client import APIResult
+from pipeline.db import Generation
+from pipeline.money import PriceTable, Tier, TierPrice, Usage, cost_usd, tier_of
+from pipeline.prompts import RenderedRequest
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def list_price(price: TierPrice) -> TierPrice:
 
 
 def _validated_json(text: str, schema: Any) -> tuple[dict[str, Any] | None, str | None]:
-    from pipeline.client.responses import validate_json_output
+    from pipeline.client import validate_json_output
 
     parsed, error = validate_json_output(text, schema)
     if error is not None:

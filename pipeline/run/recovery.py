@@ -14,9 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.db import jobs
-from pipeline.db.models import Generation
-from pipeline.db.procs import pid_alive
+from pipeline.db import Generation, jobs, pid_alive
 from pipeline.run.journal import dead_files, generation_record
 from pipeline.run.recording import Verdict
 

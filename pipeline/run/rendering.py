@@ -11,12 +11,17 @@ from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.db.queries import parent_outputs
-from pipeline.prompts.articlejob import ArticleJob
-from pipeline.prompts.chains import ChainedRequest, ParentOutput, render_child
-from pipeline.prompts.profiles import Profile
-from pipeline.prompts.render import render
-from pipeline.prompts.requests import Layout, RenderedRequest
+from pipeline.db import parent_outputs
+from pipeline.prompts import (
+    ArticleJob,
+    ChainedRequest,
+    Layout,
+    ParentOutput,
+    Profile,
+    RenderedRequest,
+    render,
+    render_child,
+)
 
 log = logging.getLogger("contentgen.render")
 

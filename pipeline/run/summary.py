@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from pipeline.db.runs import RunTotals
+from pipeline.db import RunTotals
 
 
 @dataclass(frozen=True)

@@ -25,16 +25,22 @@ formula the forecast shares).
 
 from __future__ import annotations
 
-from pipeline.simulator.config import SimulatorConfig
+from pipeline.simulator.config import (
+    RATELIMIT_TOKENS_HELP,
+    SimulatorConfig,
+    parse_ratelimit_tokens,
+)
 from pipeline.simulator.prompt import count_input_tokens, prompt_token_ids
 from pipeline.simulator.server import SimulatorServer, serve_forever
 from pipeline.simulator.state import SimulatorState
 
 __all__ = [
+    "RATELIMIT_TOKENS_HELP",
     "SimulatorConfig",
     "SimulatorServer",
     "SimulatorState",
     "count_input_tokens",
+    "parse_ratelimit_tokens",
     "prompt_token_ids",
     "serve_forever",
 ]

@@ -20,11 +20,12 @@ from typing import Any, NoReturn
 from aiohttp import web
 from pydantic import ValidationError
 
-from pipeline.money.pricing import Tier
+from pipeline.money import Tier
 from pipeline.simulator import apierrors
 from pipeline.simulator.apierrors import SimAPIError
 from pipeline.simulator.batch_routes import add_batch_routes
-from pipeline.simulator.state import Execution, SimulatorState
+from pipeline.simulator.execution import Execution
+from pipeline.simulator.state import SimulatorState
 from pipeline.simulator.streaming import stream_response
 
 STATE: web.AppKey[SimulatorState] = web.AppKey("state", SimulatorState)

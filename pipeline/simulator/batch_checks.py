@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.errors import PricingError
-from pipeline.money.pricing import PriceTable, base_model_name
+from pipeline.money import PriceTable, base_model_name
 
 
 def _error(code: str, line: int, message: str, param: str | None) -> dict[str, Any]:

@@ -22,18 +22,38 @@ import random
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pipeline.errors import PricingError
+from pipeline.money import PriceTable, Tier
 from pipeline.simulator import apierrors
 from pipeline.simulator.apierrors import SimAPIError
 from pipeline.simulator.batch_checks import validate_lines
-from pipeline.simulator.faults import NO_FAULT
+from pipeline.simulator.clock import SimClock
+from pipeline.simulator.config import SimulatorConfig
+from pipeline.simulator.execution import Execution
+from pipeline.simulator.faults import NO_FAULT, Fault
 from pipeline.simulator.files import FileStore
+from pipeline.simulator.ledger import Ledger
 from pipeline.simulator.prompt import count_input_tokens
+from pipeline.simulator.responses import Prepared
 
-if TYPE_CHECKING:
-    from pipeline.simulator.state import SimulatorState
+
+class RequestLifeCycle(Protocol):
+    """What batches need of the simulator's state (``state.SimulatorState``): its clock, config,
+    prices and ledger, and the request life cycle that realtime requests go through too."""
+
+    clock: SimClock
+    config: SimulatorConfig
+    prices: PriceTable
+    ledger: Ledger
+
+    def prepare(self, body: Any) -> Prepared: ...
+
+    def execute(self, prep: Prepared, fault: Fault, *, overflow: bool = True) -> Execution: ...
+
+    def complete(self, execution: Execution, tier: Tier | None = None) -> dict[str, Any]: ...
+
 
 WINDOW_S = 24 * 3600
 ACTIVE = frozenset({"validating", "in_progress", "finalizing", "cancelling"})
@@ -118,7 +138,7 @@ def _usage_object(usage: dict[str, int]) -> dict[str, Any]:
 class BatchService:
     """Files and batches of one simulator."""
 
-    def __init__(self, state: SimulatorState) -> None:
+    def __init__(self, state: RequestLifeCycle) -> None:
         self._state = state
         self.files = FileStore()
         self.batches: OrderedDict[str, Batch] = OrderedDict()
@@ -378,7 +398,7 @@ def _prompt_tokens(line: dict[str, Any]) -> int:
         return 0
 
 
-def _batch_caches(state: SimulatorState, model: str) -> bool:
+def _batch_caches(state: RequestLifeCycle, model: str) -> bool:
     try:
         return state.prices.price(model, "batch").cached_input is not None
     except PricingError:

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from pipeline.money.cachepolicy import CachePolicySpec, PromptCachePolicy, resolve
-from pipeline.money.pricing import PriceTable
+from pipeline.money import CachePolicySpec, PriceTable, PromptCachePolicy, resolve_policy
 from pipeline.simulator import apierrors
 from pipeline.simulator.apierrors import SimAPIError
 from pipeline.simulator.prompt import BREAKPOINT_PARTS, Breakpoint, RenderedPrompt
@@ -48,7 +47,7 @@ def policy_for(
     spec = CachePolicySpec(
         regime="grid", min_prefix=min_prefix, step=step, retention=("in_memory", "24h")
     )
-    return resolve(model, spec, Decimal(1))
+    return resolve_policy(model, spec, Decimal(1))
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,7 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 
-from pipeline.money.cachepolicy import PromptCachePolicy
-from pipeline.money.pricing import PriceTable, base_model_name
+from pipeline.money import PriceTable, PromptCachePolicy, base_model_name
 from pipeline.simulator.breakpoints import BreakpointCache, Entry, PlannedWrite
 from pipeline.simulator.cacheoptions import CacheRequest, policy_for
 from pipeline.simulator.clock import SimClock

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.errors import ConfigError
-from pipeline.money.pricing import base_model_name
+from pipeline.money import base_model_name
 
 
 class SimulatorConfig(BaseModel):

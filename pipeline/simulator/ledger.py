@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from pipeline.money.pricing import PriceTable, Tier, Usage
+from pipeline.money import PriceTable, Tier, Usage
 
 STATUSES = ("completed", "incomplete", "failed", "429", "4xx", "5xx", "dropped")
 CACHE_FIGURES = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.money.pricing import base_model_name
+from pipeline.money import base_model_name
 
 _REASONING = re.compile(r"^(o1|o3|o4|gpt-5)")
 # gpt-5.1 and later default to effort "none", where temperature/top_p are accepted (§4).

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from pipeline.prompts.tokens import encoding_name, get_encoding
+from pipeline.prompts import encoding_name, get_encoding
 from pipeline.simulator.models import default_effort
 
 PER_REQUEST_TOKENS = 3

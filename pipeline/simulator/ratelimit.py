@@ -23,8 +23,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipeline.money.pricing import base_model_name
-from pipeline.prompts.tokens import encoding_name, get_encoding
+from pipeline.money import base_model_name
+from pipeline.prompts import encoding_name, get_encoding
 from pipeline.simulator.apierrors import SimAPIError
 from pipeline.simulator.clock import SimClock
 from pipeline.simulator.config import SimulatorConfig

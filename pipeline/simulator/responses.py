@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import PricingError
-from pipeline.money.pricing import PriceTable, Tier
+from pipeline.money import PriceTable, Tier
 from pipeline.simulator import apierrors
 from pipeline.simulator.apierrors import SimAPIError
 from pipeline.simulator.cacheoptions import CacheRequest, cache_request, policy_for

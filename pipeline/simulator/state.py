@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.money.pricing import PriceTable, Tier, Usage, load_pricing
+from pipeline.money import PriceTable, Tier, load_pricing
 from pipeline.settings import get_settings, packaged_config_dir
-from pipeline.simulator.caching import CacheLookup, PromptCache
+from pipeline.simulator.batches import BatchService
+from pipeline.simulator.caching import PromptCache
 from pipeline.simulator.clock import SimClock
 from pipeline.simulator.config import SimulatorConfig
+from pipeline.simulator.execution import Execution
 from pipeline.simulator.faults import Fault, FaultInjector
 from pipeline.simulator.ledger import Ledger
 from pipeline.simulator.prompt import History, assistant_ids
@@ -52,46 +54,6 @@ def resolve_pricing_path(config: SimulatorConfig) -> Path:
     return packaged_config_dir() / "pricing.toml"
 
 
-@dataclass
-class Execution:
-    """One admitted request in flight: where it was routed, what it will answer, how slowly."""
-
-    prep: Prepared
-    ids: OutputIds
-    created_at: int
-    lookup: CacheLookup
-    generation: Generation
-    ttft_s: float
-    total_s: float
-    reasoning_s: float = 0.0
-
-    @property
-    def cached_tokens(self) -> int:
-        """Cached input tokens found at arrival."""
-        return self.lookup.cached_tokens
-
-    @property
-    def cache_write_tokens(self) -> int:
-        """Input tokens this request writes to the prompt cache (breakpoints regime)."""
-        return self.lookup.cache_write_tokens
-
-    @property
-    def status(self) -> str:
-        """``completed`` or ``incomplete``."""
-        return "incomplete" if self.generation.incomplete else "completed"
-
-    def usage(self) -> Usage:
-        """Token counts as billed."""
-        gen = self.generation
-        return Usage(
-            self.prep.input_tokens,
-            self.cached_tokens,
-            gen.output_tokens,
-            gen.reasoning_tokens,
-            self.cache_write_tokens,
-        )
-
-
 @dataclass(frozen=True)
 class StoredResponse:
     """A response kept for ``GET /v1/responses/{id}`` and ``previous_response_id``.
@@ -114,9 +76,6 @@ class SimulatorState:
         self._build()
 
     def _build(self) -> None:
-        # Imported here: batches imports this module for the request life cycle.
-        from pipeline.simulator.batches import BatchService
-
         self.ledger = Ledger(self.prices)
         self.cache = PromptCache(self.config, self.clock, self.prices)
         self.limiter = RateLimiter(self.config, self.clock)

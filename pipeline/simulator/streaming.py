@@ -19,8 +19,9 @@ from typing import Any
 
 from aiohttp import web
 
+from pipeline.simulator.execution import Execution
 from pipeline.simulator.responses import message_item, reasoning_item, response_object
-from pipeline.simulator.state import Execution, SimulatorState
+from pipeline.simulator.state import SimulatorState
 from pipeline.simulator.text import deltas
 
 _OBFUSCATION = "q8Zk2LmX0vRt7bYw4NcP9sJd1HfGa6Ue"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from pipeline.prompts.tokens import encoding_for
+from pipeline.prompts import encoding_for
 from pipeline.simulator.models import EFFORT_TOKENS
 from pipeline.simulator.schema import SchemaInstance
 from pipeline.simulator.vocabulary import WORDS

@@ -24,8 +24,8 @@ import httpx
 import pytest
 
 from pipeline.db.engine import make_engine, session_factory
-from pipeline.db.jobs import enqueue
 from pipeline.db.migrate import upgrade
+from pipeline.db.queue import enqueue
 from pipeline.intake.reader import ArticleIn
 from pipeline.simulator.server import SimulatorServer
 from tests.flows.support import REPO

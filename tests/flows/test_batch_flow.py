@@ -11,7 +11,7 @@ from flows.batch import _label_of, execute_batch, trigger_of
 from flows.chunks import RunContext
 from flows.parameters import BatchParameters
 from flows.reporting import excerpt, outcome_message
-from pipeline.db import jobs
+from pipeline.db import queue
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.models import Run
 from pipeline.settings import Settings
@@ -122,7 +122,7 @@ def test_progress_results_and_the_outcome_message(settings: Settings) -> None:
     says what came of the run."""
     engine = make_engine(settings.database_url)
     with session_factory(engine)() as session:
-        jobs.enqueue(session, [article("spring", n) for n in range(2)], ["summary", "headline"])
+        queue.enqueue(session, [article("spring", n) for n in range(2)], ["summary", "headline"])
         session.commit()
     engine.dispose()
     run = RowWritingRun(settings.database_url, [[SUMMARY, HEADLINE], [SUMMARY, FAILED]])

@@ -1,0 +1,199 @@
+"""The send path of a run: one planned request to the API, its outcome judged and journalled.
+
+Each request gets its prompt-cache fields, waits for its key's pace (when paced) and its
+budget reservation (when capped), goes through the client stack, and its outcome becomes a
+generation. A paid answer is written to the journal before it is handed to the recorder, so
+nothing paid is lost however the run ends. An outcome that is not the job's fault (a fatal
+error, the stop itself) records nothing and leaves the job to be released untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from pipeline.client import Outcome, RunStopping
+from pipeline.db import OutcomeRow
+from pipeline.errors import FatalAPIError, PermanentAPIError
+from pipeline.limits import KEY_RPM, Pacer
+from pipeline.money import worst_case_cost
+from pipeline.planning import PlannedRequest, cache_fields, request_key
+from pipeline.run.context import RunContext, log
+from pipeline.run.prewarming import prewarm_generation
+from pipeline.run.recording import Verdict, failure, judge
+from pipeline.run.recovery import journal_entry
+
+
+class Sender:
+    """Sends planned requests for one run (see the module docstring)."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self._key_pacers: dict[str, Pacer] = {}
+
+    async def _reserve(self, amount: Decimal) -> bool:
+        """Reserve ``amount`` of the budget, waiting while in-flight reservations may free room.
+
+        Worst cases are reserved, and actual costs are usually far lower, so a request that does
+        not fit now may fit once in-flight ones settle; give up only when nothing is reserved.
+        """
+        ctx = self.ctx
+        assert ctx.budget is not None
+        while not ctx.budget.reserve(amount):
+            if ctx.budget.reserved_usd <= 0 or ctx.stop_event.is_set():
+                return False
+            ctx.settled.clear()
+            await ctx.settled.wait()
+        return True
+
+    def _settle(self, reserved: Decimal, cost_usd: Decimal) -> None:
+        if self.ctx.budget is not None:
+            self.ctx.budget.settle(reserved, cost_usd)
+            self.ctx.settled.set()
+
+    def body(self, planned: PlannedRequest) -> tuple[dict[str, Any], str | None]:
+        """The request body with its model's prompt-cache fields, and the key it carries."""
+        ctx = self.ctx
+        request = planned.request
+        policy = ctx.config.policies.get(request.model) or ctx.config.prices.policy(request.model)
+        key = request_key(planned, policy, ctx.st.run_id, ctx.options.batch_label)
+        return request.body(prompt_cache_key=key, cache=cache_fields(planned, policy)), key
+
+    async def send(self, planned: PlannedRequest) -> None:
+        """Send one planned request (or prewarm) and hand its outcome to the recorder."""
+        if planned.prewarm:
+            await self._prewarm(planned)
+            return
+        ctx = self.ctx
+        request = planned.request
+        profile = request.profile
+        body, key = self.body(planned)
+        planned = replace(planned, cache_key=key)
+        if ctx.paced_rpm is not None and planned.bucket is not None and key is not None:
+            # Each routing key at its own steady rate: a burst released by a primer must not
+            # push one key past what its cache machine takes.
+            pacer = self._key_pacers.get(key)
+            if pacer is None:
+                pacer = self._key_pacers[key] = Pacer(KEY_RPM)
+            await pacer.wait()
+            if ctx.stop_event.is_set():
+                return  # not sent: the job stays held and is released at the end
+        reserved = Decimal(0)
+        if ctx.budget is not None:
+            reserved = worst_case_cost(request, ctx.config.prices)
+            if not await self._reserve(reserved):
+                # Not sent: the job stays held and is released to the queue at the end.
+                ctx.stop("budget")
+                return
+        ctx.progress.started()
+        outcome: Outcome = await ctx.client.generate(
+            body,
+            estimated_tokens=request.estimated_tokens,
+            stream=profile.stream,
+            cache_enabled=profile.cache.enabled,
+            cache_ttl_s=profile.cache.ttl_s,
+            job_id=request.job_id,
+        )
+        if self._unsent(outcome.error):
+            self._settle(reserved, Decimal(0))
+            return  # not the job's fault: it stays held and is released untouched
+        verdict = self._judge(planned, outcome)
+        self._settle(reserved, verdict.generation.cost_usd)
+        paid = outcome.result is not None and not outcome.from_cache
+        entry = self._journal_write(verdict) if paid else None
+        g = verdict.generation
+        ctx.recorder_().add(
+            OutcomeRow(
+                g,
+                succeeded=verdict.succeeded,
+                permanent=verdict.permanent,
+                error=verdict.error,
+                article_id=verdict.article_id,
+                followers=ctx.followers.get(g.task, ()),
+            ),
+            entry,
+        )
+        if g.status in ("completed", "incomplete") and not g.from_cache:
+            ctx.st.learn_output(request.task, request.model, g.output_tokens or 0)
+
+    async def _prewarm(self, planned: PlannedRequest) -> None:
+        """Send a prewarm and record what it cost; its group's requests wait for it."""
+        ctx = self.ctx
+        body, key = self.body(planned)
+        reserved = Decimal(0)
+        if ctx.budget is not None:
+            reserved = worst_case_cost(planned.request, ctx.config.prices)
+            if not await self._reserve(reserved):
+                ctx.stop("budget")
+                return
+        outcome: Outcome = await ctx.client.generate(
+            body,
+            estimated_tokens=planned.prompt_tokens,
+            stream=False,
+            cache_enabled=False,
+            cache_ttl_s=None,
+            job_id=planned.request.job_id,
+        )
+        if self._unsent(outcome.error):
+            self._settle(reserved, Decimal(0))
+            return
+        if outcome.result is None:
+            log.warning("prewarm for group %s failed: %s", planned.group, outcome.error)
+        generation = prewarm_generation(
+            planned.request,
+            outcome.result,
+            run_id=ctx.st.run_id,
+            prices=ctx.config.prices,
+            cache_key=key,
+            attempts=outcome.attempts,
+            error=None
+            if outcome.error is None
+            else f"{type(outcome.error).__name__}: {outcome.error}",
+        )
+        self._settle(reserved, generation.cost_usd)
+        entry = None
+        if outcome.result is not None:
+            entry = self._journal_write(
+                Verdict(generation, succeeded=False, permanent=False, error=None)
+            )
+        ctx.recorder_().add(OutcomeRow(generation, succeeded=False, job_outcome=False), entry)
+
+    def _unsent(self, error: BaseException | None) -> bool:
+        """True when a request ended for a reason outside its job: a fatal error (the run
+        stops) or the stop itself. Nothing is recorded and the job keeps its attempts."""
+        if isinstance(error, FatalAPIError):
+            self.ctx.fatal(error)
+            return True
+        return isinstance(error, RunStopping)
+
+    def _journal_write(self, verdict: Verdict) -> str | None:
+        journal = self.ctx.journal
+        if journal is None:
+            return None
+        g = verdict.generation
+        return journal.write(journal_entry(verdict, self.ctx.followers.get(g.task, ())))
+
+    def _judge(self, planned: PlannedRequest, outcome: Outcome) -> Verdict:
+        ctx = self.ctx
+        request = planned.request
+        if outcome.result is not None:
+            return judge(
+                request,
+                outcome.result,
+                run_id=ctx.st.run_id,
+                prices=ctx.config.prices,
+                attempts=outcome.attempts,
+                from_cache=outcome.from_cache,
+                cache_key=planned.cache_key,
+            )
+        error = outcome.error
+        permanent = isinstance(error, PermanentAPIError)
+        return failure(
+            request,
+            f"{type(error).__name__}: {error}",
+            run_id=ctx.st.run_id,
+            attempts=outcome.attempts,
+            cache_key=planned.cache_key,
+            permanent=permanent,
+        )
