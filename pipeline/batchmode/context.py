@@ -90,6 +90,7 @@ def line_of(
         layout=request.layout,
         cache_key=cache_key,
         data=batch_line(cid, body),
+        profile_version=request.profile.version,
     )
 
 

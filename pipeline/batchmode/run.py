@@ -28,10 +28,10 @@ from pipeline.batchmode.poll import follow
 from pipeline.batchmode.remote import BatchAPI, OpenAIBatchAPI
 from pipeline.batchmode.submit import Submitted, submit_queued
 from pipeline.client import RetryPolicy, make_sdk_client
-from pipeline.db import RunTotals, close_run, jobs, leases, open_run
+from pipeline.db import RunTotals, close_run, jobs, leases, open_run, record_versions
 from pipeline.errors import InputError, PricingError
 from pipeline.planning import offers
-from pipeline.run import Config, RunOptions, load_config
+from pipeline.run import Config, RunOptions, load_config, version_rows
 from pipeline.settings import Settings
 
 # Jobs claimed per chunk of a Batch API file (they wait in the batch anyway).
@@ -144,6 +144,7 @@ async def run_batch_mode_async(
         leases.requeue_expired(session, max_attempts=settings.max_attempts)
         if follows:
             jobs.release_ready_followers(session, follows)
+        record_versions(session, version_rows(config.profiles))
         run_id = open_run(
             session,
             kind=options.kind,

@@ -8,11 +8,13 @@ reads every referenced file once, so rendering never touches the disk.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +22,7 @@ from jsonschema import exceptions as schema_exceptions
 from jsonschema import validators
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipeline.checks import CheckSet, ChecksSpec, GraderSpec, banned_phrases
 from pipeline.errors import ConfigError, TemplateError
 from pipeline.tomlfile import decode_utf8, load_model
 
@@ -32,6 +35,10 @@ PromptCacheLifetime = Literal["auto", "default", "in_memory", "24h", "30m"]
 # The prompt_cache_key of GPT-5.6+ requests, where it only labels usage: per run, per batch
 # label, or none. (Before GPT-5.6 the key routes requests and the planner chooses it.)
 AccountingKey = Literal["run", "batch", "none"]
+# Who signs an output off: an editor (it starts `pending`), or nobody (`auto`).
+ReviewMode = Literal["editor", "none"]
+# `summary@3f2a9c1`: a task and the first characters of its profile version.
+SHORT_VERSION = 7
 # Values that differ per job: they may only appear in the per-job part.
 JOB_FIELDS = ("title", "section", "url", "published_at", "source_id", "task")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -131,6 +138,14 @@ class ProfileSpec(BaseModel):
     )
     follows: str | None = Field(default=None, description="Task whose output this one continues.")
     chain_via: Literal["history", "previous_response_id"] = "history"
+    checks: ChecksSpec | None = Field(default=None, description="Checks of every output.")
+    review: ReviewMode = Field(default="editor", description="'none': outputs need no sign-off.")
+    enabled: bool = Field(
+        default=True, description="false: enqueued only when named (`--tasks`), e.g. a grader."
+    )
+    grader: GraderSpec | None = Field(
+        default=None, description="This task grades the task it follows."
+    )
 
     @field_validator("job_template")
     @classmethod
@@ -154,6 +169,11 @@ class ProfileSpec(BaseModel):
             raise ValueError(f"{self.model} is not a reasoning model: remove reasoning_*")
         if self.chain_via == "previous_response_id" and not self.store:
             raise ValueError("chain_via = 'previous_response_id' needs store = true")
+        if self.grader is not None:
+            if self.follows is None:
+                raise ValueError("a grader follows the task it grades: set 'follows'")
+            if self.output_schema_file is None:
+                raise ValueError("a grader answers in JSON: set 'output_schema_file'")
         return self
 
 
@@ -212,11 +232,73 @@ class Profile:
     chain_via: str
     prompt_cache_lifetime: PromptCacheLifetime = "auto"
     accounting_key: AccountingKey = "run"
+    checks: CheckSet | None = None
+    review: ReviewMode = "editor"
+    enabled: bool = True
+    grader: GraderSpec | None = None
 
     @property
     def is_reasoning(self) -> bool:
         """True for o-series and gpt-5 family models."""
         return is_reasoning_model(self.model)
+
+    def definition(self) -> dict[str, Any]:
+        """Everything that shapes this task's requests and judges its outputs: the texts
+        (instructions, contexts, job template), the model, sampling or reasoning settings, the
+        budgets, the output schema, the chain and the checks. The profile version hashes it.
+
+        Left out, because they change how a request travels or is billed, never what it asks:
+        streaming, ``store``, the service tier (so realtime, flex and batch share a version),
+        the response and prompt cache settings; and ``review`` and ``enabled``.
+        """
+        return {
+            "task": self.task,
+            "model": self.model,
+            "instructions": self.instructions,
+            "contexts": [
+                {
+                    "name": c.name,
+                    "text": c.text,
+                    "by_section": dict(sorted(c.by_section.items())),
+                    "fallback": c.fallback,
+                }
+                for c in self.contexts
+            ],
+            "job_template": self.job_template,
+            "parts": list(self.parts) if self.parts is not None else None,
+            "layout": self.layout,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_output_tokens": self.max_output_tokens,
+            "reasoning_effort": self.reasoning_effort,
+            "reasoning_summary": self.reasoning_summary,
+            "output_schema": dict(self.output_schema) if self.output_schema is not None else None,
+            "schema_name": self.schema_name,
+            "article_token_budget": self.article_token_budget,
+            "input_token_budget": self.input_token_budget,
+            "follows": self.follows,
+            "chain_via": self.chain_via,
+            "checks": self.checks.definition() if self.checks is not None else None,
+            "grader": self.grader.model_dump() if self.grader is not None else None,
+        }
+
+    @cached_property
+    def version(self) -> str:
+        """The profile version: SHA-256 of ``definition()`` as canonical JSON (64 hex)."""
+        canonical = json.dumps(
+            self.definition(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    @property
+    def version_label(self) -> str:
+        """``summary@3f2a9c1``: how people see the version."""
+        return version_label(self.task, self.version)
+
+
+def version_label(task: str, version: str | None) -> str:
+    """``task@<first 7 characters of version>`` (``task@?`` for outputs stored before versions)."""
+    return f"{task}@{version[:SHORT_VERSION] if version else '?'}"
 
 
 def check_parts(task: str, parts: tuple[Part, ...], instructions: str) -> None:
@@ -323,6 +405,23 @@ def _load_profile(
     if spec.output_schema_file is not None:
         schema = _load_schema(config_dir / spec.output_schema_file, f"{where}.output_schema_file")
     parts = tuple(spec.parts) if spec.parts is not None else None
+    checks = None
+    if spec.checks is not None:
+        phrases = None
+        if spec.checks.banned_file is not None:
+            banned = _read_text(config_dir / spec.checks.banned_file, f"{where}.checks.banned_file")
+            phrases = banned_phrases(banned)
+        checks = CheckSet.from_spec(spec.checks, phrases)
+    if spec.grader is not None:
+        assert schema is not None  # ProfileSpec requires it
+        missing_criteria = [
+            c for c in spec.grader.criteria if c not in schema.get("properties", {})
+        ]
+        if missing_criteria:
+            raise ConfigError(
+                f"{where}.grader.criteria: {missing_criteria} are not properties of "
+                f"{spec.output_schema_file}"
+            )
     try:
         for candidate in [parts] if parts else [DEFAULT_PARTS[lay] for lay in LAYOUTS]:
             check_parts(task, candidate, instructions)
@@ -353,6 +452,10 @@ def _load_profile(
         chain_via=spec.chain_via,
         prompt_cache_lifetime=spec.prompt_cache_lifetime,
         accounting_key=spec.accounting_key,
+        checks=checks,
+        review=spec.review,
+        enabled=spec.enabled,
+        grader=spec.grader,
     )
 
 

@@ -147,4 +147,5 @@ def render(
         segments=tuple(segments),
         trimmed=trimmed,
         metadata=job_metadata(job),
+        content_hash=job.content_hash,
     )

@@ -90,11 +90,24 @@ class RenderedRequest:
     trimmed: dict[str, int] | None = None
     previous_response_id: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    # The article's content hash the request was rendered from (``ArticleJob.content_hash``).
+    content_hash: str | None = None
+    # A chained request: the generation of the parent it continues (a grader grades it).
+    parent_generation_id: int | None = None
 
     @property
     def model(self) -> str:
         """The model the request goes to."""
         return self.profile.model
+
+    @property
+    def source_text(self) -> str | None:
+        """The article as the model was given it (title, section, body as trimmed), or None
+        when the request does not carry it (a chain through ``previous_response_id``)."""
+        for s in self.segments:
+            if s.kind == "article":
+                return s.text
+        return None
 
     @property
     def prompt_tokens(self) -> int:

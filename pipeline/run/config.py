@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.db import make_engine, require_migrated, session_factory
+from pipeline.db import VersionRow, make_engine, require_migrated, session_factory
 from pipeline.errors import ConfigError, PricingError
 from pipeline.money import PriceTable, PromptCachePolicy, Tier, base_model_name, load_pricing
 from pipeline.planning import lifetime_problem
@@ -110,3 +110,8 @@ def runnable_tasks(
             raise ConfigError(f"no profile for task(s) {unknown}; known: {sorted(profiles)}")
         return requested
     return tuple(profiles)
+
+
+def version_rows(profiles: dict[str, Profile]) -> list[VersionRow]:
+    """The versions of ``profiles`` as rows of ``profile_versions`` (stored once each)."""
+    return [VersionRow(p.version, task, p.model, p.definition()) for task, p in profiles.items()]

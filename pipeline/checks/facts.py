@@ -1,0 +1,250 @@
+"""Numbers, dates and names in an output that the source does not contain.
+
+The rules, with their tolerance (docs/editorial.md repeats them for editors):
+
+- **Numbers** in figures (``1,500``, ``3.2``, ``34th``, ``12%``, ``£4 billion``, ``3.2m``) and in
+  words (``two`` to ``ninety-nine``, optionally with ``hundred``/``thousand``/``million``/
+  ``billion``; ``one`` is not checked, it is too often a pronoun). Each must equal a number of
+  the source, written either way (``four`` matches ``4``). With ``rounding`` an output number
+  may also be the source's rounded to the output's precision: ``2,400`` or ``2.4 thousand`` for
+  ``2,351``, ``51%`` for ``50.6%``, ``3 million`` for ``3,200,000``. Whole numbers under 1,000
+  are never rounded: ``50`` does not match ``46``.
+- **Dates**: an ISO date (``2025-03-04``) matches when the source has its year, its day and its
+  month (by name or number); other date forms are checked as their parts, numbers and month or
+  weekday names.
+- **Names**: every capitalised word must appear in the source, as written or in lower case
+  (so a Title Case headline passes on ordinary words). A capitalised word that starts a
+  sentence is checked only when the next word is capitalised too (``Lilla Varga said``): alone
+  it is as likely an ordinary word as a name. ``I`` is never checked.
+
+Everything here is pure and cheap: the source is indexed once per text (cached), and an output
+is scanned with a few compiled regular expressions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+_MULTIPLIERS = {
+    "thousand": 1e3,
+    "k": 1e3,
+    "million": 1e6,
+    "m": 1e6,
+    "billion": 1e9,
+    "bn": 1e9,
+    "trillion": 1e12,
+}
+_NUMBER = re.compile(
+    r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?:st|nd|rd|th)?"
+    r"(?:\s?(?:%|per ?cent|percent))?"
+    r"(?:\s(thousand|million|billion|trillion)\b|(bn|m|k)\b)?",
+    re.IGNORECASE,
+)
+_UNIT_WORDS = {
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+}
+_TENS_WORDS = {
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+}
+_SCALE_WORDS = {"hundred": 1e2, "thousand": 1e3, "million": 1e6, "billion": 1e9}
+_SPELLED = re.compile(
+    r"\b(?:(" + "|".join(_TENS_WORDS) + r")(?:[- ](" + "|".join(list(_UNIT_WORDS)[1:10]) + r"))?"
+    r"|(" + "|".join(_UNIT_WORDS) + r"))"
+    r"(?:\s(" + "|".join(_SCALE_WORDS) + r"))?\b",
+    re.IGNORECASE,
+)
+_ISO_DATE = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
+_MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
+_WORD = re.compile(r"[^\W\d_][\w'’.\-]*")
+_LOWER_WORDS = re.compile(r"[^\W\d_][\w'’\-]*")
+_SENTENCE_END = frozenset(".!?:;\n•*–—-")
+_OPENERS = frozenset(" \t\"'“‘([")
+_TRAILING = ".-'’"
+_EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class Number:
+    """A number as written: its value and the precision it was written to (for rounding)."""
+
+    text: str
+    value: float
+    precision: float
+
+
+def _digits(match: re.Match[str]) -> Number:
+    whole, decimals, long_scale, short_scale = match.groups()
+    value = float(whole.replace(",", "") + (decimals or ""))
+    scale = _MULTIPLIERS[(long_scale or short_scale).lower()] if long_scale or short_scale else 1.0
+    if decimals:
+        precision = 10.0 ** -(len(decimals) - 1) * scale
+    elif scale > 1:
+        precision = scale
+    else:
+        plain = whole.replace(",", "")
+        zeros = len(plain) - len(plain.rstrip("0"))
+        # Whole numbers under 1,000 are exact: "50" is not a rounding of 46.
+        precision = 10.0**zeros if value >= 1000 and zeros else 1.0
+    return Number(match.group(0).strip(), value * scale, precision)
+
+
+def _spelled(match: re.Match[str]) -> Number:
+    tens, unit, alone, scale_word = match.groups()
+    if tens:
+        value = _TENS_WORDS[tens.lower()] + (_UNIT_WORDS[unit.lower()] if unit else 0)
+    else:
+        value = _UNIT_WORDS[alone.lower()]
+    scale = _SCALE_WORDS[scale_word.lower()] if scale_word else 1.0
+    return Number(match.group(0), value * scale, scale)
+
+
+def _masked(text: str, pattern: re.Pattern[str]) -> str:
+    return pattern.sub(lambda m: " " * len(m.group(0)), text)
+
+
+def numbers(text: str, *, spelled_one: bool = True) -> list[Number]:
+    """Every number of ``text``, in figures and in words (ISO dates left out)."""
+    text = _masked(text, _ISO_DATE)
+    found = [_digits(m) for m in _NUMBER.finditer(text)]
+    for m in _SPELLED.finditer(text):
+        if not spelled_one and (m.group(3) or "").lower() == "one" and not m.group(4):
+            continue
+        found.append(_spelled(m))
+    return found
+
+
+@dataclass(frozen=True)
+class SourceIndex:
+    """What a source offers: its text, its numbers, its words in lower case, its ISO dates."""
+
+    text: str
+    values: tuple[float, ...]
+    lower_words: frozenset[str]
+    lower_text: str
+    iso_dates: frozenset[str]
+
+    def has_number(self, number: Number, *, rounding: bool) -> bool:
+        """Whether the source has ``number`` (or, with ``rounding``, a number it rounds)."""
+        slack = number.precision / 2 + _EPSILON if rounding else _EPSILON
+        return any(abs(value - number.value) <= slack for value in self.values)
+
+    def has_name(self, word: str) -> bool:
+        """Whether the source has ``word`` as written, or in lower case as a word."""
+        return word in self.text or word.lower() in self.lower_words
+
+    def has_iso_date(self, year: str, month: str, day: str) -> bool:
+        """An ISO date: the same text, or its year, day and month (name or number)."""
+        if f"{year}-{month}-{day}" in self.iso_dates:
+            return True
+        values = set(self.values)
+        index = int(month) - 1
+        month_named = 0 <= index < 12 and _MONTHS[index] in self.lower_text
+        return (
+            float(year) in values
+            and float(int(day)) in values
+            and (month_named or float(int(month)) in values)
+        )
+
+
+@lru_cache(maxsize=64)
+def source_index(source: str) -> SourceIndex:
+    """The index of one source text (cached: several tasks read the same article)."""
+    lower = source.lower()
+    return SourceIndex(
+        text=source,
+        values=tuple(n.value for n in numbers(source)),
+        lower_words=frozenset(w.rstrip(_TRAILING) for w in _LOWER_WORDS.findall(lower)),
+        lower_text=lower,
+        iso_dates=frozenset(m.group(0) for m in _ISO_DATE.finditer(source)),
+    )
+
+
+def _sentence_start(text: str, start: int) -> bool:
+    i = start - 1
+    while i >= 0 and text[i] in _OPENERS:
+        i -= 1
+    return i < 0 or text[i] in _SENTENCE_END
+
+
+def _clean(word: str) -> str:
+    for suffix in ("'s", "’s"):
+        if word.endswith(suffix):
+            word = word[: -len(suffix)]
+    return word.rstrip(_TRAILING)
+
+
+def names(text: str) -> list[str]:
+    """The capitalised words of ``text`` that count as names (see the module docstring)."""
+    words = list(_WORD.finditer(text))
+    found: list[str] = []
+    for i, match in enumerate(words):
+        word = match.group(0)
+        if not word[0].isupper() or word == "I":
+            continue
+        if _sentence_start(text, match.start()):
+            following = words[i + 1] if i + 1 < len(words) else None
+            joined = following is not None and text[match.end() : following.start()] == " "
+            if not (joined and following is not None and following.group(0)[0].isupper()):
+                continue
+        cleaned = _clean(word)
+        if cleaned and cleaned != "I":
+            found.append(cleaned)
+    return found
+
+
+def unsupported(output: str, source: str, *, rounding: bool = True) -> list[str]:
+    """What ``output`` states that ``source`` does not: numbers, ISO dates and names, in order
+    of appearance, each once (``"2,500 (number)"``, ``"'Smith' (name)"``)."""
+    index = source_index(source)
+    missing: dict[str, None] = {}
+    for m in _ISO_DATE.finditer(output):
+        if not index.has_iso_date(*m.groups()):
+            missing[f"{m.group(0)} (date)"] = None
+    for number in numbers(output, spelled_one=False):
+        if not index.has_number(number, rounding=rounding):
+            missing[f"{number.text} (number)"] = None
+    for name in names(output):
+        if not index.has_name(name):
+            missing[f"'{name}' (name)"] = None
+    return list(missing)
