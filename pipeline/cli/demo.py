@@ -1,6 +1,6 @@
 """``contentgen demo``: the whole pipeline offline, on the bundled sample articles.
 
-Creates a fresh SQLite database, enqueues ``samples/articles.jsonl`` for every task profile,
+Creates a fresh SQLite database, enqueues ``samples/articles.jsonl`` for every enabled task,
 starts the Responses API simulator in-process (with a binding rate limit and a few injected
 faults, so retries and the limiter are exercised), runs the engine against it through the
 real SDK, and returns the run summary next to what the simulator billed.
@@ -62,14 +62,16 @@ def run_demo(
     url = f"sqlite:///{database}"
     upgrade(url)
     profiles = load_profiles(settings.config_dir)
-    tasks = tasks or list(profiles)
+    # Every enabled task (a grader is off until named); a chained task waits for its parent.
+    tasks = tasks or [task for task, p in profiles.items() if p.enabled]
+    waiting = {task: "waiting" for task, p in profiles.items() if p.follows}
     engine = make_engine(url)
     sessions = session_factory(engine)
     enqueued = 0
     with sessions() as session:
         sync_prices(session, load_pricing(settings.config_dir / "pricing.toml"))
         for chunk in read_chunks(articles):
-            enqueued += queue.enqueue(session, chunk.articles, tasks).accepted
+            enqueued += queue.enqueue(session, chunk.articles, tasks, start_states=waiting).accepted
     sim_config = simulator or SimulatorConfig(
         latency_scale=0.05, fail_rate=0.02, drop_rate=0.01, tpm=400_000, rpm=2_000
     )

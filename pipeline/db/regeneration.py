@@ -159,12 +159,15 @@ def regenerate(
     follows: Mapping[str, str | None] | None = None,
     dry_run: bool = False,
     now: dt.datetime | None = None,
+    commit: bool = True,
 ) -> RegenerateResult:
     """Re-queue the succeeded jobs ``flt`` selects, keeping their generations; commits.
 
     ``follows`` maps a task to the task it follows (profiles' ``follows``): a follower whose
     parent for the same article is regenerated too waits for the parent's new answer.
-    ``dry_run`` counts without changing anything. Raises ``ValueError`` on an empty filter.
+    ``dry_run`` counts without changing anything. ``commit=False`` leaves the transaction
+    open, for a caller that commits the regeneration with its own rows (a rejection). Raises
+    ``ValueError`` on an empty filter.
     """
     if flt.empty:
         raise ValueError("regenerate needs at least one filter")
@@ -187,7 +190,8 @@ def regenerate(
         n_waiting = _update(
             session, waiting, "waiting", "regenerated: waits for its parent's new answer", now
         )
-        session.commit()
+        if commit:
+            session.commit()
     except BaseException:
         session.rollback()
         raise

@@ -88,15 +88,25 @@ def forecast(
     )
 
 
+TOKENS_PER_WORD = 1.3
+WORD_BOUND_SHARE = 0.8
+
+
 def expected_usage(
     planned: PlannedRequest, output_ratio: float = 0.5, history: OutputHistory | None = None
 ) -> Usage:
     """The usage ``planned`` is expected to report (output from ``history``, else at
-    ``output_ratio`` of its cap; capped at ``max_output_tokens``)."""
+    ``output_ratio`` of its cap, or near its checks' word bound when it has one; capped at
+    ``max_output_tokens``)."""
     request = planned.request
     cap = request.profile.max_output_tokens
     known = None if history is None else history.get((request.task, request.model))
     guess = output_ratio * cap if known is None else min(known, cap)
+    checks = request.profile.checks
+    if known is None and checks is not None and checks.max_words is not None:
+        # A task bounded in words writes about that many, whatever its cap: 80% of the bound
+        # at the ~1.3 tokens an English word takes, plus any reasoning inside the ratio's guess.
+        guess = min(guess, WORD_BOUND_SHARE * checks.max_words * TOKENS_PER_WORD)
     output = 0 if planned.prewarm else round(guess)
     return Usage(
         input_tokens=planned.prompt_tokens,

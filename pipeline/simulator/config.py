@@ -74,6 +74,14 @@ class SimulatorConfig(BaseModel):
         default=0.0, ge=0, le=1, description="Extra cut at max_output_tokens (per request hash)."
     )
 
+    # Instruction following (pipeline.simulator.following).
+    obey_rate: float = Field(
+        default=0.85, ge=0, le=1, description="Answers that keep a stated word limit."
+    )
+    hallucination_rate: float = Field(
+        default=0.03, ge=0, le=1, description="Answers with one article figure changed."
+    )
+
     # Prompt caching. The regime, minimum prefix and grid step of a model come from its policy
     # in the price table; cache_min_tokens and cache_block_tokens apply to models without one.
     cache_machines: int = Field(default=8, ge=1, description="Grid regime machines.")

@@ -20,6 +20,7 @@ from pipeline.simulator import apierrors
 from pipeline.simulator.apierrors import SimAPIError
 from pipeline.simulator.cacheoptions import CacheRequest, cache_request, policy_for
 from pipeline.simulator.config import SimulatorConfig
+from pipeline.simulator.following import article_facts, word_limit
 from pipeline.simulator.models import default_effort, is_reasoning_model, sampling_allowed
 from pipeline.simulator.prompt import (
     History,
@@ -241,6 +242,8 @@ def prepare(
         effort=effort if effort != "none" else None,
         summary=summary is not None,
         text_format=fmt,
+        word_limit=word_limit(body),
+        facts=article_facts(body),
     )
     return Prepared(
         body=body,
