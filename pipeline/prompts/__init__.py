@@ -26,6 +26,7 @@ from pipeline.prompts.chains import (
 from pipeline.prompts.profiles import Profile, ReviewMode, load_profiles, version_label
 from pipeline.prompts.rendering import render
 from pipeline.prompts.requests import (
+    MESSAGE_OVERHEAD_TOKENS,
     REQUEST_OVERHEAD_TOKENS,
     CacheFields,
     Layout,
@@ -36,6 +37,7 @@ from pipeline.prompts.requests import (
 from pipeline.prompts.tokens import count_tokens, encoding_for, encoding_name, get_encoding
 
 __all__ = [
+    "MESSAGE_OVERHEAD_TOKENS",
     "REQUEST_OVERHEAD_TOKENS",
     "ArticleJob",
     "CacheFields",
