@@ -102,7 +102,9 @@ def run_checks(
         )
     pattern = checks.banned_pattern
     if pattern is not None:
-        found = list(dict.fromkeys(m.group(0).lower() for m in pattern.finditer(text)))
+        found = list(
+            dict.fromkeys(" ".join(m.group(0).lower().split()) for m in pattern.finditer(text))
+        )
         if found:
             quoted = [f"'{f}'" for f in found]
             results.append(

@@ -13,9 +13,9 @@ The rules, with their tolerance (docs/editorial.md repeats them for editors):
   month (by name or number); other date forms are checked as their parts, numbers and month or
   weekday names.
 - **Names**: every capitalised word must appear in the source, as written or in lower case
-  (so a Title Case headline passes on ordinary words). A capitalised word that starts a
-  sentence is checked only when the next word is capitalised too (``Lilla Varga said``): alone
-  it is as likely an ordinary word as a name. ``I`` is never checked.
+  (so a Title Case headline passes on ordinary words). A word that starts a sentence is not
+  checked: it is as likely an ordinary word as a name; in ``Lilla Varga said`` at a sentence
+  start, ``Varga`` is. ``I`` is never checked.
 
 Everything here is pure and cheap: the source is indexed once per text (cached), and an output
 is scanned with a few compiled regular expressions.
@@ -216,17 +216,13 @@ def _clean(word: str) -> str:
 
 def names(text: str) -> list[str]:
     """The capitalised words of ``text`` that count as names (see the module docstring)."""
-    words = list(_WORD.finditer(text))
     found: list[str] = []
-    for i, match in enumerate(words):
+    for match in _WORD.finditer(text):
         word = match.group(0)
         if not word[0].isupper() or word == "I":
             continue
         if _sentence_start(text, match.start()):
-            following = words[i + 1] if i + 1 < len(words) else None
-            joined = following is not None and text[match.end() : following.start()] == " "
-            if not (joined and following is not None and following.group(0)[0].isupper()):
-                continue
+            continue
         cleaned = _clean(word)
         if cleaned and cleaned != "I":
             found.append(cleaned)

@@ -136,7 +136,7 @@ def follower_forecast(
     model = follower.model
     price = prices.price(model, tier_of(follower.service_tier))
     turn = (
-        count_tokens(follower.instructions, model)
+        count_tokens(follower.instructions_text, model)
         + count_tokens(follower.job_template, model)
         + 3 * MESSAGE_OVERHEAD_TOKENS
     )

@@ -23,7 +23,13 @@ from pipeline.prompts.chains import (
     followers_of,
     render_child,
 )
-from pipeline.prompts.profiles import Profile, ReviewMode, load_profiles, version_label
+from pipeline.prompts.profiles import (
+    SCHEMA_IN_PROMPT,
+    Profile,
+    ReviewMode,
+    load_profiles,
+    version_label,
+)
 from pipeline.prompts.rendering import render
 from pipeline.prompts.requests import (
     MESSAGE_OVERHEAD_TOKENS,
@@ -39,6 +45,7 @@ from pipeline.prompts.tokens import count_tokens, encoding_for, encoding_name, g
 __all__ = [
     "MESSAGE_OVERHEAD_TOKENS",
     "REQUEST_OVERHEAD_TOKENS",
+    "SCHEMA_IN_PROMPT",
     "ArticleJob",
     "CacheFields",
     "ChainedRequest",

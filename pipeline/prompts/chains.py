@@ -64,7 +64,7 @@ def _tokens(segments: list[Segment]) -> int:
 def _turn(profile: Profile, job: ArticleJob) -> list[Segment]:
     model = profile.model
     return [
-        segment("instructions", "developer", profile.instructions, model),
+        segment("instructions", "developer", profile.instructions_text, model),
         segment("job", "user", job_text(job, profile), model),
     ]
 

@@ -13,18 +13,18 @@ import json
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from jsonschema import exceptions as schema_exceptions
-from jsonschema import validators
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.checks import CheckSet, ChecksSpec, GraderSpec, banned_phrases
 from pipeline.errors import ConfigError, TemplateError
-from pipeline.tomlfile import decode_utf8, load_model
+from pipeline.prompts.configfiles import load_context, load_schema, read_text
+from pipeline.prompts.contexts import Context, ContextSpec
+from pipeline.tomlfile import load_model
 
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 Layout = Literal["auto", "instructions_first", "article_first"]
@@ -39,6 +39,8 @@ AccountingKey = Literal["run", "batch", "none"]
 ReviewMode = Literal["editor", "none"]
 # `summary@3f2a9c1`: a task and the first characters of its profile version.
 SHORT_VERSION = 7
+# How a chained task asks for JSON in words (``Profile.schema_in_prompt``).
+SCHEMA_IN_PROMPT = "Answer with one JSON object, and nothing else, that matches this JSON Schema:"
 # Values that differ per job: they may only appear in the per-job part.
 JOB_FIELDS = ("title", "section", "url", "published_at", "source_id", "task")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -78,26 +80,6 @@ class CachePolicy(BaseModel):
 
     enabled: bool = True
     ttl_s: int | None = Field(default=30 * 24 * 3600, ge=1)
-
-
-class ContextSpec(BaseModel):
-    """A shared document: one file for everyone, or one file per article section."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    file: Path | None = None
-    by_section: str | None = Field(
-        default=None, description="Path pattern with {section}, e.g. contexts/sections/{section}.md"
-    )
-    fallback: Path | None = Field(default=None, description="Used when a section has no file.")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ContextSpec:
-        if (self.file is None) == (self.by_section is None):
-            raise ValueError("set exactly one of 'file' or 'by_section'")
-        if self.by_section is not None and "{section}" not in self.by_section:
-            raise ValueError("'by_section' must contain {section}")
-        return self
 
 
 class ProfileSpec(BaseModel):
@@ -187,24 +169,6 @@ class ProfilesFile(BaseModel):
 
 
 @dataclass(frozen=True)
-class Context:
-    """A loaded shared document: the same text for all, or a text per section."""
-
-    name: str
-    text: str | None = None
-    by_section: Mapping[str, str] = field(default_factory=dict)
-    fallback: str | None = None
-
-    def for_section(self, section: str | None) -> str | None:
-        """The text an article of ``section`` gets (None when nothing applies)."""
-        if self.text is not None:
-            return self.text
-        if section is not None and section in self.by_section:
-            return self.by_section[section]
-        return self.fallback
-
-
-@dataclass(frozen=True)
 class Profile:
     """A loaded profile: everything needed to render and send a task's requests."""
 
@@ -241,6 +205,25 @@ class Profile:
     def is_reasoning(self) -> bool:
         """True for o-series and gpt-5 family models."""
         return is_reasoning_model(self.model)
+
+    @property
+    def schema_in_prompt(self) -> bool:
+        """A chained task's output schema goes in its instructions, not ``text.format``.
+
+        The API puts a structured-output schema before everything else in the prompt, so a
+        follower sending one would share no prefix with its parent and read nothing of the
+        parent's prompt (the article) from the cache. It asks for the JSON in words instead,
+        and its answer is validated against the schema all the same.
+        """
+        return self.output_schema is not None and self.follows is not None
+
+    @property
+    def instructions_text(self) -> str:
+        """The instructions as sent: with the JSON Schema spelled out when ``schema_in_prompt``."""
+        if not self.schema_in_prompt:
+            return self.instructions
+        schema = json.dumps(self.output_schema, sort_keys=True, ensure_ascii=False)
+        return f"{self.instructions.rstrip()}\n\n{SCHEMA_IN_PROMPT}\n{schema}"
 
     def definition(self) -> dict[str, Any]:
         """Everything that shapes this task's requests and judges its outputs: the texts
@@ -323,73 +306,6 @@ def check_parts(task: str, parts: tuple[Part, ...], instructions: str) -> None:
         raise TemplateError(f"profile {task!r}: parts must name 'article' once each: {list(parts)}")
 
 
-def _read_text(path: Path, where: str) -> str:
-    """A file named by profiles.toml (at ``where``); errors name both."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{where}: file not found: {path}") from exc
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        return decode_utf8(path, data)
-    except ConfigError as exc:
-        raise ConfigError(f"{exc} (named by {where})") from exc.__cause__
-
-
-def _json_type(value: object) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    return "null"
-
-
-def _load_schema(path: Path, where: str) -> dict[str, Any]:
-    """An output schema file: a JSON object that is a valid JSON Schema."""
-    text = _read_text(path, where)
-    try:
-        schema = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{path}: line {exc.lineno}: invalid JSON: {exc.msg} (column {exc.colno})"
-        ) from exc
-    except RecursionError as exc:
-        raise ConfigError(f"{path}: nested too deeply") from exc
-    if not isinstance(schema, dict):
-        raise ConfigError(f"{path}: output schema must be a JSON object (got {_json_type(schema)})")
-    # An invalid schema would only show when the first paid response is checked against it.
-    try:
-        validators.validator_for(schema).check_schema(schema)
-    except schema_exceptions.SchemaError as exc:
-        raise ConfigError(
-            f"{path}: output schema is invalid at {exc.json_path}: {exc.message}"
-        ) from exc
-    except RecursionError as exc:
-        raise ConfigError(f"{path}: nested too deeply") from exc
-    return schema
-
-
-def _load_context(config_dir: Path, file: Path, name: str, spec: ContextSpec) -> Context:
-    where = f"{file}: contexts.{name}"
-    if spec.file is not None:
-        return Context(name, text=_read_text(config_dir / spec.file, where))
-    assert spec.by_section is not None
-    pattern = Path(spec.by_section)
-    folder = config_dir / pattern.parent
-    prefix, _, suffix = pattern.name.partition("{section}")
-    texts = {
-        p.name[len(prefix) : len(p.name) - len(suffix)]: _read_text(p, where)
-        for p in sorted(folder.glob(f"{prefix}*{suffix}"))
-    }
-    fallback = None if spec.fallback is None else _read_text(config_dir / spec.fallback, where)
-    return Context(name, by_section=texts, fallback=fallback)
-
-
 def _load_profile(
     config_dir: Path, file: Path, task: str, spec: ProfileSpec, contexts: Mapping[str, Context]
 ) -> Profile:
@@ -399,17 +315,17 @@ def _load_profile(
         raise ConfigError(f"{where}.contexts: unknown context(s) {missing}")
     instructions = spec.instructions
     if spec.instructions_file is not None:
-        instructions = _read_text(config_dir / spec.instructions_file, where)
+        instructions = read_text(config_dir / spec.instructions_file, where)
     assert instructions is not None
     schema: dict[str, Any] | None = None
     if spec.output_schema_file is not None:
-        schema = _load_schema(config_dir / spec.output_schema_file, f"{where}.output_schema_file")
+        schema = load_schema(config_dir / spec.output_schema_file, f"{where}.output_schema_file")
     parts = tuple(spec.parts) if spec.parts is not None else None
     checks = None
     if spec.checks is not None:
         phrases = None
         if spec.checks.banned_file is not None:
-            banned = _read_text(config_dir / spec.checks.banned_file, f"{where}.checks.banned_file")
+            banned = read_text(config_dir / spec.checks.banned_file, f"{where}.checks.banned_file")
             phrases = banned_phrases(banned)
         checks = CheckSet.from_spec(spec.checks, phrases)
     if spec.grader is not None:
@@ -471,7 +387,7 @@ def load_profiles(config_dir: Path, filename: str = "profiles.toml") -> dict[str
     file = config_dir / filename
     spec = load_model(file, ProfilesFile)
     contexts = {
-        name: _load_context(config_dir, file, name, ctx) for name, ctx in spec.contexts.items()
+        name: load_context(config_dir, file, name, ctx) for name, ctx in spec.contexts.items()
     }
     profiles = {
         task: _load_profile(config_dir, file, task, p, contexts)

@@ -178,7 +178,7 @@ class RenderedRequest:
                 reasoning["summary"] = p.reasoning_summary
             if reasoning:
                 body["reasoning"] = reasoning
-        if p.output_schema is not None:
+        if p.output_schema is not None and not p.schema_in_prompt:
             body["text"] = {
                 "format": {
                     "type": "json_schema",

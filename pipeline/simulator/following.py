@@ -8,6 +8,8 @@ now and then one changed. So:
   latest user turn after an answer (a correction) wins; else the shortest developer message
   that states one (a task's instructions rather than the style guide around them). With
   ``obey_rate`` the answer keeps within it (60-100% of N), else it runs 10-60% over.
+- **JSON asked in words**: a turn that says ``SCHEMA_IN_PROMPT`` and gives a JSON Schema
+  (a chained task's, ``Profile.schema_in_prompt``) is answered with JSON of that schema.
 - **Facts**: names and figures of the article (the user message that starts with ``Title:``)
   are written into plain-text answers, and the vocabulary's own number words are left out, so
   every figure comes from the article; with ``hallucination_rate`` one copied figure is changed.
@@ -17,6 +19,7 @@ Deterministic: every draw comes from the answer's seed.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Sequence
@@ -24,6 +27,7 @@ from functools import lru_cache
 from typing import Any
 
 from pipeline.checks import names, numbers
+from pipeline.prompts import SCHEMA_IN_PROMPT
 
 _LIMIT = re.compile(
     r"\b(?:at most|no more than|not more than|up to|under|maximum of)\s+(\d{1,4})\s+words\b",
@@ -119,3 +123,19 @@ def ground(text: str, facts: Sequence[str], rng: random.Random, hallucination_ra
         tail = word[len(word.rstrip(".,\n")) :]
         words[at] = fact + tail
     return " ".join(words)
+
+
+def schema_asked(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON Schema the latest turn asks for in words, or None."""
+    for role, text in reversed(_messages(body)):
+        if role == "assistant":
+            return None
+        at = text.rfind(SCHEMA_IN_PROMPT)
+        if at >= 0:
+            rest = text[at + len(SCHEMA_IN_PROMPT) :].lstrip()
+            try:
+                schema, _ = json.JSONDecoder().raw_decode(rest)
+            except ValueError:
+                return None
+            return schema if isinstance(schema, dict) else None
+    return None
