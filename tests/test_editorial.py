@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 from pipeline.db import (
     CURRENT_OUTPUTS,
     OUTPUTS,
-    Generation,
     ProfileVersion,
     RegenerateFilter,
     queue,
