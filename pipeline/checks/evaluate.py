@@ -102,6 +102,11 @@ def run_checks(
         )
     pattern = checks.banned_pattern
     if pattern is not None:
+        flat = " ".join(text.lower().split())
+        if not any(phrase in flat for phrase in checks.banned_lower):
+            pattern = None
+            results.append(CheckResult("banned", True, "no banned wording"))
+    if pattern is not None:
         found = list(
             dict.fromkeys(" ".join(m.group(0).lower().split()) for m in pattern.finditer(text))
         )

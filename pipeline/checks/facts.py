@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 _MULTIPLIERS = {
     "thousand": 1e3,
@@ -75,12 +75,35 @@ _TENS_WORDS = {
     "ninety": 90,
 }
 _SCALE_WORDS = {"hundred": 1e2, "thousand": 1e3, "million": 1e6, "billion": 1e9}
-_SPELLED = re.compile(
-    r"\b(?:(" + "|".join(_TENS_WORDS) + r")(?:[- ](" + "|".join(list(_UNIT_WORDS)[1:10]) + r"))?"
-    r"|(" + "|".join(_UNIT_WORDS) + r"))"
-    r"(?:\s(" + "|".join(_SCALE_WORDS) + r"))?\b",
-    re.IGNORECASE,
+# Words in lower case, a hyphenated pair as one ("twenty-one"): spelled numbers are found
+# among these with dictionary lookups, far faster than one big alternation over the text.
+_LOWER_TOKEN = re.compile(r"[a-z]+(?:-[a-z]+)?")
+_NUMBER_WORDS = {**_UNIT_WORDS, **_TENS_WORDS}
+# Substrings every number word contains ("eleven", "seventeen" and "seventy" contain "even",
+# "ten"...): none of them in a text means no number word in it.
+_NUMBER_STEMS = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "teen",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "ninety",
 )
+_DIGIT = re.compile(r"\d")
+_PUNCTUATION = ".,;:!?\"'()[]{}“”‘’"
 _ISO_DATE = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
 _MONTHS = (
     "january",
@@ -96,8 +119,9 @@ _MONTHS = (
     "november",
     "december",
 )
-_WORD = re.compile(r"[^\W\d_][\w'’.\-]*")
-_LOWER_WORDS = re.compile(r"[^\W\d_][\w'’\-]*")
+# A word that starts with a capital (Latin script; other scripts are not checked for names).
+_CAPITALISED = re.compile(r"(?<![\w'’\-])[A-ZÀ-ÖØ-ÞĀ-Ž][\w'’.\-]*")
+_LOWER_WORDS = re.compile(r"[^\W\d_](?:[\w'’\-]*\w)?")
 _SENTENCE_END = frozenset(".!?:;\n•*–—-")
 _OPENERS = frozenset(" \t\"'“‘([")
 _TRAILING = ".-'’"
@@ -129,14 +153,49 @@ def _digits(match: re.Match[str]) -> Number:
     return Number(match.group(0).strip(), value * scale, precision)
 
 
-def _spelled(match: re.Match[str]) -> Number:
-    tens, unit, alone, scale_word = match.groups()
-    if tens:
-        value = _TENS_WORDS[tens.lower()] + (_UNIT_WORDS[unit.lower()] if unit else 0)
-    else:
-        value = _UNIT_WORDS[alone.lower()]
-    scale = _SCALE_WORDS[scale_word.lower()] if scale_word else 1.0
-    return Number(match.group(0), value * scale, scale)
+def _spelled(text: str, *, spelled_one: bool) -> list[Number]:
+    """Numbers in words: ``four``, ``twenty-one``, ``ninety two``, ``three million``."""
+    lower = text.lower()
+    if not any(word in lower for word in _NUMBER_STEMS):
+        return []  # most texts: no number word at all (a few substring tests, no parsing)
+    words = {w.strip(_PUNCTUATION) for w in lower.split()}
+    keys = _NUMBER_WORDS.keys() if spelled_one else _NUMBER_WORDS.keys() - {"one"}
+    if not keys & words and not any(w.partition("-")[0] in _TENS_WORDS for w in words if "-" in w):
+        return []  # a stem inside another word ("someone", "often")
+    tokens = _LOWER_TOKEN.findall(lower)
+    found: list[Number] = []
+    skip = False
+    for i, token in enumerate(tokens):
+        if skip:
+            skip = False
+            continue
+        head, _, tail = token.partition("-")
+        value = _NUMBER_WORDS.get(head)
+        if value is None:
+            continue
+        written = token
+        if tail:
+            unit = _UNIT_WORDS.get(tail)
+            if head not in _TENS_WORDS or unit is None or not 0 < unit < 10:
+                continue
+            value += unit
+        elif head in _TENS_WORDS and i + 1 < len(tokens):
+            unit = _UNIT_WORDS.get(tokens[i + 1])
+            if unit is not None and 0 < unit < 10:
+                value += unit
+                written = f"{token} {tokens[i + 1]}"
+                skip = True
+        if value == 1 and written == "one" and not spelled_one:
+            continue
+        scale = 1.0
+        following = (
+            tokens[i + 2 if skip else i + 1] if i + (2 if skip else 1) < len(tokens) else None
+        )
+        if following in _SCALE_WORDS:
+            scale = _SCALE_WORDS[following]
+            written = f"{written} {following}"
+        found.append(Number(written, value * scale, scale))
+    return found
 
 
 def _masked(text: str, pattern: re.Pattern[str]) -> str:
@@ -145,27 +204,60 @@ def _masked(text: str, pattern: re.Pattern[str]) -> str:
 
 def numbers(text: str, *, spelled_one: bool = True) -> list[Number]:
     """Every number of ``text``, in figures and in words (ISO dates left out)."""
-    text = _masked(text, _ISO_DATE)
-    found = [_digits(m) for m in _NUMBER.finditer(text)]
-    for m in _SPELLED.finditer(text):
-        if not spelled_one and (m.group(3) or "").lower() == "one" and not m.group(4):
-            continue
-        found.append(_spelled(m))
+    if _ISO_DATE.search(text) is not None:
+        text = _masked(text, _ISO_DATE)
+    found = [_digits(m) for m in _NUMBER.finditer(text)] if _DIGIT.search(text) else []
+    found.extend(_spelled(text, spelled_one=spelled_one))
     return found
 
 
-@dataclass(frozen=True)
 class SourceIndex:
-    """What a source offers: its text, its numbers, its words in lower case, its ISO dates."""
+    """What a source offers: its text, and (read when first needed) its numbers, its words in
+    lower case and its ISO dates. Most claims are found as written, with one substring test;
+    the source is parsed only for those that are not (a rounding, a number in other words)."""
 
-    text: str
-    values: tuple[float, ...]
-    lower_words: frozenset[str]
-    lower_text: str
-    iso_dates: frozenset[str]
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    @cached_property
+    def lower_text(self) -> str:
+        """The source in lower case."""
+        return self.text.lower()
+
+    @cached_property
+    def values(self) -> tuple[float, ...]:
+        """Every number of the source, in figures and in words."""
+        return tuple(n.value for n in numbers(self.text))
+
+    @cached_property
+    def lower_words(self) -> frozenset[str]:
+        """The source's words in lower case."""
+        return frozenset(_LOWER_WORDS.findall(self.lower_text))
+
+    @cached_property
+    def iso_dates(self) -> frozenset[str]:
+        """The ISO dates written in the source."""
+        return frozenset(m.group(0) for m in _ISO_DATE.finditer(self.text))
+
+    def _written(self, text: str, haystack: str) -> bool:
+        """``text`` occurs in ``haystack`` as a number of its own (not inside a longer one)."""
+        at = haystack.find(text)
+        while at >= 0:
+            before = haystack[at - 1] if at else " "
+            end = at + len(text)
+            after = haystack[end] if end < len(haystack) else " "
+            inside = before.isalnum() or before in ",." or after.isdigit()
+            if not inside and not (after in ",." and haystack[end + 1 : end + 2].isdigit()):
+                return True
+            at = haystack.find(text, at + 1)
+        return False
 
     def has_number(self, number: Number, *, rounding: bool) -> bool:
         """Whether the source has ``number`` (or, with ``rounding``, a number it rounds)."""
+        if self._written(number.text, self.text) or self._written(
+            number.text.lower(), self.lower_text
+        ):
+            return True
         slack = number.precision / 2 + _EPSILON if rounding else _EPSILON
         return any(abs(value - number.value) <= slack for value in self.values)
 
@@ -190,14 +282,7 @@ class SourceIndex:
 @lru_cache(maxsize=64)
 def source_index(source: str) -> SourceIndex:
     """The index of one source text (cached: several tasks read the same article)."""
-    lower = source.lower()
-    return SourceIndex(
-        text=source,
-        values=tuple(n.value for n in numbers(source)),
-        lower_words=frozenset(w.rstrip(_TRAILING) for w in _LOWER_WORDS.findall(lower)),
-        lower_text=lower,
-        iso_dates=frozenset(m.group(0) for m in _ISO_DATE.finditer(source)),
-    )
+    return SourceIndex(source)
 
 
 def _sentence_start(text: str, start: int) -> bool:
@@ -217,11 +302,9 @@ def _clean(word: str) -> str:
 def names(text: str) -> list[str]:
     """The capitalised words of ``text`` that count as names (see the module docstring)."""
     found: list[str] = []
-    for match in _WORD.finditer(text):
+    for match in _CAPITALISED.finditer(text):
         word = match.group(0)
-        if not word[0].isupper() or word == "I":
-            continue
-        if _sentence_start(text, match.start()):
+        if not word[0].isupper() or word == "I" or _sentence_start(text, match.start()):
             continue
         cleaned = _clean(word)
         if cleaned and cleaned != "I":

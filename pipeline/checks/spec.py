@@ -129,6 +129,12 @@ class CheckSet:
         alternatives = "|".join(f"{a}{part}{b}" for part, (a, b) in zip(parts, edge, strict=True))
         return re.compile(f"(?:{alternatives})", re.IGNORECASE)
 
+    @cached_property
+    def banned_lower(self) -> tuple[str, ...]:
+        """Each banned phrase in lower case, single-spaced: a text containing none of them
+        cannot match, and substring tests are far cheaper than the pattern."""
+        return tuple({" ".join(p.lower().split()) for p in self.banned})
+
     def definition(self) -> dict[str, Any]:
         """Every setting, for the profile's version hash."""
         return {

@@ -9,7 +9,7 @@ real SDK, and returns the run summary next to what the simulator billed.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -22,6 +22,7 @@ from pipeline.intake import read_chunks
 from pipeline.money import load_pricing
 from pipeline.prompts import load_profiles
 from pipeline.reports import CostReport, ReportFilter, cost_report
+from pipeline.review import state_counts
 from pipeline.run import Progress, RunOptions, RunSummary, run_batch
 from pipeline.settings import Settings
 from pipeline.simulator import SimulatorConfig, SimulatorServer
@@ -40,6 +41,8 @@ class DemoResult:
     report: CostReport
     billed_usd: Decimal
     ledger: dict[str, Any]
+    # Current outputs per review state (pending, flagged, auto...): what waits for an editor.
+    review_states: dict[str, int] = field(default_factory=dict)
 
     @property
     def bill_matches(self) -> bool:
@@ -93,6 +96,7 @@ def run_demo(
         ledger = sim.ledger()
     with sessions() as session:
         report = cost_report(session, "task", ReportFilter(run_id=summary.run_id))
+        review_states = state_counts(session)
     engine.dispose()
     return DemoResult(
         database_url=url,
@@ -101,6 +105,7 @@ def run_demo(
         report=report,
         billed_usd=Decimal(ledger["totals"]["cost_usd"]),
         ledger=ledger,
+        review_states=review_states,
     )
 
 

@@ -26,7 +26,13 @@ from pipeline.review.outputs import (
     list_outputs,
     refs,
 )
-from pipeline.review.stats import CheckFlags, ReviewReport, VersionReview, review_report
+from pipeline.review.stats import (
+    CheckFlags,
+    ReviewReport,
+    VersionReview,
+    review_report,
+    state_counts,
+)
 
 __all__ = [
     "TO_REVIEW",
@@ -45,4 +51,5 @@ __all__ = [
     "list_outputs",
     "refs",
     "review_report",
+    "state_counts",
 ]

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, Integer, String, column, select, table
+from sqlalchemy import BigInteger, Float, Integer, String, column, func, select, table
 from sqlalchemy.orm import Session
 
-from pipeline.db import SCALE
+from pipeline.db import CURRENT_OUTPUTS, SCALE
 
 _BY_VERSION = table(
     "v_review_by_version",
@@ -167,3 +167,12 @@ def review_report(session: Session) -> ReviewReport:
         )
     ]
     return ReviewReport(versions, checks)
+
+
+def state_counts(session: Session) -> dict[str, int]:
+    """How many current outputs are in each review state (failed jobs' outputs left out)."""
+    c = CURRENT_OUTPUTS.c
+    rows = session.execute(
+        select(c.review_state, func.count()).where(c.status == "completed").group_by(c.review_state)
+    )
+    return {str(state): int(n) for state, n in rows}
