@@ -103,7 +103,17 @@ _NUMBER_STEMS = (
     "ninety",
 )
 _DIGIT = re.compile(r"\d")
-_PUNCTUATION = ".,;:!?\"'()[]{}“”‘’"
+# 0-99 in words, each way it may be written: 21 -> ("twenty-one", "twenty one").
+_WORD_FORMS: dict[int, tuple[str, ...]] = {v: (w,) for w, v in _UNIT_WORDS.items()}
+_WORD_FORMS.update({v: (w,) for w, v in _TENS_WORDS.items()})
+_WORD_FORMS.update(
+    {
+        t + u: (f"{tw}-{uw}", f"{tw} {uw}")
+        for tw, t in _TENS_WORDS.items()
+        for uw, u in _UNIT_WORDS.items()
+        if 0 < u < 10
+    }
+)
 _ISO_DATE = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
 _MONTHS = (
     "january",
@@ -158,11 +168,11 @@ def _spelled(text: str, *, spelled_one: bool) -> list[Number]:
     lower = text.lower()
     if not any(word in lower for word in _NUMBER_STEMS):
         return []  # most texts: no number word at all (a few substring tests, no parsing)
-    words = {w.strip(_PUNCTUATION) for w in lower.split()}
+    tokens = _LOWER_TOKEN.findall(lower)
+    words = set(tokens)
     keys = _NUMBER_WORDS.keys() if spelled_one else _NUMBER_WORDS.keys() - {"one"}
     if not keys & words and not any(w.partition("-")[0] in _TENS_WORDS for w in words if "-" in w):
         return []  # a stem inside another word ("someone", "often")
-    tokens = _LOWER_TOKEN.findall(lower)
     found: list[Number] = []
     skip = False
     for i, token in enumerate(tokens):
@@ -225,9 +235,16 @@ class SourceIndex:
         return self.text.lower()
 
     @cached_property
+    def digit_values(self) -> tuple[float, ...]:
+        """The numbers of the source written in figures (one regular expression)."""
+        if _DIGIT.search(self.text) is None:
+            return ()
+        return tuple(_digits(m).value for m in _NUMBER.finditer(_masked(self.text, _ISO_DATE)))
+
+    @cached_property
     def values(self) -> tuple[float, ...]:
         """Every number of the source, in figures and in words."""
-        return tuple(n.value for n in numbers(self.text))
+        return (*self.digit_values, *(n.value for n in _spelled(self.text, spelled_one=True)))
 
     @cached_property
     def lower_words(self) -> frozenset[str]:
@@ -247,19 +264,35 @@ class SourceIndex:
             end = at + len(text)
             after = haystack[end] if end < len(haystack) else " "
             inside = before.isalnum() or before in ",." or after.isdigit()
+            inside = inside or (text[-1:].isalpha() and after.isalpha())
             if not inside and not (after in ",." and haystack[end + 1 : end + 2].isdigit()):
                 return True
             at = haystack.find(text, at + 1)
         return False
 
     def has_number(self, number: Number, *, rounding: bool) -> bool:
-        """Whether the source has ``number`` (or, with ``rounding``, a number it rounds)."""
+        """Whether the source has ``number`` (or, with ``rounding``, a number it rounds).
+
+        Cheapest first: the number as written; a small whole number in the other form
+        (``4`` for ``four``, ``four`` for ``4``); the source's figures; only then its numbers
+        in words, parsed once per source.
+        """
         if self._written(number.text, self.text) or self._written(
             number.text.lower(), self.lower_text
         ):
             return True
+        value = number.value
+        small = value == int(value) and 0 <= value < 100 and number.precision == 1.0
+        if small:
+            forms = [str(int(value)), *_WORD_FORMS.get(int(value), ())]
+            if any(self._written(form, self.lower_text) for form in forms):
+                return True
         slack = number.precision / 2 + _EPSILON if rounding else _EPSILON
-        return any(abs(value - number.value) <= slack for value in self.values)
+        if any(abs(v - value) <= slack for v in self.digit_values):
+            return True
+        if small:
+            return False  # in words it could only have been one of the forms just looked for
+        return any(abs(v - value) <= slack for v in self.values)
 
     def has_name(self, word: str) -> bool:
         """Whether the source has ``word`` as written, or in lower case as a word."""
@@ -279,7 +312,7 @@ class SourceIndex:
         )
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def source_index(source: str) -> SourceIndex:
     """The index of one source text (cached: several tasks read the same article)."""
     return SourceIndex(source)
