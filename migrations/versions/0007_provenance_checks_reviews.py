@@ -426,8 +426,6 @@ def downgrade() -> None:
     for name in reversed(VIEWS):
         op.execute(f"DROP VIEW IF EXISTS {name}")
     dialect = op.get_bind().dialect.name
-    # v_latest_generations as 0005 made it.
-    op.execute(_revision("0005")._latest_generations(dialect))
     op.drop_index("ix_generations_graded", table_name="generations")
     op.drop_column("batch_items", "profile_version")
     for name in (
@@ -444,3 +442,6 @@ def downgrade() -> None:
     if dialect != "sqlite":
         op.execute("DROP FUNCTION IF EXISTS reviews_append_only()")
     op.drop_table("profile_versions")
+    # v_latest_generations as 0005 made it, once the columns are gone (its `x.*` would read
+    # them on PostgreSQL).
+    op.execute(_revision("0005")._latest_generations(dialect))

@@ -25,7 +25,12 @@ from pipeline.reports import CostReport, ReportFilter, cost_report
 from pipeline.review import state_counts
 from pipeline.run import Progress, RunOptions, RunSummary, run_batch
 from pipeline.settings import Settings
-from pipeline.simulator import SimulatorConfig, SimulatorServer
+from pipeline.simulator import (
+    REHEARSAL_HALLUCINATION_RATE,
+    REHEARSAL_OBEY_RATE,
+    SimulatorConfig,
+    SimulatorServer,
+)
 
 # Shipped inside the package (pipeline/data/samples links to the checkout's samples/).
 SAMPLES = Path(str(resources.files("pipeline").joinpath("data", "samples", "articles.jsonl")))
@@ -76,7 +81,13 @@ def run_demo(
         for chunk in read_chunks(articles):
             enqueued += queue.enqueue(session, chunk.articles, tasks, start_states=waiting).accepted
     sim_config = simulator or SimulatorConfig(
-        latency_scale=0.05, fail_rate=0.02, drop_rate=0.01, tpm=400_000, rpm=2_000
+        latency_scale=0.05,
+        fail_rate=0.02,
+        drop_rate=0.01,
+        tpm=400_000,
+        rpm=2_000,
+        obey_rate=REHEARSAL_OBEY_RATE,
+        hallucination_rate=REHEARSAL_HALLUCINATION_RATE,
     )
     with (
         SimulatorServer(sim_config) as sim,

@@ -315,8 +315,11 @@ def edit_cmd(
             engine.dispose()
         try:
             text = click.edit(current.final_text or "", extension=".txt", require_save=True)
-        except click.UsageError as exc:
-            raise InputError(f"cannot open an editor ({exc}); use --text or --file") from None
+        except click.ClickException as exc:
+            raise InputError(
+                f"cannot open an editor ({exc.format_message()}); set $EDITOR or use --text or "
+                "--file"
+            ) from None
         if text is None:
             say("no change saved: nothing recorded")
             return

@@ -14,6 +14,8 @@ from pipeline.cli.common import console, handle_errors
 from pipeline.errors import ConfigError
 from pipeline.simulator import (
     RATELIMIT_TOKENS_HELP,
+    REHEARSAL_HALLUCINATION_RATE,
+    REHEARSAL_OBEY_RATE,
     SimulatorConfig,
     parse_ratelimit_tokens,
     serve_forever,
@@ -60,11 +62,11 @@ def register(app: typer.Typer) -> None:
         batch_speed: Annotated[float, _opt("--batch-speed", "Batch progress speed-up.")] = 1.0,
         obey_rate: Annotated[
             float, _opt("--obey-rate", "Share of answers within a stated word limit.")
-        ] = 0.85,
+        ] = REHEARSAL_OBEY_RATE,
         hallucination_rate: Annotated[
             float,
             _opt("--hallucination-rate", "Share of answers with one article figure changed."),
-        ] = 0.03,
+        ] = REHEARSAL_HALLUCINATION_RATE,
         pricing: Annotated[
             Path | None, _opt("--pricing", "pricing.toml (default: <config dir>/pricing.toml).")
         ] = None,

@@ -17,7 +17,13 @@ Start reading at ``runner`` (``run_batch``). Around it:
 
 from __future__ import annotations
 
-from pipeline.run.config import Config, cache_policies, load_config, version_rows
+from pipeline.run.config import (
+    Config,
+    cache_policies,
+    expects_followers,
+    load_config,
+    version_rows,
+)
 from pipeline.run.dryrun import dry_run
 from pipeline.run.feed import BURST_FACTOR, DEFAULT_PLANNED_RPM
 from pipeline.run.progress import (
@@ -47,6 +53,7 @@ __all__ = [
     "cache_policies",
     "dry_run",
     "duration_text",
+    "expects_followers",
     "failure",
     "judge",
     "load_config",

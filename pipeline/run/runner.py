@@ -34,7 +34,7 @@ from pipeline.db import (
 from pipeline.errors import DatabaseError
 from pipeline.limits import LimitShare, SharedLimits, account_key
 from pipeline.prompts import followers_of
-from pipeline.run.config import Config, load_config, version_rows
+from pipeline.run.config import Config, expects_followers, load_config, version_rows
 from pipeline.run.context import STOP_GRACE_S as STOP_GRACE_S
 from pipeline.run.context import RunContext, RunState, owner_name
 from pipeline.run.feed import Feed, pace_rate
@@ -214,6 +214,9 @@ class Runner:
         # Recent history weighs as this many answers of this run.
         ctx.st.outputs = dict(history)
         ctx.st.output_counts = dict.fromkeys(history, HISTORY_WEIGHT)
+        ctx.chained = await ctx.db_call(
+            expects_followers, self.config.sessions, self.config.profiles
+        )
         ctx.queued = await ctx.db_call(self.feed.queued_jobs)
         self.progress.queued_at_start = ctx.queued
         if self.options.pace_h:

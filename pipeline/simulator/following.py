@@ -5,8 +5,9 @@ the instructions state, sometimes over it, corrected when told; facts copied fro
 now and then one changed. So:
 
 - **Word limit**: ``at most N words`` / ``no more than N words`` / ``under N words`` in the
-  latest user turn after an answer (a correction) wins; else the shortest developer message
-  that states one (a task's instructions rather than the style guide around them). With
+  latest user turn after an answer (a correction) wins; else the shortest developer message of
+  at most 1,500 characters that states one (a task's instructions; a style guide around them
+  states limits for other tasks). With
   ``obey_rate`` the answer keeps within it (60-100% of N), else it runs 10-60% over.
 - **JSON asked in words**: a turn that says ``SCHEMA_IN_PROMPT`` and gives a JSON Schema
   (a chained task's, ``Profile.schema_in_prompt``) is answered with JSON of that schema.
@@ -35,6 +36,9 @@ _LIMIT = re.compile(
 )
 _VOCABULARY_NUMBERS = re.compile(r"\b(?:[Tt]wo|[Tt]hree)\b")
 _FACTS_PER_WORDS = 12
+# A task's instructions are short; a long developer text stating limits is a style guide,
+# whose limits are for other tasks.
+_INSTRUCTIONS_CHARS = 1500
 _MAX_FACTS = 40
 
 
@@ -69,7 +73,9 @@ def word_limit(body: dict[str, Any]) -> int | None:
     stated = [
         (len(text), int(found[0]))
         for role, text in messages
-        if role in ("developer", "system") and (found := _LIMIT.findall(text))
+        if role in ("developer", "system")
+        and len(text) <= _INSTRUCTIONS_CHARS
+        and (found := _LIMIT.findall(text))
     ]
     return min(stated)[1] if stated else None
 

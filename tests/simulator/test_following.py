@@ -16,7 +16,7 @@ ARTICLE = (
     "Harwick council voted 31 to 12 on Tuesday to let 1,200 staff work a four-day week "
     "from 1 March, said its leader, Dana Okafor."
 )
-STYLE = "Headlines: at most 12 words. Summaries: under 70 words. " * 20
+STYLE = "Headlines: at most 12 words. Summaries: under 70 words. " * 40  # a long guide
 
 
 def body(*messages: tuple[str, str]) -> dict[str, object]:
@@ -34,6 +34,8 @@ def test_the_limit_comes_from_the_task_not_the_style_guide_and_a_correction_wins
     assert word_limit(first) == 12
     summary = body(("developer", STYLE), ("developer", "no more than 70 words"), ("user", "x"))
     assert word_limit(summary) == 70
+    fact_check = body(("developer", "List every claim."), ("developer", STYLE), ("user", "x"))
+    assert word_limit(fact_check) is None  # the style guide's limits are for other tasks
     corrected = body(
         *[(m["role"], m["content"]) for m in first["input"]],  # type: ignore[attr-defined]
         ("assistant", "A much too long headline " * 3),
