@@ -140,20 +140,25 @@ def section_recording(rounds: int) -> tuple[float, float]:
             plain_profiles[profile.task] = replace(profile, checks=None)
         without.append((replace(request, profile=plain_profiles[profile.task]), result))  # type: ignore[type-var]
 
+    def recorded(request: object, result: object) -> object:
+        """What the send path does with one answer: judge it, write its journal entry."""
+        verdict = judge(
+            request,  # type: ignore[arg-type]
+            result,  # type: ignore[arg-type]
+            run_id=1,
+            prices=prices,
+            attempts=1,
+            from_cache=False,
+            cache_key="k",
+        )
+        json.dumps(journal_entry(verdict, ()), default=str)
+        return verdict
+
     def one_round(pairs: list[tuple[object, object]]) -> float:
         source_index.cache_clear()  # each round reads every article anew, as a run would
         started = time.process_time()
         for request, result in pairs:
-            verdict = judge(
-                request,  # type: ignore[arg-type]
-                result,  # type: ignore[arg-type]
-                run_id=1,
-                prices=prices,
-                attempts=1,
-                from_cache=False,
-                cache_key="k",
-            )
-            json.dumps(journal_entry(verdict, ()), default=str)
+            recorded(request, result)
         return (time.process_time() - started) / len(pairs) * 1e6
 
     one_round(without)  # warm up imports and caches
@@ -167,15 +172,7 @@ def section_recording(rounds: int) -> tuple[float, float]:
     flagged = sum(
         1
         for request, result in with_checks
-        if judge(
-            request,  # type: ignore[arg-type]
-            result,  # type: ignore[arg-type]
-            run_id=1,
-            prices=prices,
-            attempts=1,
-            from_cache=False,
-            cache_key="k",
-        ).generation.flagged
+        if recorded(request, result).generation.flagged  # type: ignore[attr-defined]
     )
     print(
         f"\nrecording path: {len(with_checks)} answers (summary, headline, key_points of the "
