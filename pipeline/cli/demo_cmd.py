@@ -45,7 +45,7 @@ def next_steps(database_url: str) -> list[str]:
     program = _program()
     steps = [
         f"{env} {program} results -o demo-results.csv   # every text, its version and checks",
-        f"{env} {program} review list   # what waits for an editor: flagged, then pending",
+        f"{env} {program} review list   # what waits for an editor: flagged and pending",
         f"{env} {program} report --by model",
         f"{env} {program} jobs",
     ]
