@@ -31,7 +31,7 @@ from pydantic import (
 
 # The configured task names (config/profiles.toml). A Literal, so the UI offers a choice list;
 # tests/flows/test_parameters.py checks it stays equal to the profiles that are configured.
-TaskName = Literal["summary", "headline", "key_points", "fact_check"]
+TaskName = Literal["summary", "headline", "key_points", "fact_check", "grade_summary"]
 TASK_NAMES: tuple[str, ...] = get_args(TaskName)
 
 # "realtime" and "flex" (service_tier=flex at half price, falling back to the default tier)
@@ -59,7 +59,9 @@ def _plain(schema: dict[str, Any]) -> None:
 
 
 def _all_tasks() -> list[TaskName]:
-    return ["summary", "headline", "key_points", "fact_check"]
+    # grade_summary is a grader: its jobs exist only where it was enqueued, so offering it
+    # claims nothing more by default.
+    return ["summary", "headline", "key_points", "fact_check", "grade_summary"]
 
 
 class BatchParameters(BaseModel):

@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     flex_slowdown: float = Field(
         default=2.5, ge=1, description="How much longer flex takes than realtime (forecasts)."
     )
+    # The editorial layer (docs/editorial.md).
+    editor: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Who `contentgen review` records as the editor (default: the OS user).",
+    )
     batch_max_requests: int = Field(default=50_000, ge=1, le=50_000, description="Per file.")
     batch_max_bytes: int = Field(
         default=200 * 1024 * 1024, ge=1024, le=200 * 1024 * 1024, description="Per file."

@@ -23,12 +23,13 @@ MAX_LINES = 500
 # Bottom to top: a wing may import the shared modules and the wings on layers below its own.
 CORE = frozenset({"errors", "settings", "tomlfile"})
 LAYERS: tuple[frozenset[str], ...] = (
+    frozenset({"checks"}),
     frozenset({"intake", "prompts"}),
     frozenset({"money"}),
     frozenset({"planning", "client", "simulator"}),
     frozenset({"db"}),
     frozenset({"limits"}),
-    frozenset({"run", "reports"}),
+    frozenset({"run", "reports", "review"}),
     frozenset({"batchmode"}),
     frozenset({"cli"}),
 )

@@ -118,8 +118,9 @@ def enqueue_chain(
     articles: Sequence[ArticleIn],
     tasks: Sequence[str] = ("summary", "headline"),
 ) -> None:
-    """Enqueue ``articles`` as the CLI does for a chain: every follower starts ``waiting``."""
-    waiting = {task: "waiting" for task in tasks if task != "summary"}
+    """Enqueue ``articles`` as the CLI does for a chain: every follower starts ``waiting``, also
+    one not named (a corrected article re-queues all of its jobs)."""
+    waiting = {task: "waiting" for task in ("headline", "social")}
     with session_factory(engine)() as session:
         queue.enqueue(session, articles, list(tasks), start_states=waiting)
 

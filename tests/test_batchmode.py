@@ -279,6 +279,11 @@ def test_batch_round_trip_records_every_job_at_batch_price(
     keys = {line["custom_id"]: line["body"].get("prompt_cache_key") for line in lines}
     assert all(keys[f"job-{g.job_id}-a1"] == g.prompt_cache_key for g in gens)
     assert all("service_tier" not in line["body"] for line in lines)
+    # Provenance and checks as in realtime: the version each line was submitted with.
+    with sessions() as session:
+        submitted = set(session.scalars(select(BatchItem.profile_version)))
+    assert {g.profile_version for g in gens} == submitted and None not in submitted
+    assert all(g.checks and g.content_hash for g in gens)
 
 
 def test_jobs_in_a_batch_are_not_requeued_when_run_leases_expire(

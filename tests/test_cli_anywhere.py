@@ -116,12 +116,15 @@ def test_init_writes_a_copy_that_is_then_used(cli: Run, tmp_path: Path) -> None:
 
     profiles = work / "config" / "profiles.toml"
     profiles.write_text(
-        profiles.read_text(encoding="utf-8").replace("[profiles.summary]", "[profiles.digest]"),
+        profiles.read_text(encoding="utf-8")
+        .replace("[profiles.summary", "[profiles.digest")  # the profile and its checks
+        .replace('follows = "summary"', 'follows = "digest"'),  # the grader
         encoding="utf-8",
     )
     assert tasks_of(cli("profiles", "check", "--json")) == [
         "digest",
         "fact_check",
+        "grade_summary",
         "headline",
         "key_points",
     ]

@@ -75,7 +75,7 @@ def test_unknown_task_is_exit_2_naming_the_known(cli: Run, tmp_path: Path) -> No
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: unknown task(s) nope:"), lines
-        assert "fact_check, headline, key_points, summary" in lines[0]
+        assert "fact_check, grade_summary, headline, key_points, summary" in lines[0]
 
 
 def test_validate_task_names() -> None:

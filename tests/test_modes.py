@@ -123,7 +123,7 @@ def test_a_forced_mode_the_model_lacks_runs_realtime() -> None:
     assert "not offered" in choices["gpt-4.1-mini"].reason
     assert tasks_by_mode(PROFILES, choices) == {
         "flex": ("fact_check",),
-        "realtime": ("headline", "key_points", "summary"),
+        "realtime": ("grade_summary", "headline", "key_points", "summary"),
     }
 
 

@@ -48,7 +48,17 @@ from pipeline.reports.costs import (
 VIEW_NAMES = ("v_generation_costs", *VIEWS.values())
 # Every view the migrations create: the report views (0002) and the CMS's latest text (0005,
 # tested with `contentgen results` in tests/test_results_cli.py).
-MIGRATED_VIEWS = {*VIEW_NAMES, "v_latest_generations"}
+MIGRATED_VIEWS = {
+    *VIEW_NAMES,
+    "v_latest_generations",
+    # 0007: the editorial views.
+    "v_outputs",
+    "v_current_outputs",
+    "v_check_results",
+    "v_flags_by_check",
+    "v_review_by_version",
+    "v_cost_by_version",
+}
 TASKS = ("summary", "headline", "key_points", "fact_check")
 FIRST_DAY = dt.date(2026, 11, 20)
 E10 = Decimal(10) ** 10
@@ -121,8 +131,8 @@ def clear(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
             text(
-                "TRUNCATE batch_items, batches, generations, jobs, articles, runs, prices"
-                " RESTART IDENTITY"
+                "TRUNCATE reviews, batch_items, batches, generations, jobs, articles, runs, "
+                "prices RESTART IDENTITY"
             )
         )
     else:
@@ -199,6 +209,8 @@ def key_of(by: Dimension, spec: Spec, run_ids: list[int]) -> Any:
         return spec.section
     if by == "tier":
         return spec.price_tier
+    if by == "version":
+        return f"{spec.task}@?"  # generations stored without a profile version
     return spec.batch_label
 
 
@@ -618,7 +630,8 @@ def _views(url: str) -> set[str]:
 
 
 def test_views_upgrade_and_downgrade(blank_url: str) -> None:
-    """0002 and 0005 create the views, downgrading to 0001 drops them all, upgrading again works."""
+    """0002, 0005 and 0007 create the views, downgrading to 0001 drops them all, upgrading
+    again works."""
     upgrade(blank_url)
     assert _views(blank_url) == MIGRATED_VIEWS
     command.downgrade(alembic_config(blank_url), "0004")

@@ -41,6 +41,9 @@ class BatchContext:
     run_id: int
     sleep: Callable[[float], Awaitable[None]]
     counts: dict[str, int] = field(default_factory=dict)
+    # Chained jobs may be queued as parents are recorded (``run.expects_followers``): submit
+    # in rounds, and plan keys for the followers to come.
+    chained: bool = True
 
     @classmethod
     def batch_profiles(cls, profiles: dict[str, Profile], prices: PriceTable) -> dict[str, Profile]:
@@ -90,6 +93,7 @@ def line_of(
         layout=request.layout,
         cache_key=cache_key,
         data=batch_line(cid, body),
+        profile_version=request.profile.version,
     )
 
 

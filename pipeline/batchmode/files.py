@@ -51,6 +51,8 @@ class Line:
     layout: str
     cache_key: str | None
     data: bytes
+    # The profile version the line was rendered with (stored on its item; see ``ingest``).
+    profile_version: str | None = None
 
 
 def split(

@@ -8,6 +8,9 @@ never ran (``batch_expired``, ``batch_cancelled``) and an item missing from both
 job back to the queue with the reason. A batch refused with ``token_limit_exceeded`` (the
 provider's enqueued-token limit) is split into two halves, each submitted once the model has
 no other batch in flight; a single request that is still refused goes back to the queue.
+
+Answers are checked like realtime ones and flagged when a check fails, but a check's retry
+(``on_fail = "retry"``) is not sent in batch mode: it would wait for another batch.
 """
 
 from __future__ import annotations
@@ -98,6 +101,9 @@ async def ingest(ctx: BatchContext, row: store.BatchRow, remote: RemoteBatch) ->
                 continue  # not ours, recorded before a restart, or cannot be rendered
             del pending[line.custom_id]
             outcome = verdict_of(ctx, remote, request, item, line)
+            if not isinstance(outcome, str) and item.profile_version is not None:
+                # The version it was sent with, even if the profile changed since.
+                outcome.generation.profile_version = item.profile_version
             with ctx.sessions() as session:
                 if isinstance(outcome, str):
                     items.requeue(session, row, item, outcome, max_attempts=max_attempts)

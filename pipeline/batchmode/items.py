@@ -36,6 +36,7 @@ class Item:
     layout: str
     cache_key: str | None
     state: str
+    profile_version: str | None = None
 
 
 def items(session: Session, row_id: int, *, state: str | None = "pending") -> list[Item]:
@@ -44,7 +45,16 @@ def items(session: Session, row_id: int, *, state: str | None = "pending") -> li
     if state is not None:
         query = query.where(BatchItem.state == state)
     return [
-        Item(i.custom_id, i.job_id, i.attempt, i.task, i.layout, i.prompt_cache_key, i.state)
+        Item(
+            i.custom_id,
+            i.job_id,
+            i.attempt,
+            i.task,
+            i.layout,
+            i.prompt_cache_key,
+            i.state,
+            i.profile_version,
+        )
         for i in session.execute(query).scalars()
     ]
 

@@ -28,10 +28,10 @@ from pipeline.batchmode.poll import follow
 from pipeline.batchmode.remote import BatchAPI, OpenAIBatchAPI
 from pipeline.batchmode.submit import Submitted, submit_queued
 from pipeline.client import RetryPolicy, make_sdk_client
-from pipeline.db import RunTotals, close_run, jobs, leases, open_run
+from pipeline.db import RunTotals, close_run, jobs, leases, open_run, record_versions
 from pipeline.errors import InputError, PricingError
 from pipeline.planning import offers
-from pipeline.run import Config, RunOptions, load_config
+from pipeline.run import Config, RunOptions, expects_followers, load_config, version_rows
 from pipeline.settings import Settings
 
 # Jobs claimed per chunk of a Batch API file (they wait in the batch anyway).
@@ -144,6 +144,7 @@ async def run_batch_mode_async(
         leases.requeue_expired(session, max_attempts=settings.max_attempts)
         if follows:
             jobs.release_ready_followers(session, follows)
+        record_versions(session, version_rows(config.profiles))
         run_id = open_run(
             session,
             kind=options.kind,
@@ -164,6 +165,7 @@ async def run_batch_mode_async(
         api=api,
         run_id=run_id,
         sleep=sleep or mode.sleep,
+        chained=expects_followers(config.sessions, config.profiles),
     )
     submitted = Submitted()
     still_open = 0
@@ -187,7 +189,7 @@ async def run_batch_mode_async(
                 remaining = None if remaining is None else remaining - claimed
             still_open = await follow(ctx, worker, wait=wait, stop=mode.stop_event)
             # Chained tasks are queued as their parents are recorded: submit them next round.
-            again = follows and claimed and not still_open and remaining != 0
+            again = ctx.chained and claimed and not still_open and remaining != 0
             if not (submit and wait and again) or mode.stop_event.is_set():
                 break
     finally:

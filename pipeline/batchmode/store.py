@@ -198,6 +198,7 @@ def create(
                 "layout": line.layout,
                 "prompt_cache_key": line.cache_key,
                 "state": "pending",
+                "profile_version": line.profile_version,
             }
             for line in kept
         ],
@@ -298,6 +299,7 @@ def split(
                     "layout": line.layout,
                     "prompt_cache_key": line.cache_key,
                     "state": "pending",
+                    "profile_version": line.profile_version,
                 }
                 for line in half
             ],

@@ -37,7 +37,7 @@ from pipeline.planning import (
     request_key,
     without_prewarms,
 )
-from pipeline.prompts import Layout, followers_of
+from pipeline.prompts import Layout
 
 log = logging.getLogger("contentgen.batch")
 
@@ -187,7 +187,7 @@ async def submit_queued(
                 requests,
                 planned_rpm=planned_rpm(settings, requests),
                 warm=warm,
-                expect_more=bool(followers_of(ctx.profiles)) or len(claimed) >= chunk_size,
+                expect_more=ctx.chained or len(claimed) >= chunk_size,
                 policies=policies,
             )
             if chained:

@@ -1,6 +1,6 @@
 """``contentgen demo``: the whole pipeline offline, on the bundled sample articles.
 
-Creates a fresh SQLite database, enqueues ``samples/articles.jsonl`` for every task profile,
+Creates a fresh SQLite database, enqueues ``samples/articles.jsonl`` for every enabled task,
 starts the Responses API simulator in-process (with a binding rate limit and a few injected
 faults, so retries and the limiter are exercised), runs the engine against it through the
 real SDK, and returns the run summary next to what the simulator billed.
@@ -9,7 +9,7 @@ real SDK, and returns the run summary next to what the simulator billed.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -22,9 +22,15 @@ from pipeline.intake import read_chunks
 from pipeline.money import load_pricing
 from pipeline.prompts import load_profiles
 from pipeline.reports import CostReport, ReportFilter, cost_report
+from pipeline.review import state_counts
 from pipeline.run import Progress, RunOptions, RunSummary, run_batch
 from pipeline.settings import Settings
-from pipeline.simulator import SimulatorConfig, SimulatorServer
+from pipeline.simulator import (
+    REHEARSAL_HALLUCINATION_RATE,
+    REHEARSAL_OBEY_RATE,
+    SimulatorConfig,
+    SimulatorServer,
+)
 
 # Shipped inside the package (pipeline/data/samples links to the checkout's samples/).
 SAMPLES = Path(str(resources.files("pipeline").joinpath("data", "samples", "articles.jsonl")))
@@ -40,6 +46,8 @@ class DemoResult:
     report: CostReport
     billed_usd: Decimal
     ledger: dict[str, Any]
+    # Current outputs per review state (pending, flagged, auto...): what waits for an editor.
+    review_states: dict[str, int] = field(default_factory=dict)
 
     @property
     def bill_matches(self) -> bool:
@@ -62,16 +70,24 @@ def run_demo(
     url = f"sqlite:///{database}"
     upgrade(url)
     profiles = load_profiles(settings.config_dir)
-    tasks = tasks or list(profiles)
+    # Every enabled task (a grader is off until named); a chained task waits for its parent.
+    tasks = tasks or [task for task, p in profiles.items() if p.enabled]
+    waiting = {task: "waiting" for task, p in profiles.items() if p.follows}
     engine = make_engine(url)
     sessions = session_factory(engine)
     enqueued = 0
     with sessions() as session:
         sync_prices(session, load_pricing(settings.config_dir / "pricing.toml"))
         for chunk in read_chunks(articles):
-            enqueued += queue.enqueue(session, chunk.articles, tasks).accepted
+            enqueued += queue.enqueue(session, chunk.articles, tasks, start_states=waiting).accepted
     sim_config = simulator or SimulatorConfig(
-        latency_scale=0.05, fail_rate=0.02, drop_rate=0.01, tpm=400_000, rpm=2_000
+        latency_scale=0.05,
+        fail_rate=0.02,
+        drop_rate=0.01,
+        tpm=400_000,
+        rpm=2_000,
+        obey_rate=REHEARSAL_OBEY_RATE,
+        hallucination_rate=REHEARSAL_HALLUCINATION_RATE,
     )
     with (
         SimulatorServer(sim_config) as sim,
@@ -91,6 +107,7 @@ def run_demo(
         ledger = sim.ledger()
     with sessions() as session:
         report = cost_report(session, "task", ReportFilter(run_id=summary.run_id))
+        review_states = state_counts(session)
     engine.dispose()
     return DemoResult(
         database_url=url,
@@ -99,6 +116,7 @@ def run_demo(
         report=report,
         billed_usd=Decimal(ledger["totals"]["cost_usd"]),
         ledger=ledger,
+        review_states=review_states,
     )
 
 

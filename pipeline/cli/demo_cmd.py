@@ -44,7 +44,8 @@ def next_steps(database_url: str) -> list[str]:
     env = f"CONTENTGEN_DATABASE_URL={shlex.quote(database_url)}"
     program = _program()
     steps = [
-        f"{env} {program} results -o demo-results.csv   # every generated text, for a spreadsheet",
+        f"{env} {program} results -o demo-results.csv   # every text, its version and checks",
+        f"{env} {program} review list   # what waits for an editor: flagged and pending",
         f"{env} {program} report --by model",
         f"{env} {program} jobs",
     ]
@@ -101,6 +102,7 @@ def register(app: typer.Typer) -> None:
                     "database_url": result.database_url,
                     "simulator_billed_usd": str(result.billed_usd),
                     "bill_matches": result.bill_matches,
+                    "review_states": result.review_states,
                     "next": steps,
                 }
             )
@@ -116,6 +118,10 @@ def register(app: typer.Typer) -> None:
         else:  # the exact figures, so the difference shows
             check = f"({cost}) DOES NOT match the simulator's bill {result.billed_usd}"
         _say(f"Recorded cost {format_usd(cost)} {check}.")
+        if result.review_states:
+            states = ", ".join(f"{n} {state}" for state, n in sorted(result.review_states.items()))
+            total = sum(result.review_states.values())
+            _say(f"Outputs: {total}, each with its profile version and check results ({states}).")
         _say(f"Database: {result.database_url}")
         _say("Next:")
         for step in steps:

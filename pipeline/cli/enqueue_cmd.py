@@ -21,10 +21,11 @@ from pipeline.cli.common import (
     split_tasks,
     validate_task_names,
 )
-from pipeline.db import jobs, queue
+from pipeline.db import jobs, queue, record_versions
 from pipeline.errors import ConfigError, InputError
 from pipeline.intake import DEFAULT_MAX_BODY_CHARS, Format, Rejection, read_chunks
 from pipeline.prompts import Profile, load_profiles
+from pipeline.run import version_rows
 from pipeline.settings import get_settings
 
 _PLAIN_PROGRESS_BYTES = 5_000_000  # below this a file goes by too fast to need progress lines
@@ -137,7 +138,9 @@ def enqueue_cmd(
     profiles = load_profiles(settings.config_dir)
     check_tasks(task_list, list(profiles), profiles_file)
     task_list = with_parents(task_list, profiles)
-    follows = {t: p.follows for t, p in profiles.items() if p.follows and t in task_list}
+    # Every chained task starts waiting, named or not: a corrected article re-queues all of
+    # its jobs, and a follower must wait for its parent's new answer.
+    follows = {t: p.follows for t, p in profiles.items() if p.follows}
     start_states = {task: "waiting" for task in follows}
     engine, sessions = open_db(settings)
     total, rows = queue.EnqueueResult(), 0
@@ -145,6 +148,7 @@ def enqueue_cmd(
     progress = _Progress(file, size, quiet=json_out)
     try:
         with sessions() as session, database_errors():
+            record_versions(session, version_rows({t: profiles[t] for t in task_list}))
             chunks = read_chunks(file, max_body_chars=max_body_chars, fmt=cast(Format | None, fmt))
             for chunk in chunks:
                 for rejection in chunk.rejections:

@@ -21,6 +21,7 @@ from pipeline.cli.common import (
     joined_tasks,
     open_db,
     print_json,
+    run_id_of,
     say,
     split_tasks,
 )
@@ -34,8 +35,7 @@ from pipeline.db import (
     regenerate,
     utcnow,
 )
-from pipeline.errors import InputError, PipelineError
-from pipeline.reports import latest_run_id
+from pipeline.errors import PipelineError
 from pipeline.settings import get_settings
 
 jobs_app = typer.Typer(
@@ -280,37 +280,37 @@ def regenerate_cmd(
     run: str | None = typer.Option(
         None, "--run", help="Jobs with a generation in this run: a run id or `last`."
     ),
+    stale: bool = typer.Option(
+        False,
+        "--stale",
+        help="Jobs whose current output was made under an older version of their profile.",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Count them; change nothing."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Generate succeeded jobs again, on purpose: back to the queue with fresh attempts.
 
-    At least one of --article, --tasks, --batch, --run is required; all given must match.
+    At least one of --article, --tasks, --batch, --run, --stale is required; all given must
+    match. --stale takes the jobs whose current output a changed prompt, context, setting
+    or check has made stale (see `contentgen results --stale`).
     Earlier generations are kept as history. Queued, waiting, running and failed jobs are
     left alone. The next run calls the API again (a regeneration is a new response-cache
     key). A chained task regenerated with its parent waits for the parent's new answer.
 
-    Example: `contentgen jobs regenerate --article a-1042 --tasks headline`
+    Example: `contentgen jobs regenerate --stale --dry-run`
     """
     settings = get_settings()
     task_list = joined_tasks([*tasks, *task_alias])
-    if not (articles or task_list or batch is not None or run is not None):
+    if not (articles or task_list or batch is not None or run is not None or stale):
         raise PipelineError(
-            "say what to regenerate: --article, --tasks, --batch and/or --run "
+            "say what to regenerate: --article, --tasks, --batch, --run and/or --stale "
             "(regenerating every job is never implied)"
         )
     profiles = check_task_names(settings, task_list)
     engine, sessions = open_db(settings)
     try:
         with sessions() as session, database_errors():
-            run_id = None
-            if run is not None:
-                if run.strip().lower() == "last":
-                    run_id = latest_run_id(session)
-                elif run.strip().isdigit():
-                    run_id = int(run)
-                else:
-                    raise InputError(f"--run: not a run id: {run!r} (a number or `last`)")
+            run_id = run_id_of(session, run)
             result = regenerate(
                 session,
                 RegenerateFilter(
@@ -318,6 +318,7 @@ def regenerate_cmd(
                     tasks=tuple(task_list),
                     batch_label=batch,
                     run_id=run_id,
+                    stale=tuple((t, p.version) for t, p in profiles.items()) if stale else None,
                 ),
                 follows={task: p.follows for task, p in profiles.items()},
                 dry_run=dry_run,
@@ -328,11 +329,12 @@ def regenerate_cmd(
         print_json(result.as_dict())
         return
     waiting = f" ({result.waiting:,} wait for their regenerated parent)" if result.waiting else ""
+    what = "stale " if stale else ""
     if dry_run:
-        say(f"would regenerate {result.jobs:,} succeeded job(s){waiting}; nothing changed")
+        say(f"would regenerate {result.jobs:,} {what}succeeded job(s){waiting}; nothing changed")
     else:
         say(
-            f"re-queued {result.jobs:,} succeeded job(s) for regeneration{waiting}; "
+            f"re-queued {result.jobs:,} {what}succeeded job(s) for regeneration{waiting}; "
             "earlier generations are kept. Next: `contentgen run`"
         )
 

@@ -20,6 +20,7 @@ from pipeline.cli import (
     profiles_cmd,
     report_cmd,
     results_cmd,
+    review_cmd,
     run_cmd,
     serve_cmd,
     simulate_cmd,
@@ -51,6 +52,7 @@ for module in (
     profiles_cmd,
     report_cmd,
     results_cmd,
+    review_cmd,
     cache_cmd,
     serve_cmd,
 ):

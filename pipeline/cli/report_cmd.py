@@ -30,8 +30,10 @@ from pipeline.errors import InputError
 from pipeline.reports import (
     CostFigures,
     CostReport,
+    CostRow,
     Dimension,
     Key,
+    OutputLength,
     ReportFilter,
     RunForecast,
     cost_report,
@@ -56,6 +58,7 @@ class By(StrEnum):
     section = "section"
     batch = "batch"
     tier = "tier"
+    version = "version"
 
 
 class Format(StrEnum):
@@ -75,6 +78,7 @@ _DIMENSION: dict[By, Dimension] = {
     By.section: "section",
     By.batch: "batch",
     By.tier: "tier",
+    By.version: "version",
 }
 _HEADINGS: dict[Dimension, str] = {
     "day": "day (UTC)",
@@ -84,6 +88,7 @@ _HEADINGS: dict[Dimension, str] = {
     "section": "section",
     "batch": "batch",
     "tier": "price tier",
+    "version": "version",
 }
 
 
@@ -200,6 +205,19 @@ def _hidden_note(hidden: list[str]) -> None:
         )
 
 
+def _version_cells(row: CostRow) -> list[str]:
+    f = row.figures
+    per = f.cost_usd / f.requests if f.requests else None
+    lengths = row.lengths
+    tokens = lengths.mean_output_tokens if lengths else None
+    chars = lengths.mean_output_chars if lengths else None
+    return [
+        "-" if per is None else f"{per:.6f}",
+        "-" if tokens is None else f"{tokens:,.0f}",
+        "-" if chars is None else f"{chars:,.0f}",
+    ]
+
+
 def print_table(report: CostReport) -> None:
     """The report as a rich table with a bold exact total row, then forecast against actual.
 
@@ -210,13 +228,19 @@ def print_table(report: CostReport) -> None:
         for f in [*(row.figures for row in report.rows), report.total]
         for money in (f.cost_usd, f.list_cost_usd, f.savings_usd)
     )
+    headers = [_HEADINGS[report.by], *_FIGURE_HEADERS]
+    rows = [[_key_text(r.key), *_figures_cells(r.figures, places)] for r in report.rows]
+    total = ["total", *_figures_cells(report.total, places)]
+    drop: tuple[str, ...] = _REPORT_DROP_ORDER
+    if report.by == "version":
+        # Comparing prompt versions: what one output costs and how long it is.
+        headers += ["$/request", "out tok/text", "chars/text"]
+        for row, cells in zip(report.rows, rows, strict=True):
+            cells += _version_cells(row)
+        total += ["", "", ""]
+        drop = ("cache hits", "cache writes", "reasoning", "list $", "saved $", "cached", *drop)
     table, hidden = fitted_table(
-        _title(report),
-        [_HEADINGS[report.by], *_FIGURE_HEADERS],
-        [[_key_text(r.key), *_figures_cells(r.figures, places)] for r in report.rows],
-        total=["total", *_figures_cells(report.total, places)],
-        drop_order=_REPORT_DROP_ORDER,
-        width=console.width,
+        _title(report), headers, rows, total=total, drop_order=drop, width=console.width
     )
     console.print(table)
     _hidden_note(hidden)
@@ -264,8 +288,14 @@ def print_forecasts(runs: list[RunForecast]) -> None:
     _hidden_note(hidden)
 
 
-def _row_dict(key_column: str, key: Key, figures: CostFigures) -> dict[str, Any]:
-    return {key_column: key, **figures.as_dict()}
+def _row_dict(
+    key_column: str, key: Key, figures: CostFigures, lengths: OutputLength | None = None
+) -> dict[str, Any]:
+    data = {key_column: key, **figures.as_dict()}
+    if lengths is not None:
+        data["mean_output_tokens"] = lengths.mean_output_tokens
+        data["mean_output_chars"] = lengths.mean_output_chars
+    return data
 
 
 def _forecast_dict(run: RunForecast) -> dict[str, Any]:
@@ -290,7 +320,7 @@ def report_json(report: CostReport) -> dict[str, Any]:
     return {
         "by": report.key_column,
         "filter": report.filter.as_dict(),
-        "rows": [_row_dict(report.key_column, r.key, r.figures) for r in report.rows],
+        "rows": [_row_dict(report.key_column, r.key, r.figures, r.lengths) for r in report.rows],
         "total": report.total.as_dict(),
         "runs": [_forecast_dict(r) for r in report.runs],
     }
@@ -313,10 +343,12 @@ def write_csv(report: CostReport) -> None:
     forecasts = {run.run_id: run for run in report.runs} if report.by == "run" else {}
     if report.by == "run":
         header += ["forecast_cost_usd", "forecast_cached_ratio"]
+    if report.by == "version":
+        header += ["mean_output_tokens", "mean_output_chars"]
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(header)
     for row in report.rows:
-        data = _row_dict(report.key_column, row.key, row.figures)
+        data = _row_dict(report.key_column, row.key, row.figures, row.lengths)
         forecast = forecasts.get(row.key) if isinstance(row.key, int) else None
         data["forecast_cost_usd"] = forecast.forecast_cost_usd if forecast else None
         data["forecast_cached_ratio"] = forecast.forecast_cached_ratio if forecast else None
@@ -334,7 +366,8 @@ def register(app: typer.Typer) -> None:
         by: By = typer.Option(
             By.profile,
             "--by",
-            help="Group by day, model, profile (= task), run, section, batch or tier (mode).",
+            help="Group by day, model, profile (= task), run, section, batch, tier (mode) or "
+            "version (profile version: cost and output length per prompt version).",
         ),
         since: str | None = typer.Option(
             None, "--since", help="From this UTC day: YYYY-MM-DD, today, yesterday or 7d."

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import typer
-from rich.table import Table
 
 from pipeline.cli.common import (
     check_task_names,
@@ -28,15 +27,20 @@ from pipeline.cli.common import (
     print_json,
     run_id_of,
 )
+from pipeline.cli.result_tables import print_failed_table, print_results_table
 from pipeline.errors import InputError
+from pipeline.prompts import load_profiles
 from pipeline.reports import (
+    APPROVED_COLUMNS,
     CSV_COLUMNS,
     FAILED_COLUMNS,
+    PUBLISHABLE,
     FailedJob,
     ResultFilter,
     ResultRow,
     article_exists,
     body_text,
+    check_review_states,
     check_statuses,
     failed_jobs,
     failed_markdown,
@@ -44,8 +48,9 @@ from pipeline.reports import (
     markdown,
     numbers_line,
     parse_when,
+    review_line,
+    shown_text,
     total_cost,
-    usd_places,
     usd_text,
     write_csv,
     write_jsonl,
@@ -55,9 +60,6 @@ from pipeline.settings import Settings, get_settings
 # `contentgen demo` leaves this file behind in the working directory.
 DEMO_DATABASE = Path("contentgen-demo.db")
 _DEFAULT_DATABASE = Path("contentgen.db")
-_MIN_TEXT_WIDTH = 40
-# On a narrow terminal these columns go first, so the text keeps some room.
-_DROP_ORDER = ("cached", "created (UTC)", "model", "out", "in", "status")
 
 
 class Format(StrEnum):
@@ -144,79 +146,6 @@ def _destination(output: Path | None) -> Iterator[TextIO]:
         raise InputError(f"cannot write {output}: {exc.strerror}") from exc
 
 
-def _cells(row: ResultRow, places: int) -> dict[str, str]:
-    return {
-        "article": row.source_id,
-        "task": row.task,
-        "status": row.status,
-        "model": row.model,
-        "in": f"{row.input_tokens:,}",
-        "cached": f"{row.cached_tokens:,}",
-        "out": f"{row.output_tokens:,}",
-        "cost $": usd_text(row.cost_usd, places),
-        "created (UTC)": f"{row.created_at:%Y-%m-%d %H:%M}",
-    }
-
-
-def _clip(text: str, width: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: max(width - 1, 0)] + "…"
-
-
-def print_results_table(rows: list[ResultRow], width: int) -> None:
-    """A table with the text cut to fit ``width``; narrow terminals lose columns first."""
-    places = usd_places(r.cost_usd for r in rows)
-    cells = [_cells(r, places) for r in rows]
-    headers = list(cells[0])
-    widths = {h: max(len(h), *(len(c[h]) for c in cells)) for h in headers}
-    shown = list(headers)
-
-    def room() -> int:
-        # Each column costs its width plus 3 (borders and padding); the text column too.
-        return width - sum(widths[h] + 3 for h in shown) - 4
-
-    for name in _DROP_ORDER:
-        if room() >= _MIN_TEXT_WIDTH:
-            break
-        shown.remove(name)
-    text_width = max(room(), 10)
-    table = Table(title=None)
-    right = {"in", "cached", "out", "cost $"}
-    for h in shown:
-        table.add_column(h, justify="right" if h in right else "left", no_wrap=True)
-    table.add_column("text", no_wrap=True, overflow="ellipsis", max_width=text_width)
-    for row, cell in zip(rows, cells, strict=True):
-        table.add_row(*(cell[h] for h in shown), _clip(body_text(row), text_width))
-    console.print(table)
-
-
-def print_failed_table(rows: list[FailedJob], width: int) -> None:
-    """Failed jobs with their last error cut to fit ``width``."""
-    table = Table()
-    for h in ("article", "task", "attempts", "failed at (UTC)"):
-        table.add_column(h, no_wrap=True, justify="right" if h == "attempts" else "left")
-    used = sum(
-        max(len(h), *(len(v) for v in values)) + 3
-        for h, values in (
-            ("article", [r.source_id for r in rows]),
-            ("task", [r.task for r in rows]),
-            ("attempts", [str(r.attempts) for r in rows]),
-            ("failed at (UTC)", ["0000-00-00 00:00"]),
-        )
-    )
-    error_width = max(width - used - 4, 10)
-    table.add_column("last error", no_wrap=True, overflow="ellipsis", max_width=error_width)
-    for r in rows:
-        table.add_row(
-            r.source_id,
-            r.task,
-            str(r.attempts),
-            f"{r.updated_at:%Y-%m-%d %H:%M}",
-            _clip(r.last_error or "-", error_width),
-        )
-    console.print(table)
-
-
 @results_app.callback(invoke_without_command=True)
 @handle_errors
 def results_cmd(
@@ -247,7 +176,28 @@ def results_cmd(
     ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many rows."),
     history: bool = typer.Option(
-        False, "--all", help="Every generation (history), not only the latest per task."
+        False,
+        "--all",
+        help="Every generation (history, superseded and retried ones too), not only the "
+        "current one per task.",
+    ),
+    review: list[str] = typer.Option(
+        [],
+        "--review",
+        help="Only outputs in this review state: pending, flagged, approved, edited, rejected, "
+        "auto (repeatable).",
+    ),
+    approved: bool = typer.Option(
+        False,
+        "--approved",
+        help="Only what may be published (approved or edited), with the editor's text, "
+        "who signed it off and its provenance.",
+    ),
+    stale: bool = typer.Option(
+        False,
+        "--stale",
+        help="Only outputs made under an older version of their profile (prompt, context, "
+        "settings or checks changed since).",
     ),
     failed: bool = typer.Option(
         False, "--failed", help="List failed jobs with their last error and attempts instead."
@@ -263,20 +213,33 @@ def results_cmd(
     ),
     as_json: bool = typer.Option(False, "--json", help="Same as --format jsonl."),
 ) -> None:
-    """List or export the generated texts: latest per (article, task), or --all.
+    """List or export the generated texts: the current one per (article, task), or --all.
 
-    "Latest" is the newest successful generation, else the newest attempt. --run, --since
-    and --until choose which generations count; --state filters by generation status.
-    CSV and JSON Lines carry the full text, tokens (input, cached, cache writes, output,
-    reasoning) and exact cost in USD; Markdown is one document with a heading per article.
+    "Current" is the newest successful generation, else the newest attempt, among those not
+    superseded by a correction of the article. Each shows its profile version
+    (summary@3f2a9c1), check results and review state. --run, --since and --until choose
+    which generations count; --state filters by generation status, --review by review
+    state. CSV and JSON Lines carry the full text, tokens, exact cost in USD, provenance
+    (version, model snapshot, tier, ids), checks, the decision and the IPTC
+    digital_source_type; Markdown is one document with a heading per article.
 
-    Example: `contentgen results --batch evening --format markdown -o evening.md`
+    Example: `contentgen results --approved --format csv -o publish.csv`
     """
     if ctx.invoked_subcommand is not None:
         return
     settings = _settings()
     task_list = _tasks([*tasks, *task_alias], settings)
     check_statuses(states)
+    check_review_states(review)
+    review_states = tuple(review)
+    if approved:
+        if review:
+            raise InputError("--approved is --review approved --review edited: give one")
+        review_states = PUBLISHABLE
+    current = None
+    if stale:
+        profiles = load_profiles(settings.config_dir)
+        current = tuple((task, p.version) for task, p in profiles.items())
     today = dt.datetime.now(dt.UTC).date()
     kind = _format(fmt, as_json, output)
     engine, sessions = open_db(settings)
@@ -292,6 +255,8 @@ def results_cmd(
                 until=parse_when(until, end=True, today=today) if until else None,
                 limit=limit,
                 history=history,
+                review_states=review_states,
+                stale=current,
             )
             if failed:
                 failures = failed_jobs(session, flt)
@@ -302,7 +267,7 @@ def results_cmd(
     if failed:
         _emit_failed(failures, flt, kind, output)
     else:
-        _emit(rows, flt, kind, output)
+        _emit(rows, flt, kind, output, approved=approved)
 
 
 def _empty(what: str, flt: ResultFilter, kind: Format) -> None:
@@ -310,20 +275,29 @@ def _empty(what: str, flt: ResultFilter, kind: Format) -> None:
     _say(f"no {what} match ({flt.describe()})", err=kind is not Format.table)
 
 
-def _emit(rows: list[ResultRow], flt: ResultFilter, kind: Format, output: Path | None) -> None:
+def _emit(
+    rows: list[ResultRow],
+    flt: ResultFilter,
+    kind: Format,
+    output: Path | None,
+    *,
+    approved: bool = False,
+) -> None:
     _export(
         rows,
         flt,
         kind,
         output,
-        noun="generation(s)",
+        noun="approved text(s)" if approved else "generation(s)",
         print_table=print_results_table,
-        columns=CSV_COLUMNS,
+        columns=APPROVED_COLUMNS if approved else CSV_COLUMNS,
         markdown_of=markdown,
         footer=(
             f"{len(rows):,} generation(s), ${usd_text(total_cost(rows))}\n"
-            "full texts: `contentgen results show ID` or --format csv"
+            "full texts: `contentgen results show ID` or --format csv\n"
+            "sign-off: `contentgen review list`"
         ),
+        jsonl_columns=APPROVED_COLUMNS if approved else None,
     )
 
 
@@ -354,6 +328,7 @@ def _export(
     columns: Sequence[str],
     markdown_of: Callable[[Any], str],
     footer: str,
+    jsonl_columns: Sequence[str] | None = None,
 ) -> None:
     """``rows`` as a table on the terminal (then ``footer``), or as JSONL, CSV or Markdown to
     ``output`` or stdout; an empty result is one line."""
@@ -367,7 +342,7 @@ def _export(
         return
     with _destination(output) as stream:
         if kind is Format.jsonl:
-            write_jsonl(rows, stream)
+            write_jsonl(rows, stream, jsonl_columns)
         elif kind is Format.csv:
             write_csv(rows, stream, list(columns))
         else:
@@ -383,7 +358,9 @@ def show_cmd(
         None, metavar="ARTICLE_ID", help="The article's external id.", show_default=False
     ),
     job: int | None = typer.Option(None, "--job", help="A job id instead of an article."),
-    history: bool = typer.Option(False, "--all", help="Every generation, oldest first."),
+    history: bool = typer.Option(
+        False, "--all", help="Every generation (superseded and retried ones too), oldest first."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
     """Print the full texts of one article (each task's latest, or --all) with their numbers.
@@ -414,8 +391,13 @@ def show_cmd(
     for row in rows:
         console.rule(f"{row.task}", style="dim")
         _say(numbers_line(row))
+        _say(review_line(row))
         _say("")
-        _say(body_text(row))
+        _say(shown_text(row))
+        if row.decision == "edited":
+            _say("")
+            _say("(the model's text, before the edit:)")
+            _say(body_text(row))
     console.rule(style="dim")
     _say(f"{len(rows):,} generation(s), ${usd_text(total_cost(rows))}")
 

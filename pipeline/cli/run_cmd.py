@@ -197,10 +197,17 @@ def register(app: typer.Typer) -> None:
                     nothing_queued(tasks, batch), highlight=False, markup=False, soft_wrap=True
                 )
             else:
-                hidden = ("modes", "short_prefixes")
+                hidden = ("modes", "short_prefixes", "followers")
                 shown = {k: v for k, v in report.as_dict().items() if k not in hidden}
                 print_summary(
-                    with_usd({**shown, **report.mode_lines(), **report.advice_lines()}),
+                    with_usd(
+                        {
+                            **shown,
+                            **report.mode_lines(),
+                            **report.follower_lines(),
+                            **report.advice_lines(),
+                        }
+                    ),
                     title="Dry run: plan and forecast (nothing sent)",
                 )
             return

@@ -14,6 +14,8 @@ from pipeline.cli.common import console, handle_errors
 from pipeline.errors import ConfigError
 from pipeline.simulator import (
     RATELIMIT_TOKENS_HELP,
+    REHEARSAL_HALLUCINATION_RATE,
+    REHEARSAL_OBEY_RATE,
     SimulatorConfig,
     parse_ratelimit_tokens,
     serve_forever,
@@ -58,6 +60,13 @@ def register(app: typer.Typer) -> None:
             float, _opt("--stream-fail-rate", "Share of streams ending in response.failed.")
         ] = 0.0,
         batch_speed: Annotated[float, _opt("--batch-speed", "Batch progress speed-up.")] = 1.0,
+        obey_rate: Annotated[
+            float, _opt("--obey-rate", "Share of answers within a stated word limit.")
+        ] = REHEARSAL_OBEY_RATE,
+        hallucination_rate: Annotated[
+            float,
+            _opt("--hallucination-rate", "Share of answers with one article figure changed."),
+        ] = REHEARSAL_HALLUCINATION_RATE,
         pricing: Annotated[
             Path | None, _opt("--pricing", "pricing.toml (default: <config dir>/pricing.toml).")
         ] = None,
@@ -93,6 +102,8 @@ def register(app: typer.Typer) -> None:
                 flex_unavailable_rate=flex_unavailable_rate,
                 stream_fail_rate=stream_fail_rate,
                 batch_speed=batch_speed,
+                obey_rate=obey_rate,
+                hallucination_rate=hallucination_rate,
                 pricing_path=pricing,
                 **counting,
             )

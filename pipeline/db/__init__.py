@@ -8,7 +8,9 @@
   lease owners as host, pid and run;
 - ``outcomes``: a run's results recorded in groups; ``runs``: a run's row and totals;
 - ``queries``, ``generations``, ``regeneration``, ``prices``, ``limitmembers``, ``articles``:
-  what the other wings read and write.
+  what the other wings read and write;
+- ``versions``: profile versions and their texts; ``reviews``: editors' decisions, appended;
+  ``views``: the editorial views of migration 0007 (``v_outputs``, ``v_current_outputs``).
 
 ``jobs``, ``queue`` and ``leases`` are exported as modules: their functions read best with
 their namespace (``jobs.claim``, ``queue.enqueue``).
@@ -28,18 +30,22 @@ from pipeline.db.limitmembers import (
 )
 from pipeline.db.migrate import head_revision, require_migrated, upgrade
 from pipeline.db.models import (
+    DECISIONS,
     GENERATION_STATUSES,
     JOB_STATES,
+    REVIEW_STATES,
     Article,
     Batch,
     BatchItem,
     Generation,
     Job,
     Price,
+    ProfileVersion,
+    Review,
     Run,
     utcnow,
 )
-from pipeline.db.outcomes import OutcomeRow, record_outcomes
+from pipeline.db.outcomes import OutcomeRow, insert_unseen, record_outcomes
 from pipeline.db.prices import sync_prices
 from pipeline.db.procs import owner_alive, pid_alive
 from pipeline.db.queries import (
@@ -50,14 +56,29 @@ from pipeline.db.queries import (
     queued_by_task_section,
 )
 from pipeline.db.queue import queued_count
-from pipeline.db.regeneration import RegenerateFilter, regenerate
+from pipeline.db.regeneration import RegenerateFilter, regenerate, stale_condition
+from pipeline.db.reviews import RejectionNote, add_review, rejection_notes
 from pipeline.db.runs import RunTotals, close_run, open_run, run_totals
 from pipeline.db.types import SCALE
+from pipeline.db.versions import (
+    StoredVersion,
+    VersionRow,
+    find_version,
+    record_versions,
+    stored_versions,
+)
+from pipeline.db.views import AI_EDITED, AI_GENERATED, CURRENT_OUTPUTS, OUTPUTS
 
 __all__ = [
+    "AI_EDITED",
+    "AI_GENERATED",
+    "CURRENT_OUTPUTS",
+    "DECISIONS",
     "GENERATION_STATUSES",
     "JOB_STATES",
     "MISSING_DRIVER",
+    "OUTPUTS",
+    "REVIEW_STATES",
     "SCALE",
     "Article",
     "Batch",
@@ -68,13 +89,21 @@ __all__ = [
     "Member",
     "OutcomeRow",
     "Price",
+    "ProfileVersion",
     "RegenerateFilter",
+    "RejectionNote",
+    "Review",
     "Run",
     "RunTotals",
+    "StoredVersion",
+    "VersionRow",
+    "add_review",
     "claimed_job",
     "close_run",
     "delete_members",
+    "find_version",
     "head_revision",
+    "insert_unseen",
     "is_sqlite",
     "jobs",
     "leases",
@@ -91,10 +120,14 @@ __all__ = [
     "queued_count",
     "read_members",
     "record_outcomes",
+    "record_versions",
     "regenerate",
+    "rejection_notes",
     "require_migrated",
     "run_totals",
     "session_factory",
+    "stale_condition",
+    "stored_versions",
     "sync_prices",
     "upgrade",
     "upsert_members",

@@ -116,6 +116,7 @@ def claim(
                     Article.published_at,
                     Article.meta,
                     Job.regenerations,
+                    Article.content_hash,
                 )
                 .join(Article, Article.id == Job.article_id)
                 .where(Job.id.in_(ids))

@@ -1,4 +1,5 @@
-"""The schema: articles, jobs, runs, generations and prices (SQLAlchemy 2.0 typed models).
+"""The schema: articles, jobs, runs, generations, prices, batches, profile versions and reviews
+(SQLAlchemy 2.0 typed models).
 
 Alembic migrations under ``migrations/`` are the only way this schema reaches a database;
 ``tests/test_migrations.py`` checks that the two agree.
@@ -24,7 +25,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -43,7 +46,15 @@ Money = ExactDecimal()
 Rate = ExactDecimal()
 
 JOB_STATES = ("waiting", "queued", "running", "succeeded", "failed", "cancelled")
-GENERATION_STATUSES = ("completed", "incomplete", "failed")
+# `retried`: a paid answer that failed its checks and was followed up (`pipeline.run.checking`);
+# kept and counted in every cost, never an output.
+GENERATION_STATUSES = ("completed", "incomplete", "failed", "retried")
+# An editor's decisions on an output (`reviews.decision`); history is append-only.
+DECISIONS = ("approved", "edited", "rejected")
+# Review states of an output (`v_outputs.review_state`): a decision, else flagged (a check or
+# the grader failed), else pending (its task needs review) or auto (`review = "none"`);
+# `superseded` once its article changed; `retried` for an answer a check retry replaced.
+REVIEW_STATES = ("pending", "flagged", *DECISIONS, "auto", "superseded", "retried")
 
 
 class Base(DeclarativeBase):
@@ -146,6 +157,7 @@ class Generation(Base):
         Index("ix_generations_job", "job_id"),
         Index("ix_generations_run", "run_id"),
         Index("ix_generations_created", "created_at"),
+        Index("ix_generations_graded", "graded_generation_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -180,6 +192,52 @@ class Generation(Base):
     batch_id: Mapped[str | None] = mapped_column(String(128))
     previous_response_id: Mapped[str | None] = mapped_column(String(128))
     trimmed: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # Added by 0007 (provenance, checks, review). The profile version that made it
+    # (``profile_versions.version``) and the article content it was made from: an output whose
+    # article changed since is superseded. NULL for rows stored before 0007.
+    profile_version: Mapped[str | None] = mapped_column(String(64))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    # Its task's check results, ``[{"check", "passed", "reason"}]`` (a grader: its criteria);
+    # ``flagged``: one failed (a grader: the output it graded is below its threshold).
+    checks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # False for tasks with ``review = "none"``: the output is `auto`, not `pending`.
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # A grader's generation: the output it graded. (No foreign key: SQLite would have to
+    # rebuild the table, which the report views reading it forbid.)
+    graded_generation_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class ProfileVersion(Base):
+    """One version of a task's profile: everything that shapes its requests, kept so that any
+    output can be traced to its exact prompt. Written when a run or enqueue first meets it."""
+
+    __tablename__ = "profile_versions"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(64))
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    first_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Review(Base):
+    """An editor's decision on one output: who, what, when, and why. Append-only: the current
+    decision is the newest row; a trigger refuses UPDATE and DELETE (migration 0007)."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (Index("ix_reviews_generation", "generation_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"))
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    editor: Mapped[str] = mapped_column(String(128))
+    decision: Mapped[str] = mapped_column(String(16))  # approved | edited | rejected
+    note: Mapped[str | None] = mapped_column(Text)
+    edited_text: Mapped[str | None] = mapped_column(Text)
+    # A rejection that re-queued its job: the note is sent after the cached prefix.
+    regenerate: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -277,6 +335,8 @@ class BatchItem(Base):
     layout: Mapped[str] = mapped_column(String(32))
     prompt_cache_key: Mapped[str | None] = mapped_column(String(128))
     state: Mapped[str] = mapped_column(String(16), default="pending")
+    # Added by 0007: the profile version the request was rendered with when submitted.
+    profile_version: Mapped[str | None] = mapped_column(String(64))
 
 
 class LimiterMember(Base):

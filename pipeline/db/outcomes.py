@@ -39,6 +39,8 @@ class OutcomeRow:
     article_id: int | None = None
     followers: tuple[str, ...] = ()
     job_outcome: bool = True
+    # Paid answers this outcome replaced (a check's retry): stored with it, no job effect.
+    earlier: tuple[Generation, ...] = ()
 
 
 def _defaults(table: Table) -> dict[str, Any]:
@@ -88,6 +90,23 @@ def insert_generations(session: Session, generations: Sequence[Generation]) -> N
         session.execute(GENERATIONS.insert(), rows)
 
 
+def insert_unseen(session: Session, generations: Sequence[Generation]) -> int:
+    """Insert the ``generations`` whose response id is not stored yet (a journal's paid answers
+    that a run may have recorded before it died); how many. Does not commit."""
+    added = 0
+    for generation in generations:
+        response_id = generation.response_id
+        if response_id is not None:
+            seen = session.execute(
+                select(GENERATIONS.c.id).where(GENERATIONS.c.response_id == response_id).limit(1)
+            ).first()
+            if seen is not None:
+                continue
+        insert_generations(session, [generation])
+        added += 1
+    return added
+
+
 def record_outcomes(
     session: Session, owner: str, outcomes: Sequence[OutcomeRow], *, max_attempts: int
 ) -> list[str | None]:
@@ -95,7 +114,7 @@ def record_outcomes(
     if not outcomes:
         return []
     now = utcnow()
-    insert_generations(session, [o.generation for o in outcomes])
+    insert_generations(session, [g for o in outcomes for g in (*o.earlier, o.generation)])
     c = JOBS.c
     owned = (c.lease_owner == owner) & (c.state == "running")
     succeeded_ids = [o.generation.job_id for o in outcomes if o.job_outcome and o.succeeded]

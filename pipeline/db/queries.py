@@ -61,6 +61,7 @@ def claimed_job(job: Job, article: Article) -> ClaimedJob:
         published_at=article.published_at,
         metadata=article.meta,
         regenerations=job.regenerations,
+        content_hash=article.content_hash,
     )
 
 
@@ -78,6 +79,7 @@ def parent_outputs(
             Generation.output_text,
             Generation.response_id,
             Generation.prompt_cache_key,
+            Generation.id,
         )
         .join(Generation, Generation.job_id == Job.id)
         .where(
@@ -89,8 +91,10 @@ def parent_outputs(
         .order_by(Generation.id)
     )
     found: dict[tuple[int, str], ParentOutput] = {}
-    for article_id, task, job_id, text, response_id, cache_key in rows:
-        found[(article_id, task)] = ParentOutput(job_id, task, text or "", response_id, cache_key)
+    for article_id, task, job_id, text, response_id, cache_key, generation_id in rows:
+        found[(article_id, task)] = ParentOutput(
+            job_id, task, text or "", response_id, cache_key, generation_id
+        )
     return found
 
 

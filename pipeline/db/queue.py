@@ -186,21 +186,21 @@ def _enqueue_chunk(
         .execution_options(preserve_rowcount=True)
     )
     accepted = int(session.execute(insert_jobs).rowcount)  # type: ignore[attr-defined]
-    requeued = 0
+    requeued: list[str] = []
     if stored.known:
         requeued = _requeue_changed(
             session,
             stored.known,
-            tasks,
             start_states,
             batch_label=batch_label,
             priority=priority,
             now=now,
         )
+    named = sum(1 for task in requeued if task in tasks)
     return EnqueueResult(
         accepted=accepted,
-        unchanged=len(ids) * len(tasks) - accepted - requeued,
-        requeued=requeued,
+        unchanged=len(ids) * len(tasks) - accepted - named,
+        requeued=len(requeued),
         articles_new=stored.new,
         articles_updated=stored.updated,
     )
@@ -209,24 +209,26 @@ def _enqueue_chunk(
 def _requeue_changed(
     session: Session,
     article_ids: list[int],
-    tasks: Sequence[str],
     start_states: Mapping[str, str],
     *,
     batch_label: str | None,
     priority: int,
     now: dt.datetime,
-) -> int:
-    """Re-queue the jobs whose content hash no longer matches their article's; how many."""
+) -> list[str]:
+    """Re-queue every job of these articles whose content hash no longer matches its
+    article's, whatever its task (a correction makes all of an article's outputs superseded,
+    not only those of the tasks being enqueued); the tasks of the jobs re-queued."""
     articles = cast(Table, Article.__table__)
     current = (
         select(articles.c.content_hash).where(articles.c.id == _JOBS.c.article_id).scalar_subquery()
     )
     state: Any = literal("queued", String)
-    waiting = {task: s for task, s in start_states.items() if task in tasks and s != "queued"}
+    waiting = {task: s for task, s in start_states.items() if s != "queued"}
     if waiting:
         state = case(waiting, value=_JOBS.c.task, else_=literal("queued", String))
     # Whatever state the job was in (even running: that worker's completion will find its
-    # lease gone), the new content needs a new generation with fresh attempts.
+    # lease gone), the new content needs a new generation with fresh attempts. Its earlier
+    # outputs stay, superseded: they were made from the old content (`generations.content_hash`).
     values: dict[str, Any] = {
         "state": state,
         "content_hash": current,
@@ -244,12 +246,12 @@ def _requeue_changed(
         update(_JOBS)
         .where(
             one_of(session, _JOBS.c.article_id, article_ids),
-            _JOBS.c.task.in_(list(tasks)),
             _JOBS.c.content_hash != current,
         )
         .values(values)
+        .returning(_JOBS.c.task)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return [str(task) for task in result.scalars()]
 
 
 def enqueue(
@@ -266,11 +268,13 @@ def enqueue(
     """Store ``articles`` and a job per (article, task); commits after every chunk.
 
     Idempotent: an (article, task) already there with the same content is left alone. When an
-    article comes back with a different title, body or section, the article is updated and its
-    jobs for ``tasks`` go back to the queue with fresh attempts (and take ``batch_label`` and
-    ``priority``). Other fields that changed (url, published_at, metadata) are updated without
-    re-queueing. ``start_states`` maps a task to the state its new or re-queued jobs start in
-    (default ``queued``; a chained task's jobs start ``waiting``).
+    article comes back with a different title, body or section, the article is updated and
+    all its jobs (of any task) go back to the queue with fresh attempts (and take
+    ``batch_label`` and ``priority``); their earlier outputs are kept, superseded. Other
+    fields that changed (url, published_at, metadata) are updated without re-queueing.
+    ``start_states`` maps a task to the state its new or re-queued jobs start in (default
+    ``queued``; a chained task's jobs start ``waiting``: name every chained task here, enqueued
+    or not, so that a correction re-queues followers to wait for their parent).
     """
     tasks = list(dict.fromkeys(tasks))
     if not tasks:

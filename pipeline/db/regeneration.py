@@ -28,12 +28,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.db.articles import one_of
 from pipeline.db.jobs import JOBS
 from pipeline.db.models import Article, Generation, Job, utcnow
+from pipeline.db.views import CURRENT_OUTPUTS
 
 _CHUNK = 2_000  # ids per UPDATE; keeps SQLite's IN (...) under its limits
 
@@ -43,20 +44,37 @@ class RegenerateFilter:
     """Which succeeded jobs to regenerate: every given filter must match (AND).
 
     ``articles`` are the articles' external ids (``source_id``); ``run_id`` selects the jobs
-    that have a generation recorded in that run.
+    that have a generation recorded in that run. ``stale`` maps each task to its profile's
+    current version: the jobs whose current output was made under another version of their
+    profile (outputs stored before versions were recorded have none and are never stale).
     """
 
     articles: tuple[str, ...] = ()
     tasks: tuple[str, ...] = ()
     batch_label: str | None = None
     run_id: int | None = None
+    stale: tuple[tuple[str, str], ...] | None = None
 
     @property
     def empty(self) -> bool:
         """No filter given (regenerating everything is never implied)."""
         return not (self.articles or self.tasks or self.batch_label is not None) and (
-            self.run_id is None
+            self.run_id is None and self.stale is None
         )
+
+
+def stale_condition(
+    task: ColumnElement[str],
+    version: ColumnElement[str | None],
+    current: tuple[tuple[str, str], ...],
+) -> ColumnElement[bool]:
+    """Rows of ``task`` whose ``version`` is not their task's current one (and not unknown)."""
+    if not current:
+        return false()
+    return and_(
+        version.is_not(None),
+        or_(*(and_(task == name, version != now) for name, now in current)),
+    )
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,15 @@ def _selected(flt: RegenerateFilter) -> Select[int, int, str]:
             .where(Generation.job_id == Job.id, Generation.run_id == flt.run_id)
             .exists()
         )
+    if flt.stale is not None:
+        c = CURRENT_OUTPUTS.c
+        query = query.where(
+            Job.id.in_(
+                select(c.job_id).where(
+                    c.status == "completed", stale_condition(c.task, c.profile_version, flt.stale)
+                )
+            )
+        )
     return query.order_by(Job.id)
 
 
@@ -132,12 +159,15 @@ def regenerate(
     follows: Mapping[str, str | None] | None = None,
     dry_run: bool = False,
     now: dt.datetime | None = None,
+    commit: bool = True,
 ) -> RegenerateResult:
     """Re-queue the succeeded jobs ``flt`` selects, keeping their generations; commits.
 
     ``follows`` maps a task to the task it follows (profiles' ``follows``): a follower whose
     parent for the same article is regenerated too waits for the parent's new answer.
-    ``dry_run`` counts without changing anything. Raises ``ValueError`` on an empty filter.
+    ``dry_run`` counts without changing anything. ``commit=False`` leaves the transaction
+    open, for a caller that commits the regeneration with its own rows (a rejection). Raises
+    ``ValueError`` on an empty filter.
     """
     if flt.empty:
         raise ValueError("regenerate needs at least one filter")
@@ -160,7 +190,8 @@ def regenerate(
         n_waiting = _update(
             session, waiting, "waiting", "regenerated: waits for its parent's new answer", now
         )
-        session.commit()
+        if commit:
+            session.commit()
     except BaseException:
         session.rollback()
         raise

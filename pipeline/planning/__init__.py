@@ -19,7 +19,7 @@ Pure functions over values (no I/O, no database, no clock):
 
 from pipeline.planning.advice import PrefixAdvice, prefix_advice
 from pipeline.planning.chains import follow_parents
-from pipeline.planning.costs import Forecast, expected_usage, forecast
+from pipeline.planning.costs import Forecast, expected_usage, follower_forecast, forecast
 from pipeline.planning.layouts import RenderFn, choose_layouts
 from pipeline.planning.modes import (
     MODES,
@@ -73,6 +73,7 @@ __all__ = [
     "expected_usage",
     "fields_for",
     "follow_parents",
+    "follower_forecast",
     "for_mode",
     "forecast",
     "lifetime_problem",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from pipeline.money import PriceTable, TierPrice, Usage, cost_usd, tier_of
+from pipeline.money import PriceTable, PromptCachePolicy, TierPrice, Usage, cost_usd, tier_of
 from pipeline.planning.planner import Plan, PlannedRequest
+from pipeline.prompts import MESSAGE_OVERHEAD_TOKENS, Profile, count_tokens
 
 
 @dataclass(frozen=True)
@@ -88,19 +89,83 @@ def forecast(
     )
 
 
+TOKENS_PER_WORD = 1.3
+WORD_BOUND_SHARE = 0.8
+
+
 def expected_usage(
     planned: PlannedRequest, output_ratio: float = 0.5, history: OutputHistory | None = None
 ) -> Usage:
     """The usage ``planned`` is expected to report (output from ``history``, else at
-    ``output_ratio`` of its cap; capped at ``max_output_tokens``)."""
+    ``output_ratio`` of its cap, or near its checks' word bound when it has one; capped at
+    ``max_output_tokens``)."""
     request = planned.request
     cap = request.profile.max_output_tokens
     known = None if history is None else history.get((request.task, request.model))
     guess = output_ratio * cap if known is None else min(known, cap)
+    checks = request.profile.checks
+    if known is None and checks is not None and checks.max_words is not None:
+        # A task bounded in words writes about that many, whatever its cap: 80% of the bound
+        # at the ~1.3 tokens an English word takes, plus any reasoning inside the ratio's guess.
+        guess = min(guess, WORD_BOUND_SHARE * checks.max_words * TOKENS_PER_WORD)
     output = 0 if planned.prewarm else round(guess)
     return Usage(
         input_tokens=planned.prompt_tokens,
         cached_tokens=planned.expected_cached_tokens,
         output_tokens=output,
         cache_write_tokens=planned.expected_cache_write_tokens,
+    )
+
+
+def follower_forecast(
+    parents: Sequence[PlannedRequest],
+    follower: Profile,
+    prices: PriceTable,
+    policy: PromptCachePolicy,
+    *,
+    output_ratio: float = 0.5,
+    history: OutputHistory | None = None,
+) -> Forecast:
+    """What a task chained after ``parents`` would cost (a grader, before it is turned on).
+
+    Each follower request is its parent's prompt, the parent's expected answer and its own
+    turn (instructions and per-job part). It is sent after its parent on its key, so the
+    parent's prompt is read from the prompt cache where the model caches it (grid models; on
+    GPT-5.6+ only what a breakpoint wrote, counted here as nothing) and the models match.
+    """
+    model = follower.model
+    price = prices.price(model, tier_of(follower.service_tier))
+    turn = (
+        count_tokens(follower.instructions_text, model)
+        + count_tokens(follower.job_template, model)
+        + 3 * MESSAGE_OVERHEAD_TOKENS
+    )
+    known = None if history is None else history.get((follower.task, model))
+    cap = follower.max_output_tokens
+    output = round(output_ratio * cap if known is None else min(known, cap))
+    total = Usage()
+    cost = uncached = Decimal(0)
+    count = 0
+    for parent in parents:
+        if parent.prewarm:
+            continue
+        answer = expected_usage(parent, output_ratio, history).output_tokens
+        prefix = parent.prompt_tokens
+        cached = 0
+        if parent.request.model == model and not policy.explicit:
+            cached = policy.cacheable(prefix)
+        usage = Usage(
+            input_tokens=prefix + answer + turn, cached_tokens=cached, output_tokens=output
+        )
+        total += usage
+        cost += cost_usd(usage, price)
+        uncached += cost_usd(Usage(usage.input_tokens, 0, output), price)
+        count += 1
+    return Forecast(
+        requests=count,
+        input_tokens=total.input_tokens,
+        cached_tokens=total.cached_tokens,
+        output_tokens=total.output_tokens,
+        cost_usd=cost,
+        uncached_cost_usd=uncached,
     )

@@ -29,3 +29,6 @@ class ArticleJob:
     metadata: dict[str, Any] | None
     # Times `contentgen jobs regenerate` re-queued the job (see ``requests.job_metadata``).
     regenerations: int = 0
+    # The article's content hash as claimed: a generation records what it was made from, so
+    # a later correction of the article shows it superseded.
+    content_hash: str | None = None

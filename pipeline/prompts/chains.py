@@ -45,6 +45,7 @@ class ParentOutput:
     answer: str
     response_id: str | None
     cache_key: str | None
+    generation_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def _tokens(segments: list[Segment]) -> int:
 def _turn(profile: Profile, job: ArticleJob) -> list[Segment]:
     model = profile.model
     return [
-        segment("instructions", "developer", profile.instructions, model),
+        segment("instructions", "developer", profile.instructions_text, model),
         segment("job", "user", job_text(job, profile), model),
     ]
 
@@ -113,6 +114,8 @@ def render_child(
             segments=(format_segment(profile), *_turn(profile, job)),
             previous_response_id=parent.response_id,
             metadata=job_metadata(job),
+            content_hash=job.content_hash,
+            parent_generation_id=parent.generation_id,
         )
         return ChainedRequest(request, parent.cache_key, parent_prompt_tokens)
     answer = segment("history", "assistant", parent.answer, profile.model)
@@ -154,8 +157,29 @@ def render_child(
         segments=tuple(segments),
         trimmed=trimmed or None,
         metadata=job_metadata(job, follows=parent.task),
+        content_hash=job.content_hash,
+        parent_generation_id=parent.generation_id,
     )
     return ChainedRequest(request, parent.cache_key, parent_prompt_tokens)
+
+
+def follow_up(request: RenderedRequest, answer: str, message: str, *, why: str) -> RenderedRequest:
+    """``request`` continued by one more turn: its ``answer`` (as the assistant's) and
+    ``message`` (the user's), e.g. what a check found wrong or an editor's rejection note.
+
+    The original prompt stays the prefix, so it is read from the prompt cache where it is
+    still there; ``why`` labels the turn in the request metadata (``contentgen_follow_up``).
+    """
+    model = request.model
+    turn = (
+        segment("history", "assistant", answer, model),
+        segment("job", "user", message, model),
+    )
+    return replace(
+        request,
+        segments=(*request.segments, *turn),
+        metadata={**request.metadata, "contentgen_follow_up": why},
+    )
 
 
 def followers_of(profiles: Mapping[str, Profile]) -> dict[str, tuple[str, ...]]:

@@ -8,20 +8,23 @@ reads every referenced file once, so rendering never touches the disk.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from jsonschema import exceptions as schema_exceptions
-from jsonschema import validators
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipeline.checks import CheckSet, ChecksSpec, GraderSpec, banned_phrases
 from pipeline.errors import ConfigError, TemplateError
-from pipeline.tomlfile import decode_utf8, load_model
+from pipeline.prompts.configfiles import load_context, load_schema, read_text
+from pipeline.prompts.contexts import Context, ContextSpec
+from pipeline.tomlfile import load_model
 
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 Layout = Literal["auto", "instructions_first", "article_first"]
@@ -32,6 +35,12 @@ PromptCacheLifetime = Literal["auto", "default", "in_memory", "24h", "30m"]
 # The prompt_cache_key of GPT-5.6+ requests, where it only labels usage: per run, per batch
 # label, or none. (Before GPT-5.6 the key routes requests and the planner chooses it.)
 AccountingKey = Literal["run", "batch", "none"]
+# Who signs an output off: an editor (it starts `pending`), or nobody (`auto`).
+ReviewMode = Literal["editor", "none"]
+# `summary@3f2a9c1`: a task and the first characters of its profile version.
+SHORT_VERSION = 7
+# How a chained task asks for JSON in words (``Profile.schema_in_prompt``).
+SCHEMA_IN_PROMPT = "Answer with one JSON object, and nothing else, that matches this JSON Schema:"
 # Values that differ per job: they may only appear in the per-job part.
 JOB_FIELDS = ("title", "section", "url", "published_at", "source_id", "task")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -73,26 +82,6 @@ class CachePolicy(BaseModel):
     ttl_s: int | None = Field(default=30 * 24 * 3600, ge=1)
 
 
-class ContextSpec(BaseModel):
-    """A shared document: one file for everyone, or one file per article section."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    file: Path | None = None
-    by_section: str | None = Field(
-        default=None, description="Path pattern with {section}, e.g. contexts/sections/{section}.md"
-    )
-    fallback: Path | None = Field(default=None, description="Used when a section has no file.")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ContextSpec:
-        if (self.file is None) == (self.by_section is None):
-            raise ValueError("set exactly one of 'file' or 'by_section'")
-        if self.by_section is not None and "{section}" not in self.by_section:
-            raise ValueError("'by_section' must contain {section}")
-        return self
-
-
 class ProfileSpec(BaseModel):
     """One profile as written in profiles.toml (paths relative to the config folder)."""
 
@@ -131,6 +120,14 @@ class ProfileSpec(BaseModel):
     )
     follows: str | None = Field(default=None, description="Task whose output this one continues.")
     chain_via: Literal["history", "previous_response_id"] = "history"
+    checks: ChecksSpec | None = Field(default=None, description="Checks of every output.")
+    review: ReviewMode = Field(default="editor", description="'none': outputs need no sign-off.")
+    enabled: bool = Field(
+        default=True, description="false: enqueued only when named (`--tasks`), e.g. a grader."
+    )
+    grader: GraderSpec | None = Field(
+        default=None, description="This task grades the task it follows."
+    )
 
     @field_validator("job_template")
     @classmethod
@@ -154,6 +151,11 @@ class ProfileSpec(BaseModel):
             raise ValueError(f"{self.model} is not a reasoning model: remove reasoning_*")
         if self.chain_via == "previous_response_id" and not self.store:
             raise ValueError("chain_via = 'previous_response_id' needs store = true")
+        if self.grader is not None:
+            if self.follows is None:
+                raise ValueError("a grader follows the task it grades: set 'follows'")
+            if self.output_schema_file is None:
+                raise ValueError("a grader answers in JSON: set 'output_schema_file'")
         return self
 
 
@@ -164,24 +166,6 @@ class ProfilesFile(BaseModel):
 
     contexts: dict[str, ContextSpec] = Field(default_factory=dict)
     profiles: dict[str, ProfileSpec] = Field(min_length=1)
-
-
-@dataclass(frozen=True)
-class Context:
-    """A loaded shared document: the same text for all, or a text per section."""
-
-    name: str
-    text: str | None = None
-    by_section: Mapping[str, str] = field(default_factory=dict)
-    fallback: str | None = None
-
-    def for_section(self, section: str | None) -> str | None:
-        """The text an article of ``section`` gets (None when nothing applies)."""
-        if self.text is not None:
-            return self.text
-        if section is not None and section in self.by_section:
-            return self.by_section[section]
-        return self.fallback
 
 
 @dataclass(frozen=True)
@@ -212,11 +196,92 @@ class Profile:
     chain_via: str
     prompt_cache_lifetime: PromptCacheLifetime = "auto"
     accounting_key: AccountingKey = "run"
+    checks: CheckSet | None = None
+    review: ReviewMode = "editor"
+    enabled: bool = True
+    grader: GraderSpec | None = None
 
     @property
     def is_reasoning(self) -> bool:
         """True for o-series and gpt-5 family models."""
         return is_reasoning_model(self.model)
+
+    @property
+    def schema_in_prompt(self) -> bool:
+        """A chained task's output schema goes in its instructions, not ``text.format``.
+
+        The API puts a structured-output schema before everything else in the prompt, so a
+        follower sending one would share no prefix with its parent and read nothing of the
+        parent's prompt (the article) from the cache. It asks for the JSON in words instead,
+        and its answer is validated against the schema all the same.
+        """
+        return self.output_schema is not None and self.follows is not None
+
+    @property
+    def instructions_text(self) -> str:
+        """The instructions as sent: with the JSON Schema spelled out when ``schema_in_prompt``."""
+        if not self.schema_in_prompt:
+            return self.instructions
+        schema = json.dumps(self.output_schema, sort_keys=True, ensure_ascii=False)
+        return f"{self.instructions.rstrip()}\n\n{SCHEMA_IN_PROMPT}\n{schema}"
+
+    def definition(self) -> dict[str, Any]:
+        """Everything that shapes this task's requests and judges its outputs: the texts
+        (instructions, contexts, job template), the model, sampling or reasoning settings, the
+        budgets, the output schema, the chain and the checks. The profile version hashes it.
+
+        Left out, because they change how a request travels or is billed, never what it asks:
+        streaming, ``store``, the service tier (so realtime, flex and batch share a version),
+        the response and prompt cache settings; and ``review`` and ``enabled``.
+        """
+        return {
+            "task": self.task,
+            "model": self.model,
+            "instructions": self.instructions,
+            "contexts": [
+                {
+                    "name": c.name,
+                    "text": c.text,
+                    "by_section": dict(sorted(c.by_section.items())),
+                    "fallback": c.fallback,
+                }
+                for c in self.contexts
+            ],
+            "job_template": self.job_template,
+            "parts": list(self.parts) if self.parts is not None else None,
+            "layout": self.layout,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_output_tokens": self.max_output_tokens,
+            "reasoning_effort": self.reasoning_effort,
+            "reasoning_summary": self.reasoning_summary,
+            "output_schema": dict(self.output_schema) if self.output_schema is not None else None,
+            "schema_name": self.schema_name,
+            "article_token_budget": self.article_token_budget,
+            "input_token_budget": self.input_token_budget,
+            "follows": self.follows,
+            "chain_via": self.chain_via,
+            "checks": self.checks.definition() if self.checks is not None else None,
+            "grader": self.grader.model_dump() if self.grader is not None else None,
+        }
+
+    @cached_property
+    def version(self) -> str:
+        """The profile version: SHA-256 of ``definition()`` as canonical JSON (64 hex)."""
+        canonical = json.dumps(
+            self.definition(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    @property
+    def version_label(self) -> str:
+        """``summary@3f2a9c1``: how people see the version."""
+        return version_label(self.task, self.version)
+
+
+def version_label(task: str, version: str | None) -> str:
+    """``task@<first 7 characters of version>`` (``task@?`` for outputs stored before versions)."""
+    return f"{task}@{version[:SHORT_VERSION] if version else '?'}"
 
 
 def check_parts(task: str, parts: tuple[Part, ...], instructions: str) -> None:
@@ -241,73 +306,6 @@ def check_parts(task: str, parts: tuple[Part, ...], instructions: str) -> None:
         raise TemplateError(f"profile {task!r}: parts must name 'article' once each: {list(parts)}")
 
 
-def _read_text(path: Path, where: str) -> str:
-    """A file named by profiles.toml (at ``where``); errors name both."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{where}: file not found: {path}") from exc
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        return decode_utf8(path, data)
-    except ConfigError as exc:
-        raise ConfigError(f"{exc} (named by {where})") from exc.__cause__
-
-
-def _json_type(value: object) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    return "null"
-
-
-def _load_schema(path: Path, where: str) -> dict[str, Any]:
-    """An output schema file: a JSON object that is a valid JSON Schema."""
-    text = _read_text(path, where)
-    try:
-        schema = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{path}: line {exc.lineno}: invalid JSON: {exc.msg} (column {exc.colno})"
-        ) from exc
-    except RecursionError as exc:
-        raise ConfigError(f"{path}: nested too deeply") from exc
-    if not isinstance(schema, dict):
-        raise ConfigError(f"{path}: output schema must be a JSON object (got {_json_type(schema)})")
-    # An invalid schema would only show when the first paid response is checked against it.
-    try:
-        validators.validator_for(schema).check_schema(schema)
-    except schema_exceptions.SchemaError as exc:
-        raise ConfigError(
-            f"{path}: output schema is invalid at {exc.json_path}: {exc.message}"
-        ) from exc
-    except RecursionError as exc:
-        raise ConfigError(f"{path}: nested too deeply") from exc
-    return schema
-
-
-def _load_context(config_dir: Path, file: Path, name: str, spec: ContextSpec) -> Context:
-    where = f"{file}: contexts.{name}"
-    if spec.file is not None:
-        return Context(name, text=_read_text(config_dir / spec.file, where))
-    assert spec.by_section is not None
-    pattern = Path(spec.by_section)
-    folder = config_dir / pattern.parent
-    prefix, _, suffix = pattern.name.partition("{section}")
-    texts = {
-        p.name[len(prefix) : len(p.name) - len(suffix)]: _read_text(p, where)
-        for p in sorted(folder.glob(f"{prefix}*{suffix}"))
-    }
-    fallback = None if spec.fallback is None else _read_text(config_dir / spec.fallback, where)
-    return Context(name, by_section=texts, fallback=fallback)
-
-
 def _load_profile(
     config_dir: Path, file: Path, task: str, spec: ProfileSpec, contexts: Mapping[str, Context]
 ) -> Profile:
@@ -317,12 +315,29 @@ def _load_profile(
         raise ConfigError(f"{where}.contexts: unknown context(s) {missing}")
     instructions = spec.instructions
     if spec.instructions_file is not None:
-        instructions = _read_text(config_dir / spec.instructions_file, where)
+        instructions = read_text(config_dir / spec.instructions_file, where)
     assert instructions is not None
     schema: dict[str, Any] | None = None
     if spec.output_schema_file is not None:
-        schema = _load_schema(config_dir / spec.output_schema_file, f"{where}.output_schema_file")
+        schema = load_schema(config_dir / spec.output_schema_file, f"{where}.output_schema_file")
     parts = tuple(spec.parts) if spec.parts is not None else None
+    checks = None
+    if spec.checks is not None:
+        phrases = None
+        if spec.checks.banned_file is not None:
+            banned = read_text(config_dir / spec.checks.banned_file, f"{where}.checks.banned_file")
+            phrases = banned_phrases(banned)
+        checks = CheckSet.from_spec(spec.checks, phrases)
+    if spec.grader is not None:
+        assert schema is not None  # ProfileSpec requires it
+        missing_criteria = [
+            c for c in spec.grader.criteria if c not in schema.get("properties", {})
+        ]
+        if missing_criteria:
+            raise ConfigError(
+                f"{where}.grader.criteria: {missing_criteria} are not properties of "
+                f"{spec.output_schema_file}"
+            )
     try:
         for candidate in [parts] if parts else [DEFAULT_PARTS[lay] for lay in LAYOUTS]:
             check_parts(task, candidate, instructions)
@@ -353,6 +368,10 @@ def _load_profile(
         chain_via=spec.chain_via,
         prompt_cache_lifetime=spec.prompt_cache_lifetime,
         accounting_key=spec.accounting_key,
+        checks=checks,
+        review=spec.review,
+        enabled=spec.enabled,
+        grader=spec.grader,
     )
 
 
@@ -368,7 +387,7 @@ def load_profiles(config_dir: Path, filename: str = "profiles.toml") -> dict[str
     file = config_dir / filename
     spec = load_model(file, ProfilesFile)
     contexts = {
-        name: _load_context(config_dir, file, name, ctx) for name, ctx in spec.contexts.items()
+        name: load_context(config_dir, file, name, ctx) for name, ctx in spec.contexts.items()
     }
     profiles = {
         task: _load_profile(config_dir, file, task, p, contexts)

@@ -50,7 +50,7 @@ def _segment(kind: SegmentKind, role: Role, text: str, model: str) -> Segment:
 
 def schema_text(profile: Profile) -> str | None:
     """The output format as the API places it before the instructions (canonical JSON)."""
-    if profile.output_schema is None:
+    if profile.output_schema is None or profile.schema_in_prompt:
         return None
     fmt = {"type": "json_schema", "name": profile.schema_name}
     fmt_full = {**fmt, "schema": dict(profile.output_schema), "strict": True}
@@ -127,7 +127,7 @@ def render(
     for part in parts_for(profile, layout):
         if part == "instructions":
             segments.append(
-                _static_segment("instructions", "developer", profile.instructions, model)
+                _static_segment("instructions", "developer", profile.instructions_text, model)
             )
         elif part == "contexts":
             for ctx in profile.contexts:
@@ -147,4 +147,5 @@ def render(
         segments=tuple(segments),
         trimmed=trimmed,
         metadata=job_metadata(job),
+        content_hash=job.content_hash,
     )

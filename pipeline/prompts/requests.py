@@ -90,11 +90,24 @@ class RenderedRequest:
     trimmed: dict[str, int] | None = None
     previous_response_id: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    # The article's content hash the request was rendered from (``ArticleJob.content_hash``).
+    content_hash: str | None = None
+    # A chained request: the generation of the parent it continues (a grader grades it).
+    parent_generation_id: int | None = None
 
     @property
     def model(self) -> str:
         """The model the request goes to."""
         return self.profile.model
+
+    @property
+    def source_text(self) -> str | None:
+        """The article as the model was given it (title, section, body as trimmed), or None
+        when the request does not carry it (a chain through ``previous_response_id``)."""
+        for s in self.segments:
+            if s.kind == "article":
+                return s.text
+        return None
 
     @property
     def prompt_tokens(self) -> int:
@@ -165,7 +178,7 @@ class RenderedRequest:
                 reasoning["summary"] = p.reasoning_summary
             if reasoning:
                 body["reasoning"] = reasoning
-        if p.output_schema is not None:
+        if p.output_schema is not None and not p.schema_in_prompt:
             body["text"] = {
                 "format": {
                     "type": "json_schema",

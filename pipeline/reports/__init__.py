@@ -3,7 +3,8 @@
 - ``costs``: cost reports grouped by day, model, task, run, section, batch or tier, with the
   cached share and the savings (the SQL views say the same to any SQL client);
 - ``chart``: the daily cost chart, as a self-contained HTML page or text;
-- ``results``: the generated texts for people, listed, shown and exported.
+- ``results``: the generated texts for people, with their provenance, checks and review
+  state, listed and shown; ``resultfiles``: written as CSV, JSON Lines or Markdown.
 
 Money is ``Decimal``; nothing here prints (the CLI and the flows do).
 """
@@ -14,8 +15,10 @@ from pipeline.reports.chart import daily_cost_chart, load_chart_rows, text_chart
 from pipeline.reports.costs import (
     CostFigures,
     CostReport,
+    CostRow,
     Dimension,
     Key,
+    OutputLength,
     ReportFilter,
     RunForecast,
     cost_report,
@@ -25,40 +28,52 @@ from pipeline.reports.costs import (
     usd_places,
     usd_text,
 )
+from pipeline.reports.resultfiles import (
+    body_text,
+    failed_markdown,
+    markdown,
+    numbers_line,
+    review_line,
+    shown_text,
+    write_csv,
+    write_jsonl,
+)
 from pipeline.reports.results import (
+    APPROVED_COLUMNS,
     CSV_COLUMNS,
     FAILED_COLUMNS,
+    PUBLISHABLE,
     FailedJob,
     ResultFilter,
     ResultRow,
     article_exists,
-    body_text,
+    check_review_states,
     check_statuses,
     failed_jobs,
-    failed_markdown,
     generations,
-    markdown,
-    numbers_line,
     parse_when,
     total_cost,
-    write_csv,
-    write_jsonl,
 )
 
 __all__ = [
+    "APPROVED_COLUMNS",
     "CSV_COLUMNS",
     "FAILED_COLUMNS",
+    "PUBLISHABLE",
     "CostFigures",
     "CostReport",
+    "CostRow",
     "Dimension",
     "FailedJob",
     "Key",
+    "OutputLength",
     "ReportFilter",
     "ResultFilter",
     "ResultRow",
     "RunForecast",
     "article_exists",
     "body_text",
+    "check_review_states",
     "check_statuses",
     "cost_report",
     "cost_rows",
@@ -72,6 +87,8 @@ __all__ = [
     "numbers_line",
     "parse_day",
     "parse_when",
+    "review_line",
+    "shown_text",
     "text_chart",
     "total_cost",
     "usd_places",

@@ -1,4 +1,5 @@
-"""Cost reports: what generations cost, grouped by day, model, task, run, section or batch.
+"""Cost reports: what generations cost, grouped by day, model, task, run, section, batch, tier
+or profile version (with the outputs' mean length: comparing prompt versions).
 
 The queries read the ``v_generation_costs`` view (migration 0002, remade by 0004), so the CLI
 and any SQL client group the same rows the same way. Money comes back exact: the view's
@@ -38,8 +39,9 @@ from sqlalchemy.orm import Session
 
 from pipeline.db import SCALE, Run, run_totals
 from pipeline.errors import InputError
+from pipeline.prompts import version_label
 
-Dimension = Literal["day", "model", "task", "run", "section", "batch", "tier"]
+Dimension = Literal["day", "model", "task", "run", "section", "batch", "tier", "version"]
 DIMENSIONS: tuple[Dimension, ...] = get_args(Dimension)
 Key = dt.date | int | str | None
 
@@ -52,6 +54,7 @@ KEY_COLUMNS: dict[Dimension, str] = {
     "section": "section",
     "batch": "batch_label",
     "tier": "price_tier",  # standard | flex | batch: what each mode saved against list price
+    "version": "version",  # task@3f2a9c1: from generations.profile_version (v_cost_by_version)
 }
 
 # Each report view, by dimension: what a SQL user reads (see docs/reports.md). "tier" has no
@@ -85,6 +88,14 @@ _COSTS = table(
     column("reasoning_tokens", Integer),
     column("cost_usd_e10", BigInteger),
     column("list_cost_usd_e10", BigInteger),
+)
+_GENERATIONS = table(
+    "generations",
+    column("id", Integer),
+    column("task", String),
+    column("profile_version", String),
+    column("status", String),
+    column("output_text", String),
 )
 _RELATIVE_DAYS = re.compile(r"^(\d{1,4})d$")
 
@@ -180,12 +191,23 @@ class CostFigures:
 
 
 @dataclass(frozen=True)
+class OutputLength:
+    """How long a group's completed outputs are, on average (``--by version``)."""
+
+    completed: int
+    mean_output_tokens: float | None
+    mean_output_chars: float | None
+
+
+@dataclass(frozen=True)
 class CostRow:
-    """One group of a report: its key (a date, model, task, run id, section or batch label;
-    None for generations without one) and its figures."""
+    """One group of a report: its key (a date, model, task, run id, section, batch label or
+    version label; None for generations without one), its figures, and (by version) how long
+    its outputs are."""
 
     key: Key
     figures: CostFigures
+    lengths: OutputLength | None = None
 
 
 @dataclass(frozen=True)
@@ -333,8 +355,36 @@ def _sort_key(key: Key) -> tuple[int, Any]:
     return (1, "") if key is None else (0, key)
 
 
+def _version_rows(session: Session, flt: ReportFilter) -> list[CostRow]:
+    """Cost, tokens and output length per (task, profile version); keys ``task@3f2a9c1``."""
+    g = _GENERATIONS.c
+    completed = g.status == "completed"
+    query = _where(
+        select(
+            g.task,
+            g.profile_version,
+            *_measures(),
+            func.sum(case((completed, _COSTS.c.output_tokens), else_=0)),
+            func.sum(case((completed, func.length(g.output_text)), else_=0)),
+        )
+        .select_from(_COSTS.join(_GENERATIONS, g.id == _COSTS.c.generation_id))
+        .group_by(g.task, g.profile_version),
+        flt,
+    )
+    rows = []
+    for task, version, *values in session.execute(query):
+        figures = _figures(values[:12])
+        out_tokens, out_chars = (int(v or 0) for v in values[12:])
+        n = figures.completed
+        lengths = OutputLength(n, out_tokens / n if n else None, out_chars / n if n else None)
+        rows.append(CostRow(version_label(task, version), figures, lengths))
+    return sorted(rows, key=lambda r: str(r.key))
+
+
 def cost_rows(session: Session, by: Dimension, flt: ReportFilter | None = None) -> list[CostRow]:
     """Cost and tokens grouped ``by`` one dimension, ordered by key (None last)."""
+    if by == "version":
+        return _version_rows(session, flt or ReportFilter())
     key = _COSTS.c[KEY_COLUMNS[by]]
     query = _where(select(key, *_measures()).group_by(key), flt or ReportFilter())
     rows = [CostRow(row[0], _figures(row[1:])) for row in session.execute(query)]

@@ -1,40 +1,51 @@
-"""Generated texts for people: list, show and export generations with their article and cost.
+"""Generated texts for people: list, show and export generations with their article, cost,
+provenance (profile version, model, tier), check results and review state.
 
-``contentgen results`` reads this module; a CMS reads the same rows from the SQL view
-``v_latest_generations`` (migration 0005).
+``contentgen results`` reads this module; a CMS reads the same rows from the SQL views
+``v_current_outputs`` and ``v_latest_generations`` (migration 0007).
 
-"Latest" is, per (article, task), the newest *successful* generation (status ``completed``)
+"Current" is, per (article, task), the newest *successful* generation (status ``completed``)
 when there is one, since that is the text an editor can publish, else the newest generation
-of any status, so a job that never succeeded is not invisible. Prewarm rows (cache warming,
-no text) are never shown. With ``history`` every generation is listed.
+of any status, so a job that never succeeded is not invisible; generations made from an
+earlier version of the article (superseded by a correction) and answers a check's retry
+replaced never count. Prewarm rows (cache warming, no text) are never shown. With
+``history`` every generation is listed, superseded and retried ones included.
 
 Filters: ``batch_label``, ``tasks`` and ``articles`` (external ids) select jobs; ``run_id``,
-``since`` and ``until`` select which generations count *before* the latest is picked (``--run
-7`` shows what run 7 produced); ``statuses`` (generation status: completed, incomplete,
-failed) keeps the picked rows with that status. Times are naive UTC, as stored.
+``since`` and ``until`` select which generations count *before* the current one is picked
+(``--run 7`` shows what run 7 produced); ``statuses`` (generation status) and
+``review_states`` keep the picked rows in those states; ``stale`` (each task's current profile
+version) keeps those made under another version. Times are naive UTC, as stored.
 
 Money is ``Decimal``; exports write it as exact decimal text (``pipeline.reports.costs.usd_text``).
-Nothing here prints: the writers take a text stream, ``markdown`` returns a string.
+Nothing here prints: the writers (``resultfiles``) take a text stream or return a string.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from decimal import Decimal
-from typing import Any, TextIO
+from typing import Any
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from pipeline.db import GENERATION_STATUSES, Article, Generation, Job
+from pipeline.db import (
+    GENERATION_STATUSES,
+    OUTPUTS,
+    REVIEW_STATES,
+    Article,
+    Generation,
+    Job,
+    stale_condition,
+)
 from pipeline.errors import InputError
 from pipeline.reports.costs import parse_day, usd_text
 
-PREWARM_STATUS = "prewarm"  # as pipeline.run.prewarming stores it; not a result anyone reads
+RETRIED_STATUS = "retried"  # an answer a check's retry replaced (pipeline.run.checking)
+PUBLISHABLE = ("approved", "edited")
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,8 @@ class ResultFilter:
     until: dt.datetime | None = None  # exclusive
     limit: int | None = None
     history: bool = False
+    review_states: tuple[str, ...] = ()
+    stale: tuple[tuple[str, str], ...] | None = None
 
     def describe(self) -> str:
         """The filters given, as ``batch=x, task=a,b`` (for messages)."""
@@ -71,6 +84,10 @@ class ResultFilter:
             parts.append(f"since={self.since.isoformat()}")
         if self.until is not None:
             parts.append(f"until<{self.until.isoformat()}")
+        if self.review_states:
+            parts.append(f"review={','.join(self.review_states)}")
+        if self.stale is not None:
+            parts.append("stale")
         if self.history:
             parts.append("all")
         return ", ".join(parts) or "no filter"
@@ -103,6 +120,21 @@ class ResultRow:
     job_id: int
     generation_id: int
     article_pk: int
+    # Provenance, checks and review (v_outputs).
+    version: str
+    profile_version: str | None
+    request_model: str
+    service_tier: str | None
+    response_id: str | None
+    checks: list[dict[str, Any]] | None
+    review_state: str | None
+    decision: str | None
+    editor: str | None
+    decided_at: dt.datetime | None
+    note: str | None
+    final_text: str | None
+    digital_source_type: str
+    superseded: bool
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data: money as exact decimal text, times as ISO 8601 (UTC)."""
@@ -110,6 +142,8 @@ class ResultRow:
         del data["article_pk"]
         data["cost_usd"] = usd_text(self.cost_usd)
         data["created_at"] = self.created_at.isoformat()
+        data["decided_at"] = self.decided_at.isoformat() if self.decided_at else None
+        data["superseded"] = bool(self.superseded)
         return data
 
 
@@ -135,7 +169,39 @@ class FailedJob:
 
 
 CSV_COLUMNS = [f.name for f in fields(ResultRow) if f.name not in ("article_pk", "output_json")]
+# What `--approved` exports: the publishable text and where it came from.
+APPROVED_COLUMNS = [
+    "source_id",
+    "title",
+    "url",
+    "task",
+    "final_text",
+    "review_state",
+    "editor",
+    "decided_at",
+    "note",
+    "digital_source_type",
+    "version",
+    "profile_version",
+    "model",
+    "request_model",
+    "service_tier",
+    "generation_id",
+    "response_id",
+    "text",
+    "checks",
+    "created_at",
+]
 FAILED_COLUMNS = [f.name for f in fields(FailedJob)]
+
+
+def check_review_states(states: Sequence[str]) -> None:
+    """Raise ``InputError`` naming an unknown review state and listing the known ones."""
+    unknown = [s for s in states if s not in REVIEW_STATES]
+    if unknown:
+        raise InputError(
+            f"unknown review state(s) {', '.join(unknown)}: an output is {', '.join(REVIEW_STATES)}"
+        )
 
 
 def check_statuses(statuses: Sequence[str]) -> None:
@@ -188,6 +254,7 @@ def _job_filters(query: Query, flt: ResultFilter) -> Query:
 
 
 def _query(flt: ResultFilter) -> Query:
+    o = OUTPUTS.c
     rank = func.row_number().over(
         partition_by=Generation.job_id,
         order_by=(
@@ -221,12 +288,33 @@ def _query(flt: ResultFilter) -> Query:
             Job.id.label("job_id"),
             Generation.id.label("generation_id"),
             Article.id.label("article_pk"),
+            o.version,
+            o.profile_version,
+            Generation.request_model,
+            Generation.service_tier,
+            Generation.response_id,
+            Generation.checks,
+            o.review_state,
+            o.decision,
+            o.editor,
+            o.decided_at,
+            o.note,
+            o.final_text,
+            o.digital_source_type,
+            o.superseded,
             rank.label("rank_in_job"),
         )
         .join(Job, Job.id == Generation.job_id)
         .join(Article, Article.id == Job.article_id)
-        .where(Generation.status != PREWARM_STATUS)
+        # v_outputs leaves prewarms out, and says what the generation's review state is.
+        .join(OUTPUTS, o.generation_id == Generation.id)
     )
+    if not flt.history:
+        # Only current candidates: neither superseded by a correction nor replaced by a retry.
+        inner = inner.where(
+            Generation.status != RETRIED_STATUS,
+            or_(Generation.content_hash.is_(None), Generation.content_hash == Article.content_hash),
+        )
     inner = _job_filters(inner, flt)
     if flt.run_id is not None:
         inner = inner.where(Generation.run_id == flt.run_id)
@@ -241,6 +329,13 @@ def _query(flt: ResultFilter) -> Query:
         query = query.where(sub.c.rank_in_job == 1)
     if flt.statuses:
         query = query.where(sub.c.status.in_(flt.statuses))
+    if flt.review_states:
+        query = query.where(sub.c.review_state.in_(flt.review_states))
+    if flt.stale is not None:
+        query = query.where(
+            sub.c.status == "completed",
+            stale_condition(sub.c.task, sub.c.profile_version, flt.stale),
+        )
     query = query.order_by(
         sub.c.article_pk, sub.c.task, sub.c.created_at, sub.c.generation_id
     ).limit(flt.limit)
@@ -281,95 +376,3 @@ def article_exists(session: Session, source_id: str) -> bool:
 def total_cost(rows: Iterable[ResultRow]) -> Decimal:
     """What the rows cost together, exactly."""
     return sum((r.cost_usd for r in rows), Decimal(0))
-
-
-# -- writers -----------------------------------------------------------------------------
-
-
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
-
-
-def write_csv(rows: Iterable[ResultRow | FailedJob], stream: TextIO, columns: list[str]) -> None:
-    """A header row, then one row per item with the full text (csv module quoting)."""
-    writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        data = row.as_dict()
-        writer.writerow([_csv_cell(data[c]) for c in columns])
-
-
-def write_jsonl(rows: Iterable[ResultRow | FailedJob], stream: TextIO) -> None:
-    """One JSON object per line (UTF-8 text kept as it is, not \\u-escaped)."""
-    for row in rows:
-        stream.write(json.dumps(row.as_dict(), ensure_ascii=False) + "\n")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def numbers_line(row: ResultRow) -> str:
-    """Model, status, tokens, cost, time and run of a generation, in one line."""
-    tokens = f"{row.input_tokens:,} in ({row.cached_tokens:,} cached"
-    if row.cache_write_tokens:
-        tokens += f", {row.cache_write_tokens:,} cache writes"
-    tokens += f"), {row.output_tokens:,} out"
-    if row.reasoning_tokens:
-        tokens += f" ({row.reasoning_tokens:,} reasoning)"
-    parts = [row.model, row.status, tokens, f"${usd_text(row.cost_usd)}"]
-    if row.from_cache:
-        parts.append("from the response cache")
-    parts.append(f"{row.created_at:%Y-%m-%d %H:%M} UTC")
-    if row.run_id is not None:
-        parts.append(f"run {row.run_id}")
-    parts.append(f"generation {row.generation_id}")
-    return " · ".join(parts)
-
-
-def body_text(row: ResultRow) -> str:
-    """The text to read: the output, or what went wrong when there is none."""
-    if row.text:
-        return row.text
-    return f"(no text: {row.error or row.status})"
-
-
-def markdown(rows: Sequence[ResultRow], *, title: str = "Generated texts") -> str:
-    """One Markdown document: per article a heading, then each task's text and its numbers."""
-    out = [f"# {title}", ""]
-    current: int | None = None
-    for row in rows:
-        if row.article_pk != current:
-            current = row.article_pk
-            out += [f"## {_one_line(row.title) or row.source_id}", ""]
-            link = f" · <{row.url}>" if row.url else ""
-            out += [f"Article `{row.source_id}`{link}", ""]
-        out += [f"### {row.task}", ""]
-        if row.output_json is not None and row.text:
-            out += ["```json", row.text.strip(), "```"]
-        else:
-            out.append(body_text(row).strip())
-        out += ["", f"*{numbers_line(row)}*", ""]
-    return "\n".join(out).rstrip("\n") + "\n"
-
-
-def failed_markdown(rows: Sequence[FailedJob]) -> str:
-    """Failed jobs as one Markdown document: per job its article, attempts and last error."""
-    out = ["# Failed jobs", ""]
-    for row in rows:
-        out += [
-            f"## {_one_line(row.title) or row.source_id}: {row.task}",
-            "",
-            f"Article `{row.source_id}` · job {row.job_id} · {row.attempts} attempt(s)"
-            f" · {row.updated_at:%Y-%m-%d %H:%M} UTC",
-            "",
-            "```",
-            (row.last_error or "(no error recorded)").strip(),
-            "```",
-            "",
-        ]
-    return "\n".join(out).rstrip("\n") + "\n"

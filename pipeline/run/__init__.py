@@ -5,7 +5,8 @@ Start reading at ``runner`` (``run_batch``). Around it:
 - ``context``: what the parts of a run share, and the stop switch; ``feed``: claim, render
   and plan chunks; ``send``: one request to the API, judged and journalled; ``execution``:
   the dispatcher that sends in plan order, each request after its primer;
-- ``recording``: an outcome as a generation row; ``recorder``: results committed in groups
+- ``recording``: an outcome as a generation row, its checks and provenance; ``checking``: a
+  check's retry after the cached prefix; ``recorder``: results committed in groups
   on ``dbthread``, the run's database thread; ``journal`` and ``recovery``: paid results kept
   on disk until recorded, and recorded by the next run after a crash; ``prewarming``: what a
   prewarm cost;
@@ -16,7 +17,13 @@ Start reading at ``runner`` (``run_batch``). Around it:
 
 from __future__ import annotations
 
-from pipeline.run.config import Config, cache_policies, load_config
+from pipeline.run.config import (
+    Config,
+    cache_policies,
+    expects_followers,
+    load_config,
+    version_rows,
+)
 from pipeline.run.dryrun import dry_run
 from pipeline.run.feed import BURST_FACTOR, DEFAULT_PLANNED_RPM
 from pipeline.run.progress import (
@@ -46,6 +53,7 @@ __all__ = [
     "cache_policies",
     "dry_run",
     "duration_text",
+    "expects_followers",
     "failure",
     "judge",
     "load_config",
@@ -56,4 +64,5 @@ __all__ = [
     "run_batch_async",
     "stopping_text",
     "tpm_text",
+    "version_rows",
 ]

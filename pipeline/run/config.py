@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.db import make_engine, require_migrated, session_factory
+from pipeline.db import VersionRow, make_engine, queue, require_migrated, session_factory
 from pipeline.errors import ConfigError, PricingError
 from pipeline.money import PriceTable, PromptCachePolicy, Tier, base_model_name, load_pricing
 from pipeline.planning import lifetime_problem
@@ -110,3 +110,22 @@ def runnable_tasks(
             raise ConfigError(f"no profile for task(s) {unknown}; known: {sorted(profiles)}")
         return requested
     return tuple(profiles)
+
+
+def version_rows(profiles: dict[str, Profile]) -> list[VersionRow]:
+    """The versions of ``profiles`` as rows of ``profile_versions`` (stored once each)."""
+    return [VersionRow(p.version, task, p.model, p.definition()) for task, p in profiles.items()]
+
+
+def expects_followers(sessions: sessionmaker[Session], profiles: dict[str, Profile]) -> bool:
+    """Whether chained jobs may be queued during a run: an enabled chained task, or jobs of a
+    disabled one (a grader turned on for some articles) still to run. A configured but unused
+    grader leaves a run as if there were no chain."""
+    chained = {task for task, p in profiles.items() if p.follows is not None}
+    if any(profiles[task].enabled for task in chained):
+        return True
+    if not chained:
+        return False
+    with sessions() as session:
+        counts = queue.job_counts(session)
+    return any(c.task in chained and c.state in ("waiting", "queued", "running") for c in counts)

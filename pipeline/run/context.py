@@ -98,6 +98,9 @@ class RunContext:
         self.stop_event = asyncio.Event()
         self.dispatcher: Dispatcher[PlannedRequest] = Dispatcher(send, concurrency=self.concurrency)
         self.followers = followers
+        # Whether chained jobs may be queued during the run (``config.expects_followers``):
+        # the feed then waits for them, and the planner sizes keys for them.
+        self.chained = bool(followers)
         self.budget = None if options.budget_usd is None else Budget(options.budget_usd)
         self.progress.budget_usd = options.budget_usd
         # Set when a reservation is settled: a request waiting for budget room looks again.

@@ -4,7 +4,9 @@ Reads queued jobs in claim-sized pages without claiming them, renders and plans 
 as a run would (same layouts, same buckets), and prices the plan with and without caching.
 It also forecasts, per model, the cost and duration of each mode (realtime, flex, batch) and
 shows the mode the run takes: the one asked for, or with ``auto`` the cheapest that meets the
-deadline (``pipeline.planning.modes``).
+deadline (``pipeline.planning.modes``). Chained tasks (a grader is one) wait for their parent's
+answers, so they are priced apart, after the queued jobs of their parent task, whether they
+are on or off (``follower_forecast``).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from pipeline.planning import (
     Forecast,
     ModeChoice,
     ModelLoad,
+    PlannedRequest,
     PrefixAdvice,
     choose_layouts,
     choose_modes,
+    follower_forecast,
     for_mode,
     forecast,
     loads_of,
@@ -65,6 +69,9 @@ class DryRunReport:
     advice: list[PrefixAdvice] = field(default_factory=list)
     regimes: dict[str, str] = field(default_factory=dict)
     paced_rpm: float | None = None
+    # Chained tasks (graders among them) after the queued jobs of their parent task: not in
+    # the figures above (their jobs wait for the parent's answer), priced here.
+    followers: dict[str, FollowerCost] = field(default_factory=dict)
 
     def add(self, fc: Forecast) -> None:
         """Fold one chunk's forecast in."""
@@ -106,6 +113,7 @@ class DryRunReport:
             "deadline_h": self.deadline_h,
             "modes": [choice.as_dict() for choice in self.mode_choices.values()],
             "short_prefixes": [a.as_dict() for a in self.advice],
+            "followers": [f.as_dict() for f in self.followers.values()],
         }
 
     def merge_advice(
@@ -128,6 +136,13 @@ class DryRunReport:
         """One readable line per shared prefix under its model's minimum."""
         return {f"short prefix {i + 1}": a.line() for i, a in enumerate(self.advice)}
 
+    def follower_lines(self) -> dict[str, str]:
+        """One readable line per chained task: what it would add after its parent."""
+        return {
+            f"{'grader' if f.grader else 'chained'} {f.task}": f.line()
+            for f in self.followers.values()
+        }
+
     def mode_lines(self) -> dict[str, str]:
         """One readable line per model: each mode's forecast and the mode chosen."""
         lines = {}
@@ -140,6 +155,42 @@ class DryRunReport:
             )
             lines[f"mode {model}"] = f"{choice.mode} ({choice.reason}): {figures}"
         return lines
+
+
+@dataclass(frozen=True)
+class FollowerCost:
+    """The forecast of a chained task (a grader) after the queued jobs of its parent task."""
+
+    task: str
+    follows: str
+    grader: bool
+    enabled: bool
+    forecast: Forecast
+
+    def line(self) -> str:
+        """``36 requests, $0.0123 (62% cached); a grader, off: enqueue --tasks ...``."""
+        fc = self.forecast
+        cached = fc.cached_tokens / fc.input_tokens if fc.input_tokens else 0.0
+        text = f"{fc.requests:,} requests, ${fc.cost_usd:.4f} ({cached:.0%} cached)"
+        kind = "a grader" if self.grader else "chained"
+        if self.enabled:
+            return f"{text}; {kind}, runs once its parent's answers are in"
+        return f"{text}; {kind}, off: `enqueue --tasks {self.follows},{self.task}` turns it on"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values for JSON."""
+        fc = self.forecast
+        return {
+            "task": self.task,
+            "follows": self.follows,
+            "grader": self.grader,
+            "enabled": self.enabled,
+            "requests": fc.requests,
+            "input_tokens": fc.input_tokens,
+            "expected_cached_tokens": fc.cached_tokens,
+            "expected_output_tokens": fc.output_tokens,
+            "forecast_cost_usd": str(fc.cost_usd),
+        }
 
 
 def _duration(hours: float) -> str:
@@ -179,6 +230,10 @@ def dry_run(settings: Settings, options: RunOptions) -> DryRunReport:
         options.concurrency or settings.concurrency
     )
     after: tuple[int, int] | None = None
+    chained = {t: p for t, p in config.profiles.items() if p.follows is not None}
+    parents: dict[str, list[PlannedRequest]] = {
+        p.follows: [] for p in chained.values() if p.follows
+    }
     warm: frozenset[str] = frozenset()
     layouts: dict[str, Layout] | None = None
     remaining = options.limit
@@ -219,7 +274,26 @@ def dry_run(settings: Settings, options: RunOptions) -> DryRunReport:
         report.primers += sum(1 for p in chunk_plan.requests if p.is_primer and not p.prewarm)
         report.trimmed += sum(1 for r in requests if r.trimmed)
         report.add(forecast(chunk_plan, config.prices, history=history))
+        for planned in chunk_plan.requests:
+            if planned.request.task in parents:
+                parents[planned.request.task].append(planned)
         report.loads = merge_loads(report.loads, loads_of(chunk_plan, history=history))
+    for task, profile in chained.items():
+        assert profile.follows is not None
+        if parents[profile.follows]:
+            report.followers[task] = FollowerCost(
+                task,
+                profile.follows,
+                grader=profile.grader is not None,
+                enabled=profile.enabled,
+                forecast=follower_forecast(
+                    parents[profile.follows],
+                    profile,
+                    config.prices,
+                    config.policies[profile.model],
+                    history=history,
+                ),
+            )
     rates = {m: planned_rpm(settings, sizes[m] / load.requests) for m, load in report.loads.items()}
     report.mode_choices = choose_modes(
         report.loads,

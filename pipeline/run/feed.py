@@ -76,7 +76,7 @@ class Feed:
             warm=st.warm,
             # Followers reuse their parent's key later, so a chunk's keys carry more than its
             # own requests: size buckets by rate then too.
-            expect_more=bool(ctx.followers) or len(claimed) >= ctx.chunk_size,
+            expect_more=ctx.chained or len(claimed) >= ctx.chunk_size,
             policies=policies,
             machines=ctx.settings.cache_machines,
             # A small run needs no more keys than its size calls for, however fast the account
@@ -123,7 +123,7 @@ class Feed:
                 # Looked at before claiming: a result committed while the claim runs may have
                 # sent its job (or its followers) back to the queue after the claim looked.
                 more_may_come = ctx.recorder_().busy or bool(
-                    ctx.followers and (dispatcher.in_flight or dispatcher.pending)
+                    ctx.chained and (dispatcher.in_flight or dispatcher.pending)
                 )
                 try:
                     claimed: list[ClaimedJob] = await ctx.db_call(self.claim, n)

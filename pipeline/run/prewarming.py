@@ -17,7 +17,7 @@ from pipeline.client import APIResult
 from pipeline.db import Generation
 from pipeline.money import PriceTable, cost_usd, tier_of
 from pipeline.prompts import RenderedRequest
-from pipeline.run.recording import list_price
+from pipeline.run.recording import list_price, provenance
 
 PREWARM_STATUS = "prewarm"
 
@@ -47,6 +47,7 @@ def prewarm_generation(
             list_cost_usd=Decimal(0),
             attempts=attempts,
             prompt_cache_key=cache_key,
+            **provenance(request),
         )
     model = result.model or request.model
     tier = tier_of(result.service_tier)
@@ -73,4 +74,5 @@ def prewarm_generation(
         attempts=attempts,
         from_cache=False,
         prompt_cache_key=cache_key,
+        **provenance(request),
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from pipeline.checks import CheckReport, grade, run_checks, text_of
 from pipeline.client import APIResult
 from pipeline.db import Generation
 from pipeline.money import PriceTable, Tier, TierPrice, Usage, cost_usd, tier_of
@@ -31,6 +32,8 @@ class Verdict:
     permanent: bool
     error: str | None
     article_id: int | None = None
+    # The output's checks (None: its task declares none, or there was no answer to check).
+    checks: CheckReport | None = None
 
 
 def list_price(price: TierPrice) -> TierPrice:
@@ -40,6 +43,17 @@ def list_price(price: TierPrice) -> TierPrice:
     )
 
 
+def provenance(request: RenderedRequest) -> dict[str, Any]:
+    """The generation columns that say what made it: the profile version, the article's
+    content hash, and whether its task needs an editor's review."""
+    profile = request.profile
+    return {
+        "profile_version": profile.version,
+        "content_hash": request.content_hash,
+        "needs_review": profile.review != "none",
+    }
+
+
 def _validated_json(text: str, schema: Any) -> tuple[dict[str, Any] | None, str | None]:
     from pipeline.client import validate_json_output
 
@@ -47,6 +61,28 @@ def _validated_json(text: str, schema: Any) -> tuple[dict[str, Any] | None, str 
     if error is not None:
         return None, error
     return (parsed if isinstance(parsed, dict) else {"value": parsed}), None
+
+
+def check(
+    request: RenderedRequest, text: str, output_json: Any | None, schema_error: str | None
+) -> tuple[CheckReport | None, bool]:
+    """The checks of one answer and whether it is flagged: its task's checks, or for a grader
+    its verdict (the flag then belongs to the output it graded). Pure and cheap."""
+    profile = request.profile
+    if profile.grader is not None:
+        if schema_error is not None:
+            return None, False
+        return grade(profile.grader, output_json)
+    if profile.checks is None:
+        return None, False
+    report = run_checks(
+        profile.checks,
+        text_of(text, output_json),
+        source=request.source_text,
+        schema_error=schema_error,
+        has_schema=profile.output_schema is not None,
+    )
+    return report, not report.passed
 
 
 def judge(
@@ -72,13 +108,22 @@ def judge(
     output_json = None
     error = None
     status: str = result.status
+    schema_error = None
     if status == "completed" and request.profile.output_schema is not None:
-        output_json, error = _validated_json(result.output_text, request.profile.output_schema)
-        if error is not None:
+        output_json, schema_error = _validated_json(
+            result.output_text, request.profile.output_schema
+        )
+        if schema_error is not None:
             status = "failed"
-            error = f"output does not match the {request.profile.schema_name} schema: {error}"
+            error = (
+                f"output does not match the {request.profile.schema_name} schema: {schema_error}"
+            )
     if status == "incomplete":
         error = f"incomplete: {result.incomplete_reason or 'unknown reason'}"
+    report: CheckReport | None = None
+    flagged = False
+    if status == "completed" or schema_error is not None:
+        report, flagged = check(request, result.output_text, output_json, schema_error)
     generation = Generation(
         job_id=request.job_id,
         run_id=run_id,
@@ -109,6 +154,10 @@ def judge(
         batch_id=batch_id,
         previous_response_id=request.previous_response_id,
         trimmed=request.trimmed,
+        **provenance(request),
+        checks=None if report is None else report.as_json(),
+        flagged=flagged,
+        graded_generation_id=request.parent_generation_id if request.profile.grader else None,
     )
     # Truncated or schema-invalid output would come back the same if sent again: final.
     return Verdict(
@@ -117,6 +166,7 @@ def judge(
         permanent=True,
         error=error,
         article_id=request.article_id,
+        checks=report,
     )
 
 
@@ -143,6 +193,7 @@ def failure(
         prompt_cache_key=cache_key,
         previous_response_id=request.previous_response_id,
         trimmed=request.trimmed,
+        **provenance(request),
     )
     return Verdict(
         generation,

@@ -1,6 +1,7 @@
 """Recovering what a dead run paid for: its journal entries, recorded by the next run.
 
-``journal_entry`` is what a run writes before recording a billed result; ``drain_journals``
+``journal_entry`` is what a run writes before recording a billed result (with ``earlier``: the
+answers a check's retry replaced, ``run.checking``); ``drain_journals``
 records, at the next start on the same machine and database, every entry a dead run left
 pending (``pipeline.run.journal`` says when a file counts as dead), through ``db.jobs.recover``.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.db import Generation, jobs, pid_alive
+from pipeline.db import Generation, insert_unseen, jobs, pid_alive
 from pipeline.run.journal import dead_files, generation_record
 from pipeline.run.recording import Verdict
 
@@ -38,6 +39,9 @@ def drain_journals(sessions: sessionmaker[Session], directory: Path) -> int:
     for path, pending in dead_files(directory, host=socket.gethostname(), is_alive=pid_alive):
         with sessions() as session:
             for entry in pending:
+                # Answers a check's retry replaced: stored first, each once (by response id).
+                earlier = [Generation(**g) for g in entry.get("earlier") or ()]
+                recovered += insert_unseen(session, earlier)
                 recovered += jobs.recover(
                     session,
                     Generation(**entry["generation"]),

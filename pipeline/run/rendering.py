@@ -2,16 +2,22 @@
 
 The runner and batch mode both render through ``render_jobs``, so a request sent in batch mode
 is exactly the one realtime mode would send.
+
+A job an editor rejected with ``--regenerate`` is rendered as before, then followed by the
+rejected answer and the editor's note (``rejection_message``): the original prompt stays the
+cached prefix. The note applies while the rejected answer is the job's newest completed one
+and was made from the article as it is now.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.db import parent_outputs
+from pipeline.db import parent_outputs, rejection_notes
 from pipeline.prompts import (
     ArticleJob,
     ChainedRequest,
@@ -19,6 +25,7 @@ from pipeline.prompts import (
     ParentOutput,
     Profile,
     RenderedRequest,
+    follow_up,
     render,
     render_child,
 )
@@ -35,6 +42,37 @@ def _ancestry(task: str | None, profiles: Mapping[str, Profile]) -> list[str]:
         chain.append(task)
         task = profiles[task].follows
     return chain
+
+
+def rejection_message(note: str) -> str:
+    """The turn that follows a rejected answer: the editor's note, and what to do with it."""
+    return (
+        "An editor rejected this answer with the note below. Write a new answer that "
+        f"addresses it, in the same form as before.\n\nEditor's note: {note.strip()}"
+    )
+
+
+def with_rejection_notes(
+    sessions: sessionmaker[Session],
+    claimed: Sequence[ArticleJob],
+    requests: list[RenderedRequest],
+) -> list[RenderedRequest]:
+    """``requests`` with an editor's rejection note after each rejected job's prompt."""
+    regenerated = [job for job in claimed if job.regenerations]
+    if not regenerated:
+        return requests
+    with sessions() as session:
+        notes = rejection_notes(session, [job.id for job in regenerated])
+    if not notes:
+        return requests
+    current = {job.id: job.content_hash for job in regenerated}
+    out = []
+    for request in requests:
+        note = notes.get(request.job_id)
+        if note is not None and note.content_hash in (None, current.get(request.job_id)):
+            request = follow_up(request, note.answer, rejection_message(note.note), why="rejection")
+        out.append(request)
+    return out
 
 
 def render_jobs(
@@ -85,4 +123,8 @@ def render_jobs(
         )
         chained[job.id] = child
         requests.append(child.request)
+    requests = with_rejection_notes(sessions, claimed, requests)
+    for request in requests:
+        if request.job_id in chained and request is not chained[request.job_id].request:
+            chained[request.job_id] = replace(chained[request.job_id], request=request)
     return requests, chained

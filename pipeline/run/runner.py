@@ -29,11 +29,12 @@ from pipeline.db import (
     output_history,
     pid_alive,
     record_outcomes,
+    record_versions,
 )
 from pipeline.errors import DatabaseError
 from pipeline.limits import LimitShare, SharedLimits, account_key
 from pipeline.prompts import followers_of
-from pipeline.run.config import Config, load_config
+from pipeline.run.config import Config, expects_followers, load_config, version_rows
 from pipeline.run.context import STOP_GRACE_S as STOP_GRACE_S
 from pipeline.run.context import RunContext, RunState, owner_name
 from pipeline.run.feed import Feed, pace_rate
@@ -113,6 +114,8 @@ class Runner:
             self.progress.billed(g)
             return
         st.held.discard(g.job_id)
+        for replaced in outcome.earlier:  # answers a check's retry replaced: billed too
+            self.progress.billed(replaced)
         if state == "lost":
             st.lost_leases += 1
             log.warning("job %s: lease lost before its result was recorded", g.job_id)
@@ -170,6 +173,7 @@ class Runner:
                     reclaimed.jobs_released,
                     ", ".join(reclaimed.dead_owners),
                 )
+            record_versions(session, version_rows(self.config.profiles))
             requeued = leases.requeue_expired(session, max_attempts=self.settings.max_attempts)
             follows = {t: p.follows for t, p in self.config.profiles.items() if p.follows}
             if follows:
@@ -210,6 +214,9 @@ class Runner:
         # Recent history weighs as this many answers of this run.
         ctx.st.outputs = dict(history)
         ctx.st.output_counts = dict.fromkeys(history, HISTORY_WEIGHT)
+        ctx.chained = await ctx.db_call(
+            expects_followers, self.config.sessions, self.config.profiles
+        )
         ctx.queued = await ctx.db_call(self.feed.queued_jobs)
         self.progress.queued_at_start = ctx.queued
         if self.options.pace_h:

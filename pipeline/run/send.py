@@ -14,11 +14,12 @@ from decimal import Decimal
 from typing import Any
 
 from pipeline.client import Outcome, RunStopping
-from pipeline.db import OutcomeRow
+from pipeline.db import Generation, OutcomeRow
 from pipeline.errors import FatalAPIError, PermanentAPIError
 from pipeline.limits import KEY_RPM, Pacer
 from pipeline.money import worst_case_cost
 from pipeline.planning import PlannedRequest, cache_fields, request_key
+from pipeline.run.checking import retry_failed_checks, wants_retry
 from pipeline.run.context import RunContext, log
 from pipeline.run.prewarming import prewarm_generation
 from pipeline.run.recording import Verdict, failure, judge
@@ -102,6 +103,18 @@ class Sender:
         self._settle(reserved, verdict.generation.cost_usd)
         paid = outcome.result is not None and not outcome.from_cache
         entry = self._journal_write(verdict) if paid else None
+        earlier: tuple[Generation, ...] = ()
+        if wants_retry(planned, verdict):
+            retried = await retry_failed_checks(
+                planned,
+                verdict,
+                entry,
+                call=self.call,
+                journal=ctx.journal,
+                followers=ctx.followers.get(request.task, ()),
+                stopping=ctx.stop_event.is_set,
+            )
+            verdict, entry, earlier = retried.verdict, retried.entry, retried.earlier
         g = verdict.generation
         ctx.recorder_().add(
             OutcomeRow(
@@ -111,11 +124,39 @@ class Sender:
                 error=verdict.error,
                 article_id=verdict.article_id,
                 followers=ctx.followers.get(g.task, ()),
+                earlier=earlier,
             ),
             entry,
         )
         if g.status in ("completed", "incomplete") and not g.from_cache:
             ctx.st.learn_output(request.task, request.model, g.output_tokens or 0)
+
+    async def call(self, planned: PlannedRequest) -> tuple[Verdict, bool] | None:
+        """Send one follow-up of a job already sent (a check's retry): its verdict and whether
+        it was paid, or None when it was not sent (stopping, a fatal error, no budget)."""
+        ctx = self.ctx
+        request = planned.request
+        body, _ = self.body(planned)
+        reserved = Decimal(0)
+        if ctx.budget is not None:
+            reserved = worst_case_cost(request, ctx.config.prices)
+            if not ctx.budget.reserve(reserved):
+                return None
+        ctx.progress.started()
+        outcome: Outcome = await ctx.client.generate(
+            body,
+            estimated_tokens=request.estimated_tokens,
+            stream=request.profile.stream,
+            cache_enabled=request.profile.cache.enabled,
+            cache_ttl_s=request.profile.cache.ttl_s,
+            job_id=request.job_id,
+        )
+        if self._unsent(outcome.error):
+            self._settle(reserved, Decimal(0))
+            return None
+        verdict = self._judge(planned, outcome)
+        self._settle(reserved, verdict.generation.cost_usd)
+        return verdict, outcome.result is not None and not outcome.from_cache
 
     async def _prewarm(self, planned: PlannedRequest) -> None:
         """Send a prewarm and record what it cost; its group's requests wait for it."""

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from pipeline.simulator.config import (
     RATELIMIT_TOKENS_HELP,
+    REHEARSAL_HALLUCINATION_RATE,
+    REHEARSAL_OBEY_RATE,
     SimulatorConfig,
     parse_ratelimit_tokens,
 )
@@ -36,6 +38,8 @@ from pipeline.simulator.state import SimulatorState
 
 __all__ = [
     "RATELIMIT_TOKENS_HELP",
+    "REHEARSAL_HALLUCINATION_RATE",
+    "REHEARSAL_OBEY_RATE",
     "SimulatorConfig",
     "SimulatorServer",
     "SimulatorState",

@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.errors import ConfigError
 from pipeline.money import base_model_name
 
+REHEARSAL_OBEY_RATE = 0.85
+REHEARSAL_HALLUCINATION_RATE = 0.03
+
 
 class SimulatorConfig(BaseModel):
     """Everything that shapes the simulator's behaviour (rates are probabilities in [0, 1])."""
@@ -72,6 +75,16 @@ class SimulatorConfig(BaseModel):
     stream_fail_rate: float = Field(default=0.0, ge=0, le=1, description="response.failed.")
     incomplete_rate: float = Field(
         default=0.0, ge=0, le=1, description="Extra cut at max_output_tokens (per request hash)."
+    )
+
+    # Instruction following (pipeline.simulator.following). An obedient, faithful model by
+    # default (tests count requests); `contentgen simulate` and the demo rehearse with
+    # REHEARSAL_OBEY_RATE and REHEARSAL_HALLUCINATION_RATE, so checks and retries show.
+    obey_rate: float = Field(
+        default=1.0, ge=0, le=1, description="Answers that keep a stated word limit."
+    )
+    hallucination_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Answers with one article figure changed."
     )
 
     # Prompt caching. The regime, minimum prefix and grid step of a model come from its policy

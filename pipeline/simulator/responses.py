@@ -20,6 +20,7 @@ from pipeline.simulator import apierrors
 from pipeline.simulator.apierrors import SimAPIError
 from pipeline.simulator.cacheoptions import CacheRequest, cache_request, policy_for
 from pipeline.simulator.config import SimulatorConfig
+from pipeline.simulator.following import article_facts, schema_asked, word_limit
 from pipeline.simulator.models import default_effort, is_reasoning_model, sampling_allowed
 from pipeline.simulator.prompt import (
     History,
@@ -190,6 +191,12 @@ def _has_flex(prices: PriceTable, model: str) -> bool:
     return True
 
 
+def _asked_format(body: dict[str, Any]) -> dict[str, Any] | None:
+    """A JSON Schema asked for in words, as the format the simulated model answers in."""
+    schema = schema_asked(body)
+    return None if schema is None else {"type": "json_schema", "name": "asked", "schema": schema}
+
+
 def prepare(
     body: Any,
     prices: PriceTable,
@@ -240,7 +247,9 @@ def prepare(
         top_p=1.0 if top_p is None else top_p,
         effort=effort if effort != "none" else None,
         summary=summary is not None,
-        text_format=fmt,
+        text_format=fmt or _asked_format(body),
+        word_limit=word_limit(body),
+        facts=article_facts(body),
     )
     return Prepared(
         body=body,

@@ -133,6 +133,8 @@ class SimulatorState:
                 incomplete_rate=cfg.incomplete_rate,
                 force_incomplete=fault.kind == "incomplete",
                 default_tokens=(cfg.default_text_tokens_min, cfg.default_text_tokens_max),
+                obey_rate=cfg.obey_rate,
+                hallucination_rate=cfg.hallucination_rate,
             )
         uncached = prep.input_tokens - lookup.cached_tokens
         ttft = cfg.base_latency_s + uncached * cfg.uncached_input_token_s

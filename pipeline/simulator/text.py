@@ -17,11 +17,13 @@ from operator import itemgetter
 from typing import Any
 
 from pipeline.prompts import encoding_for
+from pipeline.simulator.following import ground, words_for
 from pipeline.simulator.models import EFFORT_TOKENS
 from pipeline.simulator.schema import SchemaInstance
 from pipeline.simulator.vocabulary import WORDS
 
 _DELTA = re.compile(r"\s*\S+")
+_FOLLOW_SALT = 0x5EED_F011
 _SENTENCE_WORDS = tuple(range(8, 21))
 _PARAGRAPH_SENTENCES = (3, 4, 5, 6)
 
@@ -38,6 +40,9 @@ class GenerationRequest:
     effort: str | None
     summary: bool
     text_format: dict[str, Any] | None
+    # Instruction following (``following``): the stated word limit, the article's facts.
+    word_limit: int | None = None
+    facts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,8 @@ def generate(
     incomplete_rate: float = 0.0,
     force_incomplete: bool = False,
     default_tokens: tuple[int, int] = (150, 450),
+    obey_rate: float = 1.0,
+    hallucination_rate: float = 0.0,
 ) -> Generation:
     """The deterministic answer to ``request``.
 
@@ -140,7 +147,8 @@ def generate(
     budget). When reasoning plus text exceed the budget, or a seeded draw under
     ``incomplete_rate`` says so (only with a budget), the output is cut at exactly
     ``max_output_tokens`` tokens and marked incomplete. ``force_incomplete`` (a scripted fault)
-    cuts at the budget, or at half the text without one.
+    cuts at the budget, or at half the text without one. A stated word limit and the article's
+    facts shape plain-text answers (``following``: ``obey_rate``, ``hallucination_rate``).
     """
     rng = random.Random(request.key)
     budget = request.max_output_tokens
@@ -154,10 +162,24 @@ def generate(
     if forced and budget is not None:
         target = max(target, int((budget - min(reasoning, budget)) * 1.3) + 8)
     summary = prose(rng, rng.randint(30, 70)) if request.summary and reasoning else None
-    if request.text_format and request.text_format.get("type") in ("json_schema", "json_object"):
+    structured = request.text_format and request.text_format.get("type") in (
+        "json_schema",
+        "json_object",
+    )
+    follow = random.Random(request.key ^ _FOLLOW_SALT)
+    if request.word_limit is not None and not forced and not structured:
+        words = words_for(request.word_limit, follow, obey_rate)
+        target = max(1, round(words / 0.93))
+        if budget is not None:
+            target = min(target, max(1, budget - reasoning))
+    if structured:
         text = _json_text(request, rng, target)
+        if request.facts:
+            text = ground(text, (), follow, 0.0)  # only the article's figures, none of its own
     else:
         text = prose(rng, target, request.temperature, request.top_p)
+        if request.word_limit is not None or request.facts:
+            text = ground(text, request.facts, follow, hallucination_rate)
     encoding = encoding_for(request.model)
     ids = encoding.encode_ordinary(text)
     cap = budget
