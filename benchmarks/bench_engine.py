@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from harness import TASKS, claimed_jobs, free_port, http_json, prepare
+from harness import claimed_jobs, free_port, http_json, prepare, tasks_for
 
 
 def start_simulator(port: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
@@ -411,7 +411,15 @@ def print_table(rows: list[list[str]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--articles", type=int, default=400)
-    parser.add_argument("--model", default="gpt-4.1-mini", help="The model of both profiles.")
+    parser.add_argument("--model", default="gpt-4.1-mini", help="The model of every profile.")
+    parser.add_argument(
+        "--tasks",
+        type=int,
+        choices=(2, 4),
+        default=2,
+        help="2: summary and headline; 4: the shipped config's shape (four tasks sharing the "
+        "style guide and the article).",
+    )
     parser.add_argument("--scale", type=int, default=0, help="Run ContentGen alone on N jobs.")
     parser.add_argument("--tpm", type=int, default=2_000_000)
     parser.add_argument("--rpm", type=int, default=10_000)
@@ -452,14 +460,15 @@ def cost_table(args: argparse.Namespace) -> None:
     """The cost table: naive loop, no cache, ContentGen and the optimum on one workload."""
     with tempfile.TemporaryDirectory(prefix="cg-bench-") as tmp:
         workdir = Path(tmp)
-        articles = args.scale // len(TASKS) if args.scale else args.articles
-        queued = prepare(workdir, articles, args.model)
+        names = tasks_for(args.tasks)
+        articles = args.scale // len(names) if args.scale else args.articles
+        queued = prepare(workdir, articles, args.model, args.tasks)
         port = free_port()
         sim = start_simulator(port, args)
         base = f"http://127.0.0.1:{port}"
         try:
             print(
-                f"workload: {articles} articles x {TASKS} = {len(queued)} jobs on {args.model}; "
+                f"workload: {articles} articles x {names} = {len(queued)} jobs on {args.model}; "
                 f"simulator TPM {args.tpm:,}, RPM {args.rpm:,}, latency x{args.latency_scale}, "
                 f"faults {args.fail_rate:.1%} 500 + {args.fail_rate / 2:.1%} 503 + "
                 f"{args.fail_rate / 2:.1%} dropped"

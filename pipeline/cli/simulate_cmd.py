@@ -13,8 +13,10 @@ from pydantic import ValidationError
 from pipeline.cli.common import console, handle_errors
 from pipeline.errors import ConfigError
 from pipeline.simulator import (
+    BILL_TOKENS_HELP,
     RATELIMIT_TOKENS_HELP,
     SimulatorConfig,
+    parse_bill_tokens,
     parse_ratelimit_tokens,
     serve_forever,
 )
@@ -41,6 +43,18 @@ def register(app: typer.Typer) -> None:
         ratelimit_tokens: Annotated[
             str, _opt("--ratelimit-tokens", RATELIMIT_TOKENS_HELP)
         ] = "o200k",
+        bill_tokens: Annotated[str, _opt("--bill-tokens", BILL_TOKENS_HELP)] = "o200k",
+        overflow_rpm: Annotated[
+            int, _opt("--overflow-rpm", "Requests/min one cache key carries before spilling.")
+        ] = 15,
+        overflow_per: Annotated[
+            str,
+            _opt(
+                "--overflow-per",
+                "key: overflow counted per prompt_cache_key over all its prefixes (the stricter "
+                "reading, default); prefix: per (prefix, key) combination.",
+            ),
+        ] = "key",
         latency_scale: Annotated[
             float, _opt("--latency-scale", "Multiply simulated latency (0: answer at once).")
         ] = 1.0,
@@ -75,6 +89,9 @@ def register(app: typer.Typer) -> None:
         Example: contentgen simulate --rpm 500 --tpm 200000 --ratelimit-tokens x0.5 --fail-rate 0.02
         """
         counting = parse_ratelimit_tokens(ratelimit_tokens)
+        billing = parse_bill_tokens(bill_tokens)
+        if overflow_per not in ("key", "prefix"):
+            raise ConfigError(f"invalid --overflow-per {overflow_per!r}: use key or prefix")
         try:
             config = SimulatorConfig(
                 host=host,
@@ -94,6 +111,9 @@ def register(app: typer.Typer) -> None:
                 stream_fail_rate=stream_fail_rate,
                 batch_speed=batch_speed,
                 pricing_path=pricing,
+                usage_token_factor=billing,
+                overflow_rpm=overflow_rpm,
+                overflow_per=overflow_per,
                 **counting,
             )
         except ValidationError as exc:

@@ -26,8 +26,10 @@ formula the forecast shares).
 from __future__ import annotations
 
 from pipeline.simulator.config import (
+    BILL_TOKENS_HELP,
     RATELIMIT_TOKENS_HELP,
     SimulatorConfig,
+    parse_bill_tokens,
     parse_ratelimit_tokens,
 )
 from pipeline.simulator.prompt import count_input_tokens, prompt_token_ids
@@ -35,11 +37,13 @@ from pipeline.simulator.server import SimulatorServer, serve_forever
 from pipeline.simulator.state import SimulatorState
 
 __all__ = [
+    "BILL_TOKENS_HELP",
     "RATELIMIT_TOKENS_HELP",
     "SimulatorConfig",
     "SimulatorServer",
     "SimulatorState",
     "count_input_tokens",
+    "parse_bill_tokens",
     "parse_ratelimit_tokens",
     "prompt_token_ids",
     "serve_forever",
