@@ -8,7 +8,8 @@
   lease owners as host, pid and run;
 - ``outcomes``: a run's results recorded in groups; ``runs``: a run's row and totals;
 - ``queries``, ``generations``, ``regeneration``, ``prices``, ``limitmembers``, ``articles``:
-  what the other wings read and write.
+  what the other wings read and write; ``learning``: what a run learns for the next one (the
+  cache-key rate per account and model, its plan against its bill per model and layout).
 
 ``jobs``, ``queue`` and ``leases`` are exported as modules: their functions read best with
 their namespace (``jobs.claim``, ``queue.enqueue``).
@@ -19,6 +20,13 @@ from __future__ import annotations
 from pipeline.db import jobs, leases, queue
 from pipeline.db.engine import MISSING_DRIVER, is_sqlite, make_engine, session_factory
 from pipeline.db.jobs import ClaimedJob
+from pipeline.db.learning import (
+    BillFigures,
+    bill_history,
+    load_key_rates,
+    record_bill_figures,
+    save_key_rates,
+)
 from pipeline.db.limitmembers import (
     Member,
     delete_members,
@@ -61,6 +69,7 @@ __all__ = [
     "SCALE",
     "Article",
     "Batch",
+    "BillFigures",
     "BatchItem",
     "ClaimedJob",
     "Generation",
@@ -71,6 +80,7 @@ __all__ = [
     "RegenerateFilter",
     "Run",
     "RunTotals",
+    "bill_history",
     "claimed_job",
     "close_run",
     "delete_members",
@@ -78,6 +88,7 @@ __all__ = [
     "is_sqlite",
     "jobs",
     "leases",
+    "load_key_rates",
     "make_engine",
     "open_run",
     "output_history",
@@ -90,10 +101,12 @@ __all__ = [
     "queued_by_task_section",
     "queued_count",
     "read_members",
+    "record_bill_figures",
     "record_outcomes",
     "regenerate",
     "require_migrated",
     "run_totals",
+    "save_key_rates",
     "session_factory",
     "sync_prices",
     "upgrade",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pipeline.run.config import Config, cache_policies, load_config
 from pipeline.run.dryrun import dry_run
-from pipeline.run.feed import BURST_FACTOR, DEFAULT_PLANNED_RPM
+from pipeline.run.feed import DEFAULT_PLANNED_RPM
 from pipeline.run.progress import (
     Progress,
     ProgressView,
@@ -34,7 +34,6 @@ from pipeline.run.runner import Runner, run_batch, run_batch_async
 from pipeline.run.summary import RunOptions, RunSummary
 
 __all__ = [
-    "BURST_FACTOR",
     "DEFAULT_PLANNED_RPM",
     "Config",
     "Progress",

@@ -22,16 +22,21 @@ from pipeline.client import ClientStack, build_client_stack, cache_scope
 from pipeline.db import (
     OutcomeRow,
     RunTotals,
+    bill_history,
     close_run,
     jobs,
     leases,
+    load_key_rates,
     open_run,
     output_history,
     pid_alive,
+    record_bill_figures,
     record_outcomes,
+    save_key_rates,
 )
 from pipeline.errors import DatabaseError
 from pipeline.limits import LimitShare, SharedLimits, account_key
+from pipeline.planning import BillFactors
 from pipeline.prompts import followers_of
 from pipeline.run.config import Config, load_config
 from pipeline.run.context import STOP_GRACE_S as STOP_GRACE_S
@@ -188,6 +193,7 @@ class Runner:
                 worker=f"{socket.gethostname()}:{os.getpid()}",
             )
         ctx.state = RunState(run_id=run_id, owner=owner_name(run_id))
+        account = None if self.stack.sdk is None else account_key(cache_scope(self.stack.sdk))
         recorder = ctx.recorder = Recorder(
             self._write_outcomes,
             on_recorded=self._recorded,
@@ -196,17 +202,27 @@ class Runner:
         )
         recorder.start()
         if self.stack.sdk is not None:
-            share = LimitShare(
-                self.config.sessions,
-                account=account_key(cache_scope(self.stack.sdk)),
-                worker=ctx.st.owner,
-            )
+            assert account is not None
+            share = LimitShare(self.config.sessions, account=account, worker=ctx.st.owner)
             ctx.shared = SharedLimits(share, self.stack.limiter, ctx.db_call)
         ctx.journal = Journal(
             journal_dir(self.settings.journal_dir, self.settings.database_url), ctx.st.owner
         )
         with self.config.sessions() as session:
             history = output_history(session)
+            ctx.st.bills = {
+                key: BillFactors.learnt(
+                    planned_input=f.planned_input_tokens,
+                    planned_cached=f.planned_cached_tokens,
+                    planned_write=f.planned_write_tokens,
+                    billed_input=f.billed_input_tokens,
+                    billed_cached=f.billed_cached_tokens,
+                    billed_write=f.billed_write_tokens,
+                )
+                for key, f in bill_history(session).items()
+            }
+            if account is not None:
+                ctx.st.key_rates = load_key_rates(session, account)
         # Recent history weighs as this many answers of this run.
         ctx.st.outputs = dict(history)
         ctx.st.output_counts = dict.fromkeys(history, HISTORY_WEIGHT)
@@ -214,6 +230,7 @@ class Runner:
         self.progress.queued_at_start = ctx.queued
         if self.options.pace_h:
             ctx.paced_rpm = pace_rate(ctx.queued, self.options.pace_h)
+            self.progress.paced_rpm = ctx.paced_rpm
         background = [
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._tick()),
@@ -260,8 +277,13 @@ class Runner:
                 state = "stopped" if st.stop_reason else "finished"
             expected_ratio = st.expected_cached / st.prompt_tokens if st.prompt_tokens else 0.0
 
+            learnt = _learnt_rates(st)
+
             def finish() -> RunTotals:
                 with self.config.sessions() as session:
+                    record_bill_figures(session, run_id, st.figures)
+                    if account is not None and learnt:
+                        save_key_rates(session, account, learnt)
                     return close_run(
                         session,
                         run_id,
@@ -298,7 +320,21 @@ class Runner:
             paced_rpm=ctx.paced_rpm,
             fatal=st.fatal,
             token_factors=self.stack.limiter.stats().get("token_factors"),
+            key_rates=None
+            if st.book is None
+            else {m: r.as_dict() for m, r in st.book.learnt().items()},
         )
+
+
+def _learnt_rates(st: RunState) -> dict[str, tuple[float, int, int]]:
+    """The per-key rates worth keeping: those this run used on answers, by model."""
+    if st.book is None:
+        return {}
+    return {
+        model: (rate.rpm, rate.requests, rate.spills)
+        for model, rate in st.book.learnt().items()
+        if rate.requests
+    }
 
 
 async def run_batch_async(

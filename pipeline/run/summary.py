@@ -47,6 +47,9 @@ class RunSummary:
     fatal: str | None = None
     # Per model: how the server counts a token of our estimate (learnt from its headers).
     token_factors: dict[str, float] | None = None
+    # Per model: the requests/min one cache key was learnt to carry, and the evidence
+    # (answers on keyed requests, spills, evictions), as ``planning.KeyRate.as_dict``.
+    key_rates: dict[str, dict[str, float | int]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values for JSON output and Prefect results."""
@@ -76,5 +79,6 @@ class RunSummary:
             "prewarms": self.prewarms,
             "paced_rpm": self.paced_rpm,
             "token_factors": self.token_factors or {},
+            "key_rates": self.key_rates or {},
             "wall_s": round(self.wall_s, 2),
         }
