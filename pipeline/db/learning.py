@@ -35,7 +35,9 @@ class BillFigures:
 
 def load_key_rates(session: Session, account: str) -> dict[str, float]:
     """The learnt per-key rate (requests/min) of each model on ``account``."""
-    rows = session.execute(select(LearntKeyRate.model, LearntKeyRate.rpm).where(LearntKeyRate.account == account))
+    rows = session.execute(
+        select(LearntKeyRate.model, LearntKeyRate.rpm).where(LearntKeyRate.account == account)
+    )
     return {model: float(rpm) for model, rpm in rows}
 
 
@@ -92,4 +94,3 @@ def bill_history(
     for model, layout, *sums in rows:
         found[model, layout] = BillFigures(*(int(v or 0) for v in sums))
     return found
-

@@ -11,13 +11,14 @@ Start reading at ``runner`` (``run_batch``). Around it:
   prewarm cost;
 - ``config``: what a run reads before it starts; ``rendering``: a claimed chunk rendered,
   chained jobs after their parents; ``progress``: live counters; ``summary``: the options
-  and the outcome; ``dryrun``: the plan and forecast without sending.
+  and the outcome; ``dryrun``: the plan and forecast without sending, what earlier runs
+  taught it, and whether a run paces itself (``choose_pace``).
 """
 
 from __future__ import annotations
 
 from pipeline.run.config import Config, cache_policies, load_config
-from pipeline.run.dryrun import dry_run
+from pipeline.run.dryrun import PaceChoice, choose_pace, dry_run
 from pipeline.run.feed import DEFAULT_PLANNED_RPM
 from pipeline.run.progress import (
     Progress,
@@ -36,6 +37,7 @@ from pipeline.run.summary import RunOptions, RunSummary
 __all__ = [
     "DEFAULT_PLANNED_RPM",
     "Config",
+    "PaceChoice",
     "Progress",
     "ProgressView",
     "RunOptions",
@@ -43,6 +45,7 @@ __all__ = [
     "Runner",
     "Verdict",
     "cache_policies",
+    "choose_pace",
     "dry_run",
     "duration_text",
     "failure",

@@ -17,7 +17,6 @@ from decimal import Decimal
 
 from pipeline.db import ClaimedJob, jobs, queue
 from pipeline.errors import DatabaseError
-from pipeline.limits import KEY_RPM, paced_rpm
 from pipeline.planning import (
     KeyBook,
     Plan,
@@ -189,14 +188,7 @@ class Feed:
         return queued if ctx.options.limit is None else min(queued, ctx.options.limit)
 
 
-def pace_rate(queued: int, within_h: float) -> float:
-    """The send rate that finishes ``queued`` jobs within ``within_h`` hours (and says so)."""
-    rate = paced_rpm(queued, within_h)
-    log.info(
-        "pacing %d jobs to %.0f requests/min (%.0f per cache key) to finish within %.2f h",
-        queued,
-        rate,
-        KEY_RPM,
-        within_h,
-    )
+def pace_rate(queued: int, rate: float, why: str) -> float:
+    """The paced send rate of ``queued`` jobs (and says so)."""
+    log.info("pacing %d jobs to %.0f requests/min: %s", queued, rate, why)
     return rate

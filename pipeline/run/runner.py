@@ -36,11 +36,11 @@ from pipeline.db import (
 )
 from pipeline.errors import DatabaseError
 from pipeline.limits import LimitShare, SharedLimits, account_key
-from pipeline.planning import BillFactors
 from pipeline.prompts import followers_of
 from pipeline.run.config import Config, load_config
 from pipeline.run.context import STOP_GRACE_S as STOP_GRACE_S
 from pipeline.run.context import RunContext, RunState, owner_name
+from pipeline.run.dryrun import bill_factors, choose_pace
 from pipeline.run.feed import Feed, pace_rate
 from pipeline.run.journal import Journal, journal_dir
 from pipeline.run.progress import Progress
@@ -210,17 +210,7 @@ class Runner:
         )
         with self.config.sessions() as session:
             history = output_history(session)
-            ctx.st.bills = {
-                key: BillFactors.learnt(
-                    planned_input=f.planned_input_tokens,
-                    planned_cached=f.planned_cached_tokens,
-                    planned_write=f.planned_write_tokens,
-                    billed_input=f.billed_input_tokens,
-                    billed_cached=f.billed_cached_tokens,
-                    billed_write=f.billed_write_tokens,
-                )
-                for key, f in bill_history(session).items()
-            }
+            ctx.st.bills = bill_factors(bill_history(session))
             if account is not None:
                 ctx.st.key_rates = load_key_rates(session, account)
         # Recent history weighs as this many answers of this run.
@@ -228,9 +218,13 @@ class Runner:
         ctx.st.output_counts = dict.fromkeys(history, HISTORY_WEIGHT)
         ctx.queued = await ctx.db_call(self.feed.queued_jobs)
         self.progress.queued_at_start = ctx.queued
-        if self.options.pace_h:
-            ctx.paced_rpm = pace_rate(ctx.queued, self.options.pace_h)
-            self.progress.paced_rpm = ctx.paced_rpm
+        if self.options.paced_rpm:
+            ctx.paced_rpm = self.options.paced_rpm
+        else:
+            choice = await ctx.db_call(choose_pace, self.settings, self.options, config=self.config)
+            if choice.paced and choice.rate_rpm:
+                ctx.paced_rpm = pace_rate(ctx.queued, choice.rate_rpm, choice.line())
+        self.progress.paced_rpm = ctx.paced_rpm
         background = [
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._tick()),

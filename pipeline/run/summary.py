@@ -25,8 +25,14 @@ class RunOptions:
     chunk_size: int | None = None
     mode: str = "realtime"  # realtime | flex (batch and auto: pipeline.batchmode.dispatch)
     # Finish within this many hours instead of as fast as the limit allows: fewer cache keys,
-    # fewer cold misses (pipeline.limits.pacing). None: unpaced.
+    # fewer cold misses (pipeline.limits.pacing). Given alone, it paces the run.
     pace_h: float | None = None
+    # True: paced to pace_h (or the settings' deadline); False: full speed; None: a nightly
+    # run paces itself when the forecast saving is worth it, others go at full speed
+    # (``dryrun.choose_pace``).
+    pace: bool | None = None
+    # A send rate chosen by the caller (a flow's chunks share one decision): used as is.
+    paced_rpm: float | None = None
 
 
 @dataclass(frozen=True)

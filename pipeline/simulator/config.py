@@ -94,8 +94,9 @@ class SimulatorConfig(BaseModel):
     # ("key", the stricter reading and the default); the Dec 2025 wording per prefix and key
     # combination ("prefix").
     overflow_per: Literal["key", "prefix"] = Field(
-        default="key", description="key: overflow counted per key over all its prefixes; "
-        "prefix: per (prefix, key) combination."
+        default="key",
+        description="key: overflow counted per key over all its prefixes; "
+        "prefix: per (prefix, key) combination.",
     )
     cache_max_blocks: int = Field(
         default=200_000,
