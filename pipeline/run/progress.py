@@ -192,12 +192,14 @@ class Progress:
                 self.planned_requests += 1
         self.planned_tokens += estimated_tokens
 
-    def settled(self, job_id: int, *, prewarm: bool) -> None:
-        """The request of ``job_id`` (or its prewarm) was answered and billed."""
-        cost = self._pending.pop((job_id, prewarm), None)
-        if cost is not None:
-            self.pending_forecast_usd -= cost
-            self.settled_forecast_usd += cost
+    def settled(self, job_id: int, cost_usd: Decimal, *, prewarm: bool) -> None:
+        """The request of ``job_id`` (or its prewarm) was answered and cost ``cost_usd``
+        (counted here at once; ``billed`` counts it when it is recorded)."""
+        forecast = self._pending.pop((job_id, prewarm), None)
+        if forecast is not None:
+            self.pending_forecast_usd -= forecast
+            self.settled_forecast_usd += forecast
+            self.settled_cost_usd += cost_usd
 
     def queued_seen(self, n: int) -> None:
         """Jobs claimed into this run."""
@@ -350,15 +352,14 @@ class Progress:
         run's answers cost against their forecast (see the module docstring)."""
         if remaining is None or not self.finished_count:
             return None
-        if not self.planned_requests:
+        if not self.planned_requests or self.settled_forecast_usd <= 0:
             # Nothing planned here (a display fed from outside a run): the straight line.
             return self.cost_usd + self.cost_usd / self.finished_count * remaining
         mean = self.planned_forecast_usd / self.planned_requests
-        in_plan = sum(1 for job, prewarm in self._pending if not prewarm)
-        left = self.pending_forecast_usd + mean * max(remaining - in_plan, 0)
-        if self.settled_forecast_usd > 0:
-            left *= self.cost_usd / self.settled_forecast_usd
-        return self.cost_usd + left
+        unplanned = max((self.total or 0) - self.planned_requests, 0)
+        left = self.pending_forecast_usd + mean * unplanned
+        left *= self.settled_cost_usd / self.settled_forecast_usd
+        return max(self.cost_usd, self.settled_cost_usd) + left
 
     def eta_s(self, remaining: int | None, rate: float | None) -> float | None:
         """Seconds until the ``remaining`` jobs are done (see the module docstring)."""
@@ -367,12 +368,16 @@ class Progress:
         if remaining == 0:
             return 0.0
         waits: list[float] = []
+        # Too early for the window's rate: the rate since the start.
+        rate = rate or (self.requests_per_s * 60.0 if self.finished_count else None)
         if rate:
             waits.append(remaining / rate * 60.0)
         if self.paced_rpm:
             waits.append(remaining / self.paced_rpm * 60.0)
+        # The limiter still has to admit the requests not handed to it yet.
+        unsent = max(remaining - max(self.started_requests - self.finished_count, 0), 0)
         for model in (self.limiter.get("models") or {}).values():
-            waits.extend(_limiter_waits(model, remaining, self._tokens_per_request()))
+            waits.extend(_limiter_waits(model, unsent, self._tokens_per_request()))
         return max(waits) if waits else None
 
     def _tokens_per_request(self) -> float:

@@ -127,7 +127,7 @@ class Sender:
             ),
             entry,
         )
-        ctx.progress.settled(request.job_id, prewarm=False)
+        ctx.progress.settled(request.job_id, g.cost_usd or Decimal(0), prewarm=False)
         if g.status in ("completed", "incomplete") and not g.from_cache:
             ctx.st.learn_output(request.task, request.model, g.output_tokens or 0)
         if paid:
@@ -201,7 +201,9 @@ class Sender:
             else f"{type(outcome.error).__name__}: {outcome.error}",
         )
         self._settle(reserved, generation.cost_usd)
-        ctx.progress.settled(planned.request.job_id, prewarm=True)
+        ctx.progress.settled(
+            planned.request.job_id, generation.cost_usd or Decimal(0), prewarm=True
+        )
         if outcome.result is not None:
             self.ctx.st.billed(
                 planned,
