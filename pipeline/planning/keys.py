@@ -100,7 +100,7 @@ class _Key:
     in_window: int = 0
 
     def load(self, at: float) -> int:
-        while self.sends and self.sends[0][0] <= at - WINDOW_S:
+        while self.sends and self.sends[0][0] <= at - WINDOW_S + 1e-6:
             self.in_window -= self.sends.popleft()[1]
         return self.in_window
 
