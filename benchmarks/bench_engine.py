@@ -186,7 +186,7 @@ def child_contentgen(
             seen["projected_usd"] = float(view.projected_usd or 0)
             seen["eta_s"] = view.eta_s if view.eta_s is not None else -1.0
             if os.environ.get("BENCH_DEBUG"):
-                print("DEBUG", view, progress.limiter, progress._tokens_per_request(), file=sys.stderr)  # type: ignore[attr-defined]
+                print("DEBUG", view, progress.limiter, file=sys.stderr)  # type: ignore[attr-defined]
 
     summary = run_batch(
         settings,

@@ -24,6 +24,7 @@ from pipeline.db.learning import (
     BillFigures,
     bill_history,
     load_key_rates,
+    recent_key_sends,
     record_bill_figures,
     save_key_rates,
 )
@@ -101,6 +102,7 @@ __all__ = [
     "queued_by_task_section",
     "queued_count",
     "read_members",
+    "recent_key_sends",
     "record_bill_figures",
     "record_outcomes",
     "regenerate",

@@ -3,13 +3,14 @@ plan against its bill per (model, layout), which corrects the next forecast."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pipeline.db.models import LearntKeyRate, RunForecast, utcnow
+from pipeline.db.models import Generation, LearntKeyRate, RunForecast, utcnow
 
 # A forecast learns from this many of the latest runs per (model, layout).
 LEARN_FROM_RUNS = 5
@@ -61,6 +62,23 @@ def save_key_rates(
         else:
             row.rpm, row.requests, row.spills, row.updated_at = rpm, requests, spills, utcnow()
     session.commit()
+
+
+def recent_key_sends(session: Session, *, within_s: float = 60.0) -> dict[str, list[float]]:
+    """How many seconds ago each prompt-cache key was used, over the last ``within_s``: what
+    earlier runs still put on a key in the minute a new run starts in."""
+    now = utcnow()
+    since = now - dt.timedelta(seconds=within_s)
+    rows = session.execute(
+        select(Generation.prompt_cache_key, Generation.created_at).where(
+            Generation.created_at >= since, Generation.prompt_cache_key.is_not(None)
+        )
+    )
+    recent: dict[str, list[float]] = {}
+    for key, at in rows:
+        if key is not None:
+            recent.setdefault(key, []).append(max(0.0, (now - at).total_seconds()))
+    return recent
 
 
 def record_bill_figures(

@@ -11,7 +11,9 @@ carries up to twice the steady rate, then the steady rate), gives each article t
 requests will go out, and puts all of an article's requests in the group (an article-first
 key carries every task of its article) on the key that carries the fewest requests in the
 trailing minute at that time; a new key opens only when that one would pass its rate. Keys
-stay open for the whole run, so later chunks reuse the warm ones.
+stay open for the whole run, so later chunks reuse the warm ones, and sends an earlier run made
+on the same keys within the last minute (``recent``) count too: a run that follows another
+(a flow's next chunk) does not pile onto keys the last one filled.
 
 The rate a key takes is not published exactly and differs by server, so it is learnt:
 ``KeyBook.observe`` takes each answer's cached tokens. A request on a warm key (one the plan
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 WINDOW_S = 60.0
@@ -124,6 +126,8 @@ class KeyBook:
         ceilings: Mapping[str, float] | None = None,
         rates: Mapping[str, float] | None = None,
         default_rpm: float = 15.0,
+        recent: Mapping[str, Sequence[float]] | None = None,
+        now: float = 0.0,
     ) -> None:
         self.schedule = schedule
         self.sent = 0
@@ -134,6 +138,21 @@ class KeyBook:
         self.rates: dict[str, KeyRate] = {}
         # Actual sends per key (monotonic seconds), for what a key carried before a spill.
         self._actual: dict[str, deque[float]] = {}
+        for key, ages in (recent or {}).items():
+            self._preload(key, ages, now)
+
+    def _preload(self, key: str, ages: Sequence[float], now: float) -> None:
+        """Sends an earlier run made on ``key`` (``<group>-<bucket>``) ``ages`` seconds ago:
+        they still count in the minute this run starts in."""
+        group, _, bucket = key.rpartition("-")
+        if not group or not bucket.isdigit():
+            return
+        keys = self._groups.setdefault(group, [])
+        while len(keys) <= int(bucket):
+            keys.append(_Key())
+        for age in sorted(ages, reverse=True):
+            keys[int(bucket)].add(-age, 1)
+        self._actual[key] = deque(sorted(now - age for age in ages))
 
     # -- dealing -------------------------------------------------------------------------
 

@@ -70,6 +70,7 @@ class RunState:
     # against their plans (per model and layout).
     book: KeyBook | None = None
     key_rates: dict[str, float] = field(default_factory=dict)
+    recent_keys: dict[str, list[float]] = field(default_factory=dict)
     bills: BillHistory = field(default_factory=dict)
     # This run's plan against its bill, per (model, layout), kept for the next forecast.
     figures: dict[tuple[str, str], BillFigures] = field(default_factory=dict)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from decimal import Decimal
 
 from pipeline.db import ClaimedJob, jobs, queue
@@ -84,6 +85,8 @@ class Feed:
                 SendSchedule(steady, burst),
                 ceilings={m: p.key_rpm for m, p in policies.items()},
                 rates=st.key_rates,
+                recent=st.recent_keys,
+                now=time.monotonic(),
             )
         return st.book
 

@@ -166,6 +166,9 @@ class Progress:
     stopping: str | None = None
     started_at: float = field(default_factory=time.monotonic)
     paced_rpm: float | None = None
+    first_sent_at: float | None = None
+    latency_s: float = 0.0  # summed over finished results that report one
+    timed: int = 0
     # The forecast of planned requests not answered yet, by (job id, prewarm); what the
     # answered ones were forecast to cost; planned requests and their estimated tokens.
     _pending: dict[tuple[int, bool], Decimal] = field(default_factory=dict, repr=False)
@@ -207,6 +210,8 @@ class Progress:
 
     def started(self) -> None:
         """A request was handed to the client."""
+        if self.first_sent_at is None:
+            self.first_sent_at = time.monotonic()
         self.started_requests += 1
 
     def finished(
@@ -218,6 +223,9 @@ class Progress:
         else:
             self.failed += 1
         self.billed(generation)
+        if generation.latency_ms:
+            self.latency_s += generation.latency_ms / 1000
+            self.timed += 1
         self._mark(time.monotonic() if now is None else now)
 
     def billed(self, generation: Generation) -> None:
@@ -368,8 +376,12 @@ class Progress:
         if remaining == 0:
             return 0.0
         waits: list[float] = []
-        # Too early for the window's rate: the rate since the start.
-        rate = rate or (self.requests_per_s * 60.0 if self.finished_count else None)
+        latency = self.latency_s / self.timed if self.timed else 0.0
+        if not rate and self.first_sent_at is not None and self.finished_count:
+            # Too early for the window's rate: the rate since the first send, less the first
+            # answer's latency (nothing could finish before it).
+            sending = time.monotonic() - self.first_sent_at - latency
+            rate = self.finished_count / sending * 60.0 if sending > 0 else None
         if rate:
             waits.append(remaining / rate * 60.0)
         if self.paced_rpm:
@@ -378,7 +390,8 @@ class Progress:
         unsent = max(remaining - max(self.started_requests - self.finished_count, 0), 0)
         for model in (self.limiter.get("models") or {}).values():
             waits.extend(_limiter_waits(model, unsent, self._tokens_per_request()))
-        return max(waits) if waits else None
+        # The last request sent still takes an answer's time.
+        return max(waits) + latency if waits else None
 
     def _tokens_per_request(self) -> float:
         return self.planned_tokens / self.planned_requests if self.planned_requests else 0.0

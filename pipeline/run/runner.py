@@ -30,6 +30,7 @@ from pipeline.db import (
     open_run,
     output_history,
     pid_alive,
+    recent_key_sends,
     record_bill_figures,
     record_outcomes,
     save_key_rates,
@@ -213,6 +214,7 @@ class Runner:
             ctx.st.bills = bill_factors(bill_history(session))
             if account is not None:
                 ctx.st.key_rates = load_key_rates(session, account)
+            ctx.st.recent_keys = recent_key_sends(session)
         # Recent history weighs as this many answers of this run.
         ctx.st.outputs = dict(history)
         ctx.st.output_counts = dict.fromkeys(history, HISTORY_WEIGHT)
