@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -24,7 +24,9 @@ from pipeline.prompts import load_profiles
 from pipeline.reports import CostReport, ReportFilter, cost_report
 from pipeline.run import Progress, RunOptions, RunSummary, run_batch
 from pipeline.settings import Settings
-from pipeline.simulator import SimulatorConfig, SimulatorServer
+
+if TYPE_CHECKING:
+    from pipeline.simulator import SimulatorConfig
 
 # Shipped inside the package (pipeline/data/samples links to the checkout's samples/).
 SAMPLES = Path(str(resources.files("pipeline").joinpath("data", "samples", "articles.jsonl")))
@@ -70,6 +72,9 @@ def run_demo(
         sync_prices(session, load_pricing(settings.config_dir / "pricing.toml"))
         for chunk in read_chunks(articles):
             enqueued += queue.enqueue(session, chunk.articles, tasks).accepted
+    # Imported here: every other command starts faster without the simulator's web stack.
+    from pipeline.simulator import SimulatorConfig, SimulatorServer
+
     sim_config = simulator or SimulatorConfig(
         latency_scale=0.05, fail_rate=0.02, drop_rate=0.01, tpm=400_000, rpm=2_000
     )

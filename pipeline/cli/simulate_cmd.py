@@ -12,16 +12,18 @@ from pydantic import ValidationError
 
 from pipeline.cli.common import console, handle_errors
 from pipeline.errors import ConfigError
-from pipeline.simulator import (
-    BILL_TOKENS_HELP,
-    RATELIMIT_TOKENS_HELP,
-    SimulatorConfig,
-    parse_bill_tokens,
-    parse_ratelimit_tokens,
-    serve_forever,
-)
 
 _ENV = "CONTENTGEN_SIM_"
+
+RATELIMIT_TOKENS_HELP = (
+    "How a request's prompt counts against TPM: o200k (tiktoken's count, the default), "
+    "x<factor> (that count times factor, e.g. x0.53 or x1.5) or chars (text characters / 4). "
+    "Usage and billing always report tiktoken's count."
+)
+BILL_TOKENS_HELP = (
+    "How usage counts input tokens: o200k (tiktoken's count, the default) or x<factor> (that "
+    "count times factor, e.g. x0.53: a server billing with another tokenizer)."
+)
 
 
 def _opt(name: str, help: str) -> Any:
@@ -88,6 +90,14 @@ def register(app: typer.Typer) -> None:
 
         Example: contentgen simulate --rpm 500 --tpm 200000 --ratelimit-tokens x0.5 --fail-rate 0.02
         """
+        # Imported here: the other commands start faster without the simulator's web stack.
+        from pipeline.simulator import (
+            SimulatorConfig,
+            parse_bill_tokens,
+            parse_ratelimit_tokens,
+            serve_forever,
+        )
+
         counting = parse_ratelimit_tokens(ratelimit_tokens)
         billing = parse_bill_tokens(bill_tokens)
         if overflow_per not in ("key", "prefix"):

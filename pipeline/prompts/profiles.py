@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from jsonschema import exceptions as schema_exceptions
-from jsonschema import validators
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.errors import ConfigError, TemplateError
@@ -281,6 +279,10 @@ def _load_schema(path: Path, where: str) -> dict[str, Any]:
     if not isinstance(schema, dict):
         raise ConfigError(f"{path}: output schema must be a JSON object (got {_json_type(schema)})")
     # An invalid schema would only show when the first paid response is checked against it.
+    # (jsonschema is imported here: a config without schemas does not pay for it at start-up.)
+    from jsonschema import exceptions as schema_exceptions
+    from jsonschema import validators
+
     try:
         validators.validator_for(schema).check_schema(schema)
     except schema_exceptions.SchemaError as exc:

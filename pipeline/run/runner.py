@@ -54,6 +54,7 @@ from pipeline.settings import Settings
 
 log = logging.getLogger("contentgen.run")
 HISTORY_WEIGHT = 20
+EMIT_EVERY_S = 0.1
 
 
 class Runner:
@@ -84,6 +85,7 @@ class Runner:
         self.feed = Feed(self.ctx)
         self.progress = self.ctx.progress
         self._on_progress = progress
+        self._emitted_at = 0.0
 
     def stop(self, reason: str = "stopped") -> None:
         """Stop claiming and sending; unsent jobs are released (``RunContext.stop``)."""
@@ -123,7 +125,11 @@ class Runner:
             st.lost_leases += 1
             log.warning("job %s: lease lost before its result was recorded", g.job_id)
         self.progress.finished(g, outcome.succeeded)
-        self._emit()
+        # A display needs no more than a few refreshes a second (the tick refreshes too).
+        now = time.monotonic()
+        if now - self._emitted_at >= EMIT_EVERY_S:
+            self._emitted_at = now
+            self._emit()
 
     async def _heartbeat(self) -> None:
         """Keep the leases of jobs we hold from expiring during a long run."""

@@ -26,8 +26,6 @@ formula the forecast shares).
 from __future__ import annotations
 
 from pipeline.simulator.config import (
-    BILL_TOKENS_HELP,
-    RATELIMIT_TOKENS_HELP,
     SimulatorConfig,
     parse_bill_tokens,
     parse_ratelimit_tokens,
@@ -37,8 +35,6 @@ from pipeline.simulator.server import SimulatorServer, serve_forever
 from pipeline.simulator.state import SimulatorState
 
 __all__ = [
-    "BILL_TOKENS_HELP",
-    "RATELIMIT_TOKENS_HELP",
     "SimulatorConfig",
     "SimulatorServer",
     "SimulatorState",

@@ -140,19 +140,6 @@ class SimulatorConfig(BaseModel):
         return self.model_batch_queue_limit.get(base_model_name(model), self.batch_queue_limit)
 
 
-RATELIMIT_TOKENS_HELP = (
-    "How a request's prompt counts against TPM: o200k (tiktoken's count, the default), "
-    "x<factor> (that count times factor, e.g. x0.53 or x1.5) or chars (text characters / 4). "
-    "Usage and billing always report tiktoken's count."
-)
-
-
-BILL_TOKENS_HELP = (
-    "How usage counts input tokens: o200k (tiktoken's count, the default) or x<factor> (that "
-    "count times factor, e.g. x0.53: a server billing with another tokenizer)."
-)
-
-
 def parse_bill_tokens(value: str) -> float:
     """The ``usage_token_factor`` of a ``--bill-tokens`` value (``o200k`` or ``x<factor>``)."""
     fields = parse_ratelimit_tokens(value, option="--bill-tokens")
