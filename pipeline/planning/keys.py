@@ -41,8 +41,10 @@ SPILL_SHARE = 0.9
 BUSY_SHARE = 0.5
 # After a spill, the key rate goes to this share of what the spilling key carried.
 BACKOFF = 0.9
-# Answers on keys loaded near their rate, without a spill, before the rate goes up a step.
+# Answers on keys loaded near their rate, without a spill, before the rate goes up a step;
+# learning never goes past this share of the published rate (a minute's send times jitter).
 CLEAN_ANSWERS = 48
+LEARN_CEILING = 0.9
 RAISE_STEP = 1.0
 MIN_RATE = 2.0
 
@@ -136,8 +138,10 @@ class KeyBook:
         self._default = default_rpm
         self._groups: dict[str, list[_Key]] = {}
         self.rates: dict[str, KeyRate] = {}
-        # Actual sends per key (monotonic seconds), for what a key carried before a spill.
+        # Actual sends per key (monotonic seconds), for what a key carried before a spill;
+        # keys that have had an answer (their machine has seen the group's prefix).
         self._actual: dict[str, deque[float]] = {}
+        self._answered: set[str] = set()
         for key, ages in (recent or {}).items():
             self._preload(key, ages, now)
 
@@ -160,10 +164,11 @@ class KeyBook:
         """The per-key rate of ``model`` (created from the start values on first use)."""
         found = self.rates.get(model)
         if found is None:
-            ceiling = self._ceilings.get(model, self._default)
+            ceiling = LEARN_CEILING * self._ceilings.get(model, self._default)
             start = self._start.get(model)
             learnt = start is not None
-            rpm = min(start, ceiling) if start is not None else KEY_RATE_MARGIN * ceiling
+            published = ceiling / LEARN_CEILING
+            rpm = min(start, ceiling) if start is not None else KEY_RATE_MARGIN * published
             found = self.rates[model] = KeyRate(rpm=max(MIN_RATE, rpm), ceiling=ceiling)
             found.learnt = learnt
         return found
@@ -205,6 +210,11 @@ class KeyBook:
         sends.append(now)
         return len(sends)
 
+    def warm(self, key: str) -> bool:
+        """True once ``key`` has had an answer: a later request on it should find the prefix
+        on the key's machine (a first request may have counted on another key's machine)."""
+        return key in self._answered
+
     def observe(
         self,
         model: str,
@@ -213,17 +223,23 @@ class KeyBook:
         cached: int,
         billed_per_token: float,
         carried: int,
+        key: str | None = None,
+        warm: bool = True,
     ) -> str | None:
-        """Judge one answer on a warm key; returns ``"spill"``, ``"eviction"`` or None.
+        """Judge one answer; returns ``"spill"``, ``"eviction"`` or None.
 
         ``expected`` is the read the plan counted on (our tokens), ``cached`` what the server
         reported (its tokens), ``billed_per_token`` its input count over ours for this request
         (another tokenizer bills another count), ``carried`` the key's sends in the minute
-        before the answer's request (``sent_on``).
+        before the answer's request (``sent_on``). Only a request sent on a ``warm`` key is
+        judged (the plan may count on a machine a cold key does not reach); ``key`` is marked
+        warm by the answer.
         """
         rate = self.rate(model)
         rate.requests += 1
-        if expected <= 0 or cached >= SPILL_SHARE * expected * billed_per_token:
+        if key is not None:
+            self._answered.add(key)
+        if not warm or expected <= 0 or cached >= SPILL_SHARE * expected * billed_per_token:
             if carried >= 0.9 * rate.rpm:
                 rate.clean += 1
                 if rate.clean >= CLEAN_ANSWERS and rate.rpm < rate.ceiling:

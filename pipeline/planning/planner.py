@@ -47,6 +47,9 @@ class PlannedRequest:
     expected_cache_write_tokens: int = 0
     prewarm: bool = False
     prewarm_tokens: int = 0
+    # Grid groups: the cached tokens of the group's shared root, which any answered request on
+    # the same key has put on the key's machine (what a later request there must at least read).
+    root_tokens: int = 0
 
     @property
     def prompt_tokens(self) -> int:
@@ -218,6 +221,7 @@ def plan(
     expected = [0] * size
     group_of: list[str | None] = [None] * size
     bucket_at: list[int | None] = [None] * size
+    root_tokens = [0] * size
 
     # Group membership by root node, in send order (a group is a subtree, so it is contiguous
     # but for chained requests, which are ordered by their segments and never grouped).
@@ -281,6 +285,7 @@ def plan(
             registry = registries[bucket % shared_by]
             path = tree.paths[index][root_at[pos] :]
             keys[pos], group_of[pos], bucket_at[pos] = bucket_keys[bucket], gid, bucket
+            root_tokens[pos] = model_rules.cacheable(depth[root])
             at = len(path) - 1
             while at >= 0 and path[at] not in registry:
                 at -= 1
@@ -379,6 +384,7 @@ def plan(
                 expected_cached_tokens=expected[pos],
                 group=group_of[pos],
                 bucket=bucket_at[pos],
+                root_tokens=root_tokens[pos],
                 breakpoints=bp.breakpoints.get(pos, ()),
                 expected_cache_write_tokens=bp.expected_writes.get(pos, 0),
             )

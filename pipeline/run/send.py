@@ -82,9 +82,12 @@ class Sender:
             # Each routing key at its own steady rate: a burst released by a primer must not
             # push one key past what its cache machine takes (a key that spilled is slowed).
             assert book is not None and key is not None
+            rate = book.rate(request.model).rpm
             pacer = self._key_pacers.get(key)
             if pacer is None:
-                pacer = self._key_pacers[key] = Pacer(book.rate(request.model).rpm)
+                pacer = self._key_pacers[key] = Pacer(rate)
+            elif pacer.per_minute != rate:
+                pacer.set_rate(rate)  # the rate learnt since
             await pacer.wait()
             if ctx.stop_event.is_set():
                 return  # not sent: the job stays held and is released at the end
@@ -97,9 +100,11 @@ class Sender:
                 return
         ctx.progress.started()
         carried = 0
+        warm = False
         if keyed:
             assert book is not None and key is not None
             carried = book.sent_on(key, time.monotonic())
+            warm = book.warm(key)
         outcome: Outcome = await ctx.client.generate(
             body,
             estimated_tokens=request.estimated_tokens,
@@ -131,9 +136,11 @@ class Sender:
         if g.status in ("completed", "incomplete") and not g.from_cache:
             ctx.st.learn_output(request.task, request.model, g.output_tokens or 0)
         if paid:
-            self._learn(planned, g, carried if keyed else None)
+            self._learn(planned, g, carried if keyed else None, warm)
 
-    def _learn(self, planned: PlannedRequest, g: Generation, carried: int | None) -> None:
+    def _learn(
+        self, planned: PlannedRequest, g: Generation, carried: int | None, warm: bool
+    ) -> None:
         """What a paid answer teaches: its key's rate (a short read on a warm key is a spill
         or an eviction) and the bill against the plan."""
         st = self.ctx.st
@@ -156,14 +163,23 @@ class Sender:
         model = planned.request.model
         verdict = book.observe(
             model,
-            expected=planned.expected_cached_tokens,
+            # What the key's own earlier answers surely left on its machine: the group's root
+            # (deeper reads the plan counts on may come from another key's machine).
+            expected=min(planned.expected_cached_tokens, planned.root_tokens),
             cached=g.cached_tokens or 0,
             billed_per_token=billed_input / max(planned.prompt_tokens, 1),
             carried=carried,
+            key=planned.cache_key,
+            warm=warm,
         )
         if verdict == "spill":
             # Slow the key that spilled to the rate just learnt; new articles go to more keys.
-            self._key_pacers[planned.cache_key] = Pacer(book.rate(model).rpm)
+            rate = book.rate(model).rpm
+            pacer = self._key_pacers.get(planned.cache_key)
+            if pacer is None:
+                self._key_pacers[planned.cache_key] = Pacer(rate)
+            else:
+                pacer.set_rate(rate)
             log.debug("key %s spilled at %d requests/min", planned.cache_key, carried)
 
     async def _prewarm(self, planned: PlannedRequest) -> None:
