@@ -15,6 +15,20 @@ rest). Both are priced on ContentGen's rendered prompts and its actual output to
     python benchmarks/bench_engine.py --articles 200           # a small ad-hoc batch
     python benchmarks/bench_engine.py --scale 100000           # ContentGen only: RSS at 100k
     python benchmarks/bench_engine.py --sections cost          # the cost table alone
+    python benchmarks/bench_engine.py --tasks 4                # four tasks sharing the article
+    python benchmarks/bench_engine.py --matrix                 # issue 19's rows (ContentGen only)
+    python benchmarks/bench_engine.py --matrix --sizes 5000 --speeds full   # the long rows
+
+``--matrix`` runs ContentGen alone per model x tasks (2, or the shipped config's 4 sharing the
+style guide and the article) x articles x speed (full, or paced to ``--paced-deadline-h``) and
+prints per row: wall, TPM used, spills (requests the simulator routed past a key's rate), cost
+against the row's optimum (the article-shared one for 4 tasks), the in-run forecast's error,
+the error of a dry run made after the run over the same jobs (what the next night would be
+told), the live panel's projected cost and ETA errors once 10% of the run is done, the learnt
+per-key rate, failed/lost/duplicated jobs, whether the recorded cost equals the bill, and the
+client's CPU per request. The simulator's knobs (``--bill-tokens x0.53``, ``--overflow-rpm``,
+``--overflow-per key|prefix``, ``--cache-machines``) make it a server that bills, routes or
+spills differently.
 
 After the cost table the same run prints the throughput sections of ``throughput.py``: % of
 the binding TPM used when the server counts tokens differently from tiktoken, client CPU
@@ -465,8 +479,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--sections",
-        default="cost,limits,cpu,recording,runners",
-        help="Comma list of: cost (this table), limits, cpu, recording, runners.",
+        default="cost,limits,cpu,process,recording,runners",
+        help="Comma list of: cost (this table), limits, cpu, process (whole-process CPU, "
+        "start-up included, against a plain loop process), recording, runners.",
     )
     parser.add_argument("--bill-tokens", default="o200k", help="Simulator: x0.53 bills fewer.")
     parser.add_argument("--overflow-rpm", type=int, default=15, help="Simulator: per-key rate.")
