@@ -18,6 +18,11 @@ import openai
 async def main(path: str, base_url: str, concurrency: int) -> int:
     with open(path, encoding="utf-8") as fh:
         bodies = [json.loads(line) for line in fh]
+    return await send_all(bodies, base_url, concurrency)
+
+
+async def send_all(bodies: list[dict], base_url: str, concurrency: int) -> int:
+    """Send every body, ``concurrency`` at a time; how many were answered."""
     client = openai.AsyncOpenAI(base_url=base_url, api_key="sk-bench")
     gate = asyncio.Semaphore(concurrency)
 

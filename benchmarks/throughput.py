@@ -109,26 +109,13 @@ def contentgen_bodies(url: str, workdir: Path, base_url: str) -> list[dict]:
 
 def child_plain(workdir: Path, base_url: str, concurrency: int, url: str) -> dict:
     """A plain loop: AsyncOpenAI and a semaphore over ContentGen's own bodies."""
-    import openai
+    from plain_loop import send_all
 
     bodies = contentgen_bodies(url, workdir, base_url)
     before = cpu_s()
     started = time.monotonic()
 
-    async def main() -> int:
-        client = openai.AsyncOpenAI(base_url=base_url, api_key="sk-bench")
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(body: dict) -> int:
-            async with gate:
-                response = await client.responses.create(**body)
-                return len(response.output_text)
-
-        done = await asyncio.gather(*(one(b) for b in bodies))
-        await client.close()
-        return len(done)
-
-    sent = asyncio.run(main())
+    sent = asyncio.run(send_all(bodies, base_url, concurrency))
     return {"requests": sent, "cpu_s": cpu_s() - before, "wall_s": time.monotonic() - started}
 
 
