@@ -50,6 +50,9 @@ class PlannedRequest:
     # Grid groups: the cached tokens of the group's shared root, which any answered request on
     # the same key has put on the key's machine (what a later request there must at least read).
     root_tokens: int = 0
+    # True when the expected read was written on this request's own key (or its warm root): a
+    # short read then means the key spilled, not that another key's machine was elsewhere.
+    own_read: bool = False
 
     @property
     def prompt_tokens(self) -> int:
@@ -222,6 +225,7 @@ def plan(
     group_of: list[str | None] = [None] * size
     bucket_at: list[int | None] = [None] * size
     root_tokens = [0] * size
+    own_read = [False] * size
 
     # Group membership by root node, in send order (a group is a subtree, so it is contiguous
     # but for chained requests, which are ordered by their segments and never grouped).
@@ -301,6 +305,7 @@ def plan(
                 writer = registry[path[at]]
                 expected[pos] = value
                 waits[pos] = None if writer == _WARM else writer
+                own_read[pos] = writer == _WARM or keys[writer] == keys[pos]
             for node in path:
                 registry.setdefault(node, pos)
         warmed.update(bucket_keys)
@@ -385,6 +390,7 @@ def plan(
                 group=group_of[pos],
                 bucket=bucket_at[pos],
                 root_tokens=root_tokens[pos],
+                own_read=own_read[pos],
                 breakpoints=bp.breakpoints.get(pos, ()),
                 expected_cache_write_tokens=bp.expected_writes.get(pos, 0),
             )

@@ -163,9 +163,12 @@ class Sender:
         model = planned.request.model
         verdict = book.observe(
             model,
-            # What the key's own earlier answers surely left on its machine: the group's root
-            # (deeper reads the plan counts on may come from another key's machine).
-            expected=min(planned.expected_cached_tokens, planned.root_tokens),
+            # What the key's own earlier answers surely left on its machine: the read the plan
+            # expects from a writer on the same key, else the group's root (a deeper read may
+            # have been counted on another key's machine).
+            expected=planned.expected_cached_tokens
+            if planned.own_read
+            else min(planned.expected_cached_tokens, planned.root_tokens),
             cached=g.cached_tokens or 0,
             billed_per_token=billed_input / max(planned.prompt_tokens, 1),
             carried=carried,
