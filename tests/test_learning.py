@@ -111,7 +111,7 @@ def test_a_nightly_run_paces_itself_when_the_saving_is_worth_it(
         never = choose_pace(settings, RunOptions(kind="nightly", pace=False))
         forced = choose_pace(settings, RunOptions(pace=True))
         report = dry_run(settings, RunOptions())
-        paced_run = run_engine(settings, RunOptions(limit=4, paced_rpm=600.0))
+        paced_run = run_engine(settings, RunOptions(limit=1, paced_rpm=600.0))
     assert not adhoc.paced and adhoc.reason == "ad-hoc run"
     assert nightly.paced and nightly.paced_rpm == 12.0
     assert nightly.saving_usd is not None and nightly.saving_usd > 0

@@ -175,8 +175,10 @@ class Sender:
             key=planned.cache_key,
             warm=warm,
         )
-        if verdict == "spill":
-            # Slow the key that spilled to the rate just learnt; new articles go to more keys.
+        if verdict == "spill" and self.ctx.paced_rpm is not None:
+            # New articles go to more keys at the rate just learnt. A paced run (it has the
+            # time) also slows the key that spilled; at full speed a spill costs one cold read,
+            # far less than holding back what was already dealt to the key.
             rate = book.rate(model).rpm
             pacer = self._key_pacers.get(planned.cache_key)
             if pacer is None:
