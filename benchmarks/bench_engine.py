@@ -15,6 +15,20 @@ rest). Both are priced on ContentGen's rendered prompts and its actual output to
     python benchmarks/bench_engine.py --articles 200           # a small ad-hoc batch
     python benchmarks/bench_engine.py --scale 100000           # ContentGen only: RSS at 100k
     python benchmarks/bench_engine.py --sections cost          # the cost table alone
+    python benchmarks/bench_engine.py --tasks 4                # four tasks sharing the article
+    python benchmarks/bench_engine.py --matrix                 # issue 19's rows (ContentGen only)
+    python benchmarks/bench_engine.py --matrix --sizes 5000 --speeds full   # the long rows
+
+``--matrix`` runs ContentGen alone per model x tasks (2, or the shipped config's 4 sharing the
+style guide and the article) x articles x speed (full, or paced to ``--paced-deadline-h``) and
+prints per row: wall, TPM used, spills (requests the simulator routed past a key's rate), cost
+against the row's optimum (the article-shared one for 4 tasks), the in-run forecast's error,
+the error of a dry run made after the run over the same jobs (what the next night would be
+told), the live panel's projected cost and ETA errors once 10% of the run is done, the learnt
+per-key rate, failed/lost/duplicated jobs, whether the recorded cost equals the bill, and the
+client's CPU per request. The simulator's knobs (``--bill-tokens x0.53``, ``--overflow-rpm``,
+``--overflow-per key|prefix``, ``--cache-machines``) make it a server that bills, routes or
+spills differently.
 
 After the cost table the same run prints the throughput sections of ``throughput.py``: % of
 the binding TPM used when the server counts tokens differently from tiktoken, client CPU
@@ -45,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from harness import TASKS, claimed_jobs, free_port, http_json, prepare
+from harness import claimed_jobs, free_port, http_json, prepare, tasks_for
 
 
 def start_simulator(port: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
@@ -68,6 +82,14 @@ def start_simulator(port: int, args: argparse.Namespace) -> subprocess.Popen[byt
         str(args.fail_rate / 2),
         "--seed",
         "1",
+        "--bill-tokens",
+        args.bill_tokens,
+        "--overflow-rpm",
+        str(args.overflow_rpm),
+        "--overflow-per",
+        args.overflow_per,
+        "--cache-machines",
+        str(args.cache_machines),
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     for _ in range(200):
@@ -168,7 +190,23 @@ def child_contentgen(
         concurrency=concurrency,
     )
     started = time.monotonic()
-    summary = run_batch(settings, RunOptions(kind="benchmark", pace_h=pace_h or None))
+    seen: dict[str, float] = {}
+
+    def watch(progress: object) -> None:
+        # The live projection once a tenth of the run is done (the panel's figures).
+        view = progress.view()  # type: ignore[attr-defined]
+        if "at_s" not in seen and view.total and view.finished >= view.total / 10:
+            seen["at_s"] = time.monotonic() - started
+            seen["projected_usd"] = float(view.projected_usd or 0)
+            seen["eta_s"] = view.eta_s if view.eta_s is not None else -1.0
+            if os.environ.get("BENCH_DEBUG"):
+                print("DEBUG", view, progress.limiter, file=sys.stderr)  # type: ignore[attr-defined]
+
+    summary = run_batch(
+        settings,
+        RunOptions(kind="benchmark", pace=bool(pace_h) or None, pace_h=pace_h or None),
+        progress=watch,
+    )
     wall = time.monotonic() - started
     engine = make_engine(url)
     with session_factory(engine)() as s:
@@ -196,6 +234,8 @@ def child_contentgen(
 
     night2 = dry_run(settings, RunOptions(pace_h=pace_h or None))
     return {
+        "projection": seen,
+        "key_rates": summary.key_rates or {},
         "dry_run_cost_usd": str(night2.cost_usd),
         "dry_run_cached_ratio": night2.cached_ratio,
         "requests": jobs,
@@ -324,8 +364,12 @@ def side(name: str, workdir: Path, base: str, args: argparse.Namespace) -> dict:
         str(args.naive_concurrency),
         "--pace-h",
         str(args.pace_h),
+        "--tasks",
+        str(args.tasks),
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if os.environ.get("BENCH_DEBUG"):
+        print("\n".join(x for x in out.stderr.splitlines() if x.startswith("DEBUG")))
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
         raise SystemExit(f"{name} child failed:\n{out.stderr[-3000:]}")
@@ -411,7 +455,15 @@ def print_table(rows: list[list[str]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--articles", type=int, default=400)
-    parser.add_argument("--model", default="gpt-4.1-mini", help="The model of both profiles.")
+    parser.add_argument("--model", default="gpt-4.1-mini", help="The model of every profile.")
+    parser.add_argument(
+        "--tasks",
+        type=int,
+        choices=(2, 4),
+        default=2,
+        help="2: summary and headline; 4: the shipped config's shape (four tasks sharing the "
+        "style guide and the article).",
+    )
     parser.add_argument("--scale", type=int, default=0, help="Run ContentGen alone on N jobs.")
     parser.add_argument("--tpm", type=int, default=2_000_000)
     parser.add_argument("--rpm", type=int, default=10_000)
@@ -427,8 +479,29 @@ def main() -> None:
     )
     parser.add_argument(
         "--sections",
-        default="cost,limits,cpu,recording,runners",
-        help="Comma list of: cost (this table), limits, cpu, recording, runners.",
+        default="cost,limits,cpu,process,recording,runners",
+        help="Comma list of: cost (this table), limits, cpu, process (whole-process CPU, "
+        "start-up included, against a plain loop process), recording, runners.",
+    )
+    parser.add_argument("--bill-tokens", default="o200k", help="Simulator: x0.53 bills fewer.")
+    parser.add_argument("--overflow-rpm", type=int, default=15, help="Simulator: per-key rate.")
+    parser.add_argument("--overflow-per", default="key", help="Simulator: key or prefix.")
+    parser.add_argument("--cache-machines", type=int, default=8, help="Simulator machines.")
+    parser.add_argument(
+        "--matrix",
+        action="store_true",
+        help="The rows of issue 19: ContentGen alone per model x tasks x articles x speed "
+        "(--models, --task-counts, --sizes, --speeds pick them).",
+    )
+    parser.add_argument("--models", default="gpt-4.1-mini,gpt-5-mini,gpt-5.5,gpt-5.6-luna")
+    parser.add_argument("--task-counts", default="2,4")
+    parser.add_argument("--sizes", default="200,500")
+    parser.add_argument("--speeds", default="full,paced")
+    parser.add_argument(
+        "--paced-deadline-h",
+        type=float,
+        default=0.05,
+        help="Matrix: the deadline a paced row is paced to (hours).",
     )
     parser.add_argument("--child")
     parser.add_argument("--workdir")
@@ -437,6 +510,9 @@ def main() -> None:
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(tempfile.gettempdir()) / "tiktoken-cg"))
     if args.child:
         run_child(args)
+        return
+    if args.matrix:
+        matrix(args)
         return
     sections = args.sections.split(",")
     if "cost" in sections or args.scale:
@@ -452,14 +528,15 @@ def cost_table(args: argparse.Namespace) -> None:
     """The cost table: naive loop, no cache, ContentGen and the optimum on one workload."""
     with tempfile.TemporaryDirectory(prefix="cg-bench-") as tmp:
         workdir = Path(tmp)
-        articles = args.scale // len(TASKS) if args.scale else args.articles
-        queued = prepare(workdir, articles, args.model)
+        names = tasks_for(args.tasks)
+        articles = args.scale // len(names) if args.scale else args.articles
+        queued = prepare(workdir, articles, args.model, args.tasks)
         port = free_port()
         sim = start_simulator(port, args)
         base = f"http://127.0.0.1:{port}"
         try:
             print(
-                f"workload: {articles} articles x {TASKS} = {len(queued)} jobs on {args.model}; "
+                f"workload: {articles} articles x {names} = {len(queued)} jobs on {args.model}; "
                 f"simulator TPM {args.tpm:,}, RPM {args.rpm:,}, latency x{args.latency_scale}, "
                 f"faults {args.fail_rate:.1%} 500 + {args.fail_rate / 2:.1%} 503 + "
                 f"{args.fail_rate / 2:.1%} dropped"
@@ -545,6 +622,110 @@ def report(best: dict, naive: dict, ours: dict, args: argparse.Namespace) -> Non
         f"next dry run over the same jobs (output learned from history): cost ${night2:.4f} = "
         f"{night2 / cost:.3f}x this run, cached {ours['dry_run_cached_ratio']:.1%}"
     )
+
+
+def matrix(args: argparse.Namespace) -> None:
+    """ContentGen alone on each row, against the row's optimum, in one table."""
+    print(
+        f"simulator TPM {args.tpm:,}, RPM {args.rpm:,}, latency x{args.latency_scale}, faults "
+        f"{args.fail_rate:.1%} 500 + {args.fail_rate / 2:.1%} 503 + {args.fail_rate / 2:.1%} "
+        f"dropped; {args.cache_machines} cache machines, overflow {args.overflow_rpm}/min per "
+        f"{args.overflow_per}, bills {args.bill_tokens}; paced rows to {args.paced_deadline_h} h"
+    )
+    rows = []
+    for model in args.models.split(","):
+        for tasks in (int(t) for t in args.task_counts.split(",")):
+            for articles in (int(n) for n in args.sizes.split(",")):
+                for speed in args.speeds.split(","):
+                    row_args = argparse.Namespace(**vars(args))
+                    row_args.model, row_args.tasks = model, tasks
+                    row_args.pace_h = args.paced_deadline_h if speed == "paced" else 0.0
+                    rows.append(matrix_row(row_args, articles, speed))
+                    print_matrix(rows[-1:], header=len(rows) == 1)
+
+
+def matrix_row(args: argparse.Namespace, articles: int, speed: str) -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="cg-bench-") as tmp:
+        workdir = Path(tmp)
+        queued = prepare(workdir, articles, args.model, args.tasks)
+        port = free_port()
+        sim = start_simulator(port, args)
+        try:
+            best = optimum(workdir, queued, args.model)
+            ours = side("contentgen", workdir, f"http://127.0.0.1:{port}", args)
+        finally:
+            sim.terminate()
+            sim.wait(10)
+    ledger = ours["ledger"]
+    totals = ledger["totals"]
+    price = best["price"]
+    mtok = Decimal(1_000_000)
+    # The optimum in the server's tokens: our prompts at its billing factor.
+    scale = Decimal(totals["input_tokens"]) / Decimal(max(1, best["prompt_tokens"]))
+    prompt = best["prompt_tokens"] * scale
+    cached = best["cached_tokens"] * scale
+    writes = best["cache_write_tokens"] * scale
+    opt = (
+        (prompt - cached - writes) * price.input
+        + cached * price.cached_rate
+        + writes * price.write_rate
+        + totals["output_tokens"] * price.output
+    ) / mtok
+    cost = Decimal(totals["cost_usd"])
+    limits = next(iter(ledger.get("rate_limits", {}).values()), {})
+    possible = args.tpm * (ours["wall_s"] / 60) + args.tpm
+    projection = ours.get("projection") or {}
+    remaining_s = ours["wall_s"] - projection.get("at_s", 0.0)
+    eta = projection.get("eta_s", -1.0)
+    rates = ours.get("key_rates") or {}
+    rate = next(iter(rates.values()), {})
+    recorded = Decimal(ours["recorded_cost_usd"])
+    return [
+        args.model,
+        str(args.tasks),
+        str(articles),
+        speed,
+        f"{ours['wall_s']:.0f}",
+        f"{100 * limits.get('tokens_admitted', 0) / possible:.0f}%",
+        str(ledger.get("cache", {}).get("overflow_routes", 0)),
+        f"{cost / opt:.3f}x",
+        f"{Decimal(ours['forecast_cost_usd']) / cost - 1:+.1%}",
+        f"{Decimal(ours['dry_run_cost_usd']) / cost - 1:+.1%}",
+        f"{Decimal(str(projection.get('projected_usd', 0))) / cost - 1:+.1%}"
+        if projection
+        else "-",
+        f"{eta / remaining_s - 1:+.0%}" if projection and eta >= 0 and remaining_s > 0 else "-",
+        f"{rate.get('rpm', '-')}",
+        f"{ours['failed']}/{ours['lost']}/{ours['duplicated']}",
+        "yes" if recorded == cost else "NO",
+        f"{1000 * ours['cpu_s'] / ours['requests']:.2f}",
+    ]
+
+
+def print_matrix(rows: list[list[str]], *, header: bool) -> None:
+    headers = [
+        "model",
+        "tasks",
+        "articles",
+        "speed",
+        "wall s",
+        "TPM used",
+        "spills",
+        "vs optimum",
+        "forecast",
+        "dry run after",
+        "live @10%",
+        "ETA @10%",
+        "key rpm",
+        "fail/lost/dup",
+        "cost==bill",
+        "CPU ms/req",
+    ]
+    widths = [max(len(h), 12 if i == 0 else 0) for i, h in enumerate(headers)]
+    if header:
+        print("  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)))
+    for r in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)), flush=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,12 @@ from pathlib import Path
 from workload import generate
 
 TASKS = ["summary", "headline"]
+TASKS_4 = ["summary", "headline", "key_points", "fact_check"]
+
+
+def tasks_for(n: int) -> list[str]:
+    """The workload's task names for ``n`` (2 or 4) tasks."""
+    return TASKS_4 if n == 4 else TASKS
 
 
 def free_port() -> int:
@@ -35,16 +41,16 @@ def claimed_jobs(workdir: Path, url: str) -> list:
     return jobs
 
 
-def prepare(workdir: Path, n_articles: int, model: str) -> list:
+def prepare(workdir: Path, n_articles: int, model: str, tasks: int = 2) -> list:
     from pipeline.db import make_engine, queue, session_factory, upgrade
     from pipeline.intake import read_chunks
 
-    workload = generate(workdir, n_articles, model=model)
+    workload = generate(workdir, n_articles, model=model, tasks=tasks)
     url = f"sqlite:///{workdir}/bench.db"
     upgrade(url)
     engine = make_engine(url)
     with session_factory(engine)() as session:
         for chunk in read_chunks(workload.articles, chunk_size=5000):
-            queue.enqueue(session, chunk.articles, TASKS)
+            queue.enqueue(session, chunk.articles, tasks_for(tasks))
     engine.dispose()
     return claimed_jobs(workdir, url)

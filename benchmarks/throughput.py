@@ -109,26 +109,13 @@ def contentgen_bodies(url: str, workdir: Path, base_url: str) -> list[dict]:
 
 def child_plain(workdir: Path, base_url: str, concurrency: int, url: str) -> dict:
     """A plain loop: AsyncOpenAI and a semaphore over ContentGen's own bodies."""
-    import openai
+    from plain_loop import send_all
 
     bodies = contentgen_bodies(url, workdir, base_url)
     before = cpu_s()
     started = time.monotonic()
 
-    async def main() -> int:
-        client = openai.AsyncOpenAI(base_url=base_url, api_key="sk-bench")
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(body: dict) -> int:
-            async with gate:
-                response = await client.responses.create(**body)
-                return len(response.output_text)
-
-        done = await asyncio.gather(*(one(b) for b in bodies))
-        await client.close()
-        return len(done)
-
-    sent = asyncio.run(main())
+    sent = asyncio.run(send_all(bodies, base_url, concurrency))
     return {"requests": sent, "cpu_s": cpu_s() - before, "wall_s": time.monotonic() - started}
 
 
@@ -397,6 +384,61 @@ def section_cpu(workdir: Path, url: str, jobs: int) -> None:
     print("goal: ContentGen <= 1.2x the plain loop")
 
 
+PROCESS_ARTICLES = 500  # x 2 tasks: the 1,000 requests of the whole-process CPU section
+
+
+def section_process(workdir: Path, url: str, jobs: int) -> None:
+    """Whole-process CPU, start-up included: ``contentgen run`` against a plain loop script."""
+    print(f"\nwhole-process CPU: {jobs} requests, start-up included, limits off, latency 0")
+    bodies = workdir / "bodies.jsonl"
+    results = {}
+    for kind in ("plain", "contentgen"):
+        requeue(url)
+        with Simulator(tpm=10**9, rpm=10**8, latency=0.0, counting="o200k") as sim:
+            if kind == "plain":
+                with bodies.open("w", encoding="utf-8") as fh:
+                    for body in contentgen_bodies(url, workdir, sim.base + "/v1"):
+                        fh.write(json.dumps(body) + "\n")
+                cmd = [sys.executable, str(ROOT / "benchmarks" / "plain_loop.py")]
+                cmd += [str(bodies), f"{sim.base}/v1", "64"]
+            else:
+                cmd = [str(ROOT / ".venv" / "bin" / "contentgen"), "run", "-q", "--json"]
+            env = {
+                **os.environ,
+                "CONTENTGEN_DATABASE_URL": url,
+                "CONTENTGEN_CONFIG_DIR": str(workdir / "config"),
+                "CONTENTGEN_CACHE_DIR": str(workdir / "cache"),
+                "CONTENTGEN_CONCURRENCY": "64",
+                "OPENAI_BASE_URL": f"{sim.base}/v1",
+                "OPENAI_API_KEY": "sk-bench",
+            }
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            started = time.monotonic()
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+            wall = time.monotonic() - started
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if out.returncode != 0:
+                raise SystemExit(f"{kind} process failed:\n{out.stderr[-3000:]}")
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            results[kind] = (cpu, wall, sim.ledger()["totals"]["requests"].get("completed", 0))
+    base = results["plain"][0] / max(results["plain"][2], 1)
+    rows = []
+    for kind, (cpu, wall, done) in results.items():
+        per = cpu / max(done, 1)
+        rows.append(
+            [
+                kind,
+                str(done),
+                f"{wall:.1f}",
+                f"{cpu:.2f}",
+                f"{1000 * per:.2f}",
+                f"{per / base:.2f}x",
+            ]
+        )
+    table(["process", "answered", "wall s", "CPU s", "CPU ms/req", "vs plain"], rows)
+    print("goal: ContentGen <= 1.3x the plain loop process at 1,000 requests")
+
+
 def section_recording(workdir: Path, n: int) -> None:
     """The recorder alone: how fast results are committed, and claims meanwhile."""
     print(f"\nrecording: {n} results through the Recorder, claims on the other thread meanwhile")
@@ -561,6 +603,12 @@ def run_sections(sections: list[str], articles: int) -> None:
             cpu_dir.mkdir()
             harness.prepare(cpu_dir, CPU_ARTICLES, "gpt-4.1-mini")
             section_cpu(cpu_dir, f"sqlite:///{cpu_dir}/bench.db", CPU_ARTICLES * len(harness.TASKS))
+        if "process" in sections:
+            proc_dir = workdir / "process"
+            proc_dir.mkdir()
+            harness.prepare(proc_dir, PROCESS_ARTICLES, "gpt-4.1-mini")
+            jobs = PROCESS_ARTICLES * len(harness.TASKS)
+            section_process(proc_dir, f"sqlite:///{proc_dir}/bench.db", jobs)
         if "recording" in sections:
             section_recording(workdir, 20_000)
         if "runners" in sections:
@@ -574,7 +622,7 @@ def main() -> None:
     parser.add_argument("--base-url")
     parser.add_argument("--database-url")
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--only", default="limits,cpu,recording,runners")
+    parser.add_argument("--only", default="limits,cpu,process,recording,runners")
     parser.add_argument("--articles", type=int, default=ARTICLES)
     args = parser.parse_args()
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(tempfile.gettempdir()) / "tiktoken-cg"))

@@ -2,7 +2,10 @@
 
 Deterministic for a seed. Profiles: ``summary`` (factual, temperature 0.3) and ``headline``
 (creative, temperature 0.9) on one model, both with a long shared style guide and a
-per-section brief, as a real newsroom would set them up.
+per-section brief, as a real newsroom would set them up. With ``tasks=4`` two more profiles,
+``key_points`` and ``fact_check``, join them on the same model and contexts, all four with
+``layout = "auto"``: the shipped config's shape, where laying the article out first lets the
+four tasks of one article share it in the prompt cache.
 """
 
 from __future__ import annotations
@@ -123,8 +126,10 @@ def write_config(
     rng: random.Random,
     service_tier: str | None = None,
     chain: bool = False,
+    tasks: int = 2,
 ) -> Path:
-    """A config dir: a ~1,500-token style guide, ~250-token section briefs, two profiles."""
+    """A config dir: a ~1,500-token style guide, ~250-token section briefs, two (or four)
+    profiles."""
     config = root / "config"
     (config / "contexts" / "sections").mkdir(parents=True, exist_ok=True)
     (config / "prompts").mkdir(exist_ok=True)
@@ -140,6 +145,13 @@ def write_config(
     )
     (config / "prompts" / "headline.md").write_text(
         "Write one headline of at most twelve words. " + _prose(rng, 30), encoding="utf-8"
+    )
+    (config / "prompts" / "key_points.md").write_text(
+        "List the article's key points, one a line. " + _prose(rng, 35), encoding="utf-8"
+    )
+    (config / "prompts" / "fact_check.md").write_text(
+        "List each checkable claim and whether the article supports it. " + _prose(rng, 35),
+        encoding="utf-8",
     )
     tier = f'service_tier = "{service_tier}"\n' if service_tier else ""
     # Reasoning models take an effort, not a temperature: the lowest, as a newsroom would
@@ -173,11 +185,31 @@ instructions_file = "prompts/headline.md"
 contexts = ["style_guide", "section_brief"]
 {sampling_headline}max_output_tokens = {headline_cap}
 job_template = "Headline for the {{section}} desk."
-{tier}{follows}""",
+{tier}{follows}"""
+        + (_more_profiles(model, sampling_summary, tier) if tasks == 4 else ""),
         encoding="utf-8",
     )
     shutil.copy(Path(__file__).resolve().parents[1] / "config" / "pricing.toml", config)
     return config
+
+
+def _more_profiles(model: str, sampling: str, tier: str) -> str:
+    """``key_points`` and ``fact_check``: two more tasks on the same model and contexts."""
+    return f"""
+[profiles.key_points]
+model = "{model}"
+instructions_file = "prompts/key_points.md"
+contexts = ["style_guide", "section_brief"]
+{sampling}max_output_tokens = 160
+job_template = "Key points of: {{title}}"
+{tier}
+[profiles.fact_check]
+model = "{model}"
+instructions_file = "prompts/fact_check.md"
+contexts = ["style_guide", "section_brief"]
+{sampling}max_output_tokens = 160
+job_template = "Check the claims of: {{title}}"
+{tier}"""
 
 
 def generate(
@@ -188,10 +220,15 @@ def generate(
     seed: int = 7,
     service_tier: str | None = None,
     chain: bool = False,
+    tasks: int = 2,
 ) -> Workload:
     """Write a config dir and an articles JSONL of ``n_articles`` under ``root``."""
+    if tasks not in (2, 4):
+        raise ValueError(f"tasks must be 2 or 4, got {tasks}")
     rng = random.Random(seed)
-    config = write_config(root, model=model, rng=rng, service_tier=service_tier, chain=chain)
+    config = write_config(
+        root, model=model, rng=rng, service_tier=service_tier, chain=chain, tasks=tasks
+    )
     path = root / "articles.jsonl"
     with path.open("w", encoding="utf-8") as fh:
         for i in range(n_articles):

@@ -39,7 +39,7 @@ from flows.parameters import BatchParameters
 from flows.reporting import by_profile, outcome_message, results_table, run_markdown, table
 from pipeline.db import make_engine, queued_count, session_factory
 from pipeline.errors import RunStopped
-from pipeline.run import Progress, RunOptions, run_batch
+from pipeline.run import Progress, RunOptions, choose_pace, run_batch
 from pipeline.settings import Settings, get_settings
 
 PROGRESS_LOG_INTERVAL_S = 15.0
@@ -212,15 +212,26 @@ def execute_batch(
         return result
     progress = progress or FlowProgress(publish, f"{context.kind}-progress")
     progress.start(queued_total(settings, batch))
+    # One pacing decision for the whole flow run (a nightly run paces itself when it pays).
+    whole = chunk_options(batch, context, index=0, limit=batch.limit, budget_usd=batch.budget_usd)
+    pacing = choose_pace(settings, whole)
 
     def tracked(index: int, options: RunOptions) -> dict[str, Any]:
         summary = run_chunk(index, options)
         progress.chunk_done(summary)
         return summary
 
-    chunks = run_chunks(batch, context, tracked, chunk_size=settings.flow_chunk_size, gate=gate)
+    chunks = run_chunks(
+        batch,
+        context,
+        tracked,
+        chunk_size=settings.flow_chunk_size,
+        gate=gate,
+        paced_rpm=pacing.paced_rpm,
+    )
     progress.end()
     outcome = chunks.as_dict()
+    outcome["pacing"] = pacing.line()
     outcome["flow_run_id"] = context.flow_run_id
     publish_run(settings, context.kind, outcome, publish)
     fatal = next((c["fatal"] for c in chunks.chunks if c.get("fatal")), None)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from flows.parameters import BatchParameters
+from flows.parameters import PACE_OPTION, BatchParameters
 from pipeline.run import RunOptions
 
 # First guess of tokens per request (input + output) for a chunk's block, before the flow run has
@@ -103,8 +103,10 @@ def chunk_options(
     index: int,
     limit: int | None,
     budget_usd: Decimal | None,
+    paced_rpm: float | None = None,
 ) -> RunOptions:
-    """The ``RunOptions`` of chunk ``index``: the parameters, ``limit`` and the budget left."""
+    """The ``RunOptions`` of chunk ``index``: the parameters, ``limit``, the budget left and
+    the pace chosen once for the whole flow run (``paced_rpm``)."""
     return RunOptions(
         limit=limit,
         tasks=tuple(params.tasks),
@@ -116,6 +118,8 @@ def chunk_options(
         parameters={**params.recorded(), "chunk": index},
         budget_usd=budget_usd,
         mode=params.mode,
+        pace=PACE_OPTION[params.pace],
+        paced_rpm=paced_rpm,
     )
 
 
@@ -127,11 +131,13 @@ def run_chunks(
     chunk_size: int,
     gate: TokenGate | None = None,
     tokens_per_request: int = DEFAULT_TOKENS_PER_REQUEST,
+    paced_rpm: float | None = None,
 ) -> BatchOutcome:
     """Run chunks of ``chunk_size`` jobs until the queue, the limit or the budget ends.
 
     ``run_chunk`` runs one chunk and returns its summary; the loop stops early when a chunk
-    claims fewer jobs than asked (the queue is drained) or stops (budget, signal).
+    claims fewer jobs than asked (the queue is drained) or stops (budget, signal). Every chunk
+    is sent at ``paced_rpm`` when the flow run is paced.
     """
     outcome = BatchOutcome()
     remaining = params.limit
@@ -154,7 +160,10 @@ def run_chunks(
             outcome.tokens_taken += block
             debt -= block
         summary = run_chunk(
-            index, chunk_options(params, context, index=index, limit=n, budget_usd=budget_left)
+            index,
+            chunk_options(
+                params, context, index=index, limit=n, budget_usd=budget_left, paced_rpm=paced_rpm
+            ),
         )
         outcome.chunks.append(summary)
         claimed = int(summary["claimed"])

@@ -39,6 +39,11 @@ TASK_NAMES: tuple[str, ...] = get_args(TaskName)
 # a chunk task should not hold: they stay CLI-only (`contentgen run --mode batch|auto`).
 Mode = Literal["realtime", "flex"]
 
+# Pacing: "auto" lets a nightly run pace itself to its deadline when the forecast saving is
+# worth it (an ad-hoc run goes at full speed); "on" always paces, "off" never.
+Pace = Literal["auto", "on", "off"]
+PACE_OPTION: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
+
 # Money is a Decimal in the library. The UI gets a plain number field: pydantic's default schema
 # for Decimal is "number or string", which the form renders as a type picker.
 UsdAmount = Annotated[Decimal, WithJsonSchema({"type": "number", "exclusiveMinimum": 0})]
@@ -124,6 +129,17 @@ class BatchParameters(BaseModel):
         ),
         # Keep an explicit "enum" so the form shows a choice list.
         json_schema_extra={"enum": list(get_args(Mode))},
+    )
+
+    pace: Pace = Field(
+        default="auto",
+        title="Pace",
+        description=(
+            "'auto': the nightly run spreads itself over the deadline (CONTENTGEN_DEADLINE_H) "
+            "when that saves money (fewer prompt-cache keys, fewer cold misses); ad-hoc runs "
+            "go at full speed. 'on': always paced. 'off': always full speed."
+        ),
+        json_schema_extra={"enum": list(get_args(Pace))},
     )
 
     @field_validator("batch_label", mode="before")

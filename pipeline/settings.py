@@ -120,6 +120,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds of flex retries before a request falls back to the default tier.",
     )
+    pace_min_saving: float = Field(
+        default=0.01,
+        ge=0,
+        description="A nightly run paces itself when that saves at least this share of the "
+        "full-speed forecast (and the deadline allows it).",
+    )
     flex_slowdown: float = Field(
         default=2.5, ge=1, description="How much longer flex takes than realtime (forecasts)."
     )

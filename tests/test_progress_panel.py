@@ -201,3 +201,36 @@ def test_a_real_run_off_a_terminal_prints_plain_progress_lines(
     assert "budget left $" in last
     assert "retries 1" in last
     assert re.search(r"cached \d+\.\d%", last)
+
+
+def test_projection_prices_the_jobs_left_by_their_forecast_not_a_straight_line() -> None:
+    """The first answers are cold primers at twice the mean: a straight line would project
+    $2.00 for a $1.10 run; the forecast of the jobs left, corrected by what answers so far
+    cost against theirs, projects it."""
+    p = Progress(started_at=0.0, queued_at_start=100)
+    # Planned: 10 primers forecast at $0.02, 90 warm requests at $0.01 ($1.10 in all).
+    costs = {(job, False): Decimal("0.02") if job < 10 else Decimal("0.01") for job in range(100)}
+    p.planned(costs, estimated_tokens=100 * 2000)
+    for job in range(10):  # the primers come back, costing what their forecast said
+        p.settled(job, Decimal("0.02"), prewarm=False)
+        p.finished(_result("0.02"), True, now=1.0 + job / 10)
+    view = p.view(now=2.0)
+    assert view.projected_usd == Decimal("1.10")
+    assert p.cost_usd / 10 * 100 == Decimal("2.00")  # what the straight line would say
+
+
+def test_eta_counts_what_the_limiter_still_has_to_let_through() -> None:
+    """Fast first answers out of a full bucket do not make a short ETA: the jobs not sent yet
+    need their tokens at the limiter's steady rate beyond what its bucket holds now."""
+    p = Progress(started_at=0.0, queued_at_start=1000)
+    p.planned({(job, False): Decimal("0.001") for job in range(1000)}, 1000 * 2000)
+    p.started_requests = 200
+    _finish_at(p, [0.5 + i / 200 for i in range(100)])  # 100 in half a second
+    # 800 not sent x 2,000 tokens = 1.6M, 0.6M in the bucket: 1M at 1M a minute.
+    p.limiter = {
+        "models": {
+            "m": {"tpm_limit": 1_000_000, "tokens_available": 600_000.0, "token_factor": 1.0}
+        }
+    }
+    eta = p.view(now=1.0).eta_s
+    assert eta is not None and eta == pytest.approx(60.0, rel=0.02)

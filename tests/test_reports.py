@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.migrate import alembic_config, upgrade
-from pipeline.db.models import Article, Base, Generation, Job, Price, Run
+from pipeline.db.models import Article, Base, Generation, Job, Price, Run, RunForecast
 from pipeline.errors import InputError
 from pipeline.reports.chart import daily_cost_chart, nice_ticks
 from pipeline.reports.costs import (
@@ -131,12 +131,12 @@ def clear(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
             text(
-                "TRUNCATE reviews, batch_items, batches, generations, jobs, articles, runs, "
-                "prices RESTART IDENTITY"
+                "TRUNCATE reviews, run_forecasts, batch_items, batches, generations, jobs, "
+                "articles, runs, prices RESTART IDENTITY"
             )
         )
     else:
-        for model in (Generation, Job, Article, Run, Price):
+        for model in (RunForecast, Generation, Job, Article, Run, Price):
             session.execute(delete(model))
     session.commit()
 

@@ -22,7 +22,7 @@ from pipeline.db import ClaimedJob
 from pipeline.money import PriceTable, PromptCachePolicy
 from pipeline.planning import fields_for, for_mode, static_breakpoints
 from pipeline.prompts import ChainedRequest, Layout, Profile, RenderedRequest
-from pipeline.run import BURST_FACTOR, DEFAULT_PLANNED_RPM
+from pipeline.run import DEFAULT_PLANNED_RPM
 from pipeline.run import render_jobs as shared_render_jobs
 from pipeline.settings import Settings
 
@@ -55,9 +55,14 @@ class BatchContext:
         self.counts[name] = self.counts.get(name, 0) + n
 
 
+# A batch is planned for the busiest minute a realtime run of it could have: the limiter's
+# full bucket plus a minute's refill.
+BURST_FACTOR = 2.0
+
+
 def planned_rpm(settings: Settings, requests: Sequence[RenderedRequest]) -> float:
-    """The rate the realtime runner plans ``requests`` for at its start (``Runner._planned_rpm``
-    with the configured limits), so both modes give the same ``prompt_cache_key``s."""
+    """The rate a batch's ``prompt_cache_key``s are sized for: the configured limits' steady
+    rate times ``BURST_FACTOR`` (no key book: a batch's requests are not sent over time)."""
     rates = []
     for model in {r.model for r in requests}:
         rate = float(settings.rpm_limit or DEFAULT_PLANNED_RPM)

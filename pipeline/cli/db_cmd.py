@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from alembic.migration import MigrationContext
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,6 +28,8 @@ def current_revision(engine: Engine) -> str | None:
     """The Alembic revision the database is at (None for a blank database)."""
     try:
         with engine.connect() as conn:
+            from alembic.migration import MigrationContext  # only this command needs it here
+
             return MigrationContext.configure(conn).get_current_revision()
     except SQLAlchemyError as exc:
         reason = getattr(exc, "orig", None) or exc

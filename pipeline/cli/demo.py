@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -25,12 +25,9 @@ from pipeline.reports import CostReport, ReportFilter, cost_report
 from pipeline.review import state_counts
 from pipeline.run import Progress, RunOptions, RunSummary, run_batch
 from pipeline.settings import Settings
-from pipeline.simulator import (
-    REHEARSAL_HALLUCINATION_RATE,
-    REHEARSAL_OBEY_RATE,
-    SimulatorConfig,
-    SimulatorServer,
-)
+
+if TYPE_CHECKING:
+    from pipeline.simulator import SimulatorConfig
 
 # Shipped inside the package (pipeline/data/samples links to the checkout's samples/).
 SAMPLES = Path(str(resources.files("pipeline").joinpath("data", "samples", "articles.jsonl")))
@@ -80,6 +77,14 @@ def run_demo(
         sync_prices(session, load_pricing(settings.config_dir / "pricing.toml"))
         for chunk in read_chunks(articles):
             enqueued += queue.enqueue(session, chunk.articles, tasks, start_states=waiting).accepted
+    # Imported here: every other command starts faster without the simulator's web stack.
+    from pipeline.simulator import (
+        REHEARSAL_HALLUCINATION_RATE,
+        REHEARSAL_OBEY_RATE,
+        SimulatorConfig,
+        SimulatorServer,
+    )
+
     sim_config = simulator or SimulatorConfig(
         latency_scale=0.05,
         fail_rate=0.02,

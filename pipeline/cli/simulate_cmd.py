@@ -12,16 +12,18 @@ from pydantic import ValidationError
 
 from pipeline.cli.common import console, handle_errors
 from pipeline.errors import ConfigError
-from pipeline.simulator import (
-    RATELIMIT_TOKENS_HELP,
-    REHEARSAL_HALLUCINATION_RATE,
-    REHEARSAL_OBEY_RATE,
-    SimulatorConfig,
-    parse_ratelimit_tokens,
-    serve_forever,
-)
 
 _ENV = "CONTENTGEN_SIM_"
+
+RATELIMIT_TOKENS_HELP = (
+    "How a request's prompt counts against TPM: o200k (tiktoken's count, the default), "
+    "x<factor> (that count times factor, e.g. x0.53 or x1.5) or chars (text characters / 4). "
+    "Usage and billing always report tiktoken's count."
+)
+BILL_TOKENS_HELP = (
+    "How usage counts input tokens: o200k (tiktoken's count, the default) or x<factor> (that "
+    "count times factor, e.g. x0.53: a server billing with another tokenizer)."
+)
 
 
 def _opt(name: str, help: str) -> Any:
@@ -43,6 +45,18 @@ def register(app: typer.Typer) -> None:
         ratelimit_tokens: Annotated[
             str, _opt("--ratelimit-tokens", RATELIMIT_TOKENS_HELP)
         ] = "o200k",
+        bill_tokens: Annotated[str, _opt("--bill-tokens", BILL_TOKENS_HELP)] = "o200k",
+        overflow_rpm: Annotated[
+            int, _opt("--overflow-rpm", "Requests/min one cache key carries before spilling.")
+        ] = 15,
+        overflow_per: Annotated[
+            str,
+            _opt(
+                "--overflow-per",
+                "key: overflow counted per prompt_cache_key over all its prefixes (the stricter "
+                "reading, default); prefix: per (prefix, key) combination.",
+            ),
+        ] = "key",
         latency_scale: Annotated[
             float, _opt("--latency-scale", "Multiply simulated latency (0: answer at once).")
         ] = 1.0,
@@ -61,12 +75,16 @@ def register(app: typer.Typer) -> None:
         ] = 0.0,
         batch_speed: Annotated[float, _opt("--batch-speed", "Batch progress speed-up.")] = 1.0,
         obey_rate: Annotated[
-            float, _opt("--obey-rate", "Share of answers within a stated word limit.")
-        ] = REHEARSAL_OBEY_RATE,
+            float | None,
+            _opt("--obey-rate", "Share of answers within a stated word limit (default 0.85)."),
+        ] = None,
         hallucination_rate: Annotated[
-            float,
-            _opt("--hallucination-rate", "Share of answers with one article figure changed."),
-        ] = REHEARSAL_HALLUCINATION_RATE,
+            float | None,
+            _opt(
+                "--hallucination-rate",
+                "Share of answers with one article figure changed (default 0.03).",
+            ),
+        ] = None,
         pricing: Annotated[
             Path | None, _opt("--pricing", "pricing.toml (default: <config dir>/pricing.toml).")
         ] = None,
@@ -83,7 +101,23 @@ def register(app: typer.Typer) -> None:
 
         Example: contentgen simulate --rpm 500 --tpm 200000 --ratelimit-tokens x0.5 --fail-rate 0.02
         """
+        # Imported here: the other commands start faster without the simulator's web stack.
+        from pipeline.simulator import (
+            REHEARSAL_HALLUCINATION_RATE,
+            REHEARSAL_OBEY_RATE,
+            SimulatorConfig,
+            parse_bill_tokens,
+            parse_ratelimit_tokens,
+            serve_forever,
+        )
+
         counting = parse_ratelimit_tokens(ratelimit_tokens)
+        obey_rate = REHEARSAL_OBEY_RATE if obey_rate is None else obey_rate
+        if hallucination_rate is None:
+            hallucination_rate = REHEARSAL_HALLUCINATION_RATE
+        billing = parse_bill_tokens(bill_tokens)
+        if overflow_per not in ("key", "prefix"):
+            raise ConfigError(f"invalid --overflow-per {overflow_per!r}: use key or prefix")
         try:
             config = SimulatorConfig(
                 host=host,
@@ -105,6 +139,9 @@ def register(app: typer.Typer) -> None:
                 obey_rate=obey_rate,
                 hallucination_rate=hallucination_rate,
                 pricing_path=pricing,
+                usage_token_factor=billing,
+                overflow_rpm=overflow_rpm,
+                overflow_per=overflow_per,
                 **counting,
             )
         except ValidationError as exc:

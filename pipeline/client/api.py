@@ -13,7 +13,6 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-import httpx
 import openai
 from openai.resources.responses import AsyncResponses
 
@@ -21,6 +20,11 @@ from pipeline.client.clock import SYSTEM_CLOCK, Clock
 from pipeline.client.errors import response_error, translate
 from pipeline.client.result import APIResult, field_of, result_of
 from pipeline.errors import APIError, RetryableAPIError
+
+try:  # the HTTP library the installed SDK is built on (openai 3.50+: httpx2)
+    from httpx2 import Response as HTTPResponse
+except ImportError:  # pragma: no cover - older SDKs on httpx (importing both costs start-up CPU)
+    from httpx import Response as HTTPResponse  # type: ignore[assignment]
 
 __all__ = ["APIResult", "HeadersCallback", "ResponsesAPI", "ResponsesCaller"]
 
@@ -91,8 +95,8 @@ class ResponsesAPI:
             # timeouts are the SDK's) without its per-call parameter transform and model
             # construction, which cost more client CPU than everything else we do per request.
             payload = {k: v for k, v in body.items() if k != "stream"}
-            raw: httpx.Response = await self._client.post(
-                "/responses", cast_to=httpx.Response, body=payload, options={"timeout": timeout_s}
+            raw: HTTPResponse = await self._client.post(
+                "/responses", cast_to=HTTPResponse, body=payload, options={"timeout": timeout_s}
             )
             request_id = raw.headers.get("x-request-id")
             if on_headers is not None:

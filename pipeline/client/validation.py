@@ -10,9 +10,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from jsonschema import exceptions as schema_exceptions
-from jsonschema import validators
-
 
 def validate_json_output(text: str, schema: Mapping[str, Any]) -> tuple[Any | None, str | None]:
     """``(parsed, None)`` when ``text`` is JSON matching ``schema``, else ``(None, reason)``.
@@ -24,6 +21,10 @@ def validate_json_output(text: str, schema: Mapping[str, Any]) -> tuple[Any | No
         parsed = json.loads(text)
     except json.JSONDecodeError as exc:
         return None, f"output is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    # Imported here: runs without structured output do not pay for jsonschema at start-up.
+    from jsonschema import exceptions as schema_exceptions
+    from jsonschema import validators
+
     try:
         validator_cls = validators.validator_for(schema)
         validator_cls.check_schema(schema)

@@ -10,7 +10,9 @@
 - ``queries``, ``generations``, ``regeneration``, ``prices``, ``limitmembers``, ``articles``:
   what the other wings read and write;
 - ``versions``: profile versions and their texts; ``reviews``: editors' decisions, appended;
-  ``views``: the editorial views of migration 0007 (``v_outputs``, ``v_current_outputs``).
+  ``views``: the editorial views of migration 0007 (``v_outputs``, ``v_current_outputs``);
+  ``learning``: what a run learns for the next one (the cache-key rate per account and model,
+  its plan against its bill per model and layout).
 
 ``jobs``, ``queue`` and ``leases`` are exported as modules: their functions read best with
 their namespace (``jobs.claim``, ``queue.enqueue``).
@@ -21,6 +23,14 @@ from __future__ import annotations
 from pipeline.db import jobs, leases, queue
 from pipeline.db.engine import MISSING_DRIVER, is_sqlite, make_engine, session_factory
 from pipeline.db.jobs import ClaimedJob
+from pipeline.db.learning import (
+    BillFigures,
+    bill_history,
+    load_key_rates,
+    recent_key_sends,
+    record_bill_figures,
+    save_key_rates,
+)
 from pipeline.db.limitmembers import (
     Member,
     delete_members,
@@ -83,6 +93,7 @@ __all__ = [
     "Article",
     "Batch",
     "BatchItem",
+    "BillFigures",
     "ClaimedJob",
     "Generation",
     "Job",
@@ -98,6 +109,7 @@ __all__ = [
     "StoredVersion",
     "VersionRow",
     "add_review",
+    "bill_history",
     "claimed_job",
     "close_run",
     "delete_members",
@@ -107,6 +119,7 @@ __all__ = [
     "is_sqlite",
     "jobs",
     "leases",
+    "load_key_rates",
     "make_engine",
     "open_run",
     "output_history",
@@ -119,12 +132,15 @@ __all__ = [
     "queued_by_task_section",
     "queued_count",
     "read_members",
+    "recent_key_sends",
+    "record_bill_figures",
     "record_outcomes",
     "record_versions",
     "regenerate",
     "rejection_notes",
     "require_migrated",
     "run_totals",
+    "save_key_rates",
     "session_factory",
     "stale_condition",
     "stored_versions",

@@ -3,14 +3,18 @@ checking that a database is at the revision this code expects."""
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, inspect
 from sqlalchemy.exc import OperationalError
 
 from pipeline.errors import DatabaseError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 # pipeline/data/migrations: a link to the checkout's migrations/, real files in a wheel.
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "data" / "migrations"
@@ -18,7 +22,10 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "data" / "migrations"
 
 def alembic_config(url: str | None = None) -> Config:
     """An Alembic config pointing at the shipped migrations (and at ``url`` when given)."""
-    cfg = Config()
+    from alembic.config import Config  # Alembic is loaded only when migrating
+
+    # Alembic's default stdout is the one of its import time, which may be long closed.
+    cfg = Config(stdout=sys.stdout)
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if url is not None:
         cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -27,6 +34,8 @@ def alembic_config(url: str | None = None) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` up to ``revision``."""
+    from alembic import command
+
     command.upgrade(alembic_config(url), revision)
 
 
@@ -42,8 +51,31 @@ def include_object(
     return not (type_ == "index" and name in EXPRESSION_INDEXES)
 
 
+_REVISION = re.compile(r"^revision(?:: *str)? *= *['\"]([^'\"]+)['\"]", re.M)
+_DOWN = re.compile(r"^down_revision\b[^=]*=(.*)$", re.M)
+
+
 def head_revision() -> str:
-    """The newest Alembic revision shipped with this code."""
+    """The newest Alembic revision shipped with this code.
+
+    Read from the revision files' ``revision`` and ``down_revision`` lines (the revision no
+    other names as its parent), without loading Alembic, which every command would otherwise
+    pay for at start-up; Alembic itself answers when the files do not give one head.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        found, down = _REVISION.search(text), _DOWN.search(text)
+        if found is None or down is None:
+            return _alembic_head()
+        revisions.add(found.group(1))
+        parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else _alembic_head()
+
+
+def _alembic_head() -> str:
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()

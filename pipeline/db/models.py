@@ -354,3 +354,45 @@ class LimiterMember(Base):
     worker: Mapped[str] = mapped_column(String(128), primary_key=True)
     demand: Mapped[float] = mapped_column(Float)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class LearntKeyRate(Base):
+    """What one account's cache keys were learnt to take on one model (``planning.keys``).
+
+    ``rpm`` is the requests a minute one ``prompt_cache_key`` carried without spilling, as
+    the last run on this account and model left it; ``requests`` and ``spills`` are what that
+    run observed. The next run on the same account and model starts from it.
+    """
+
+    __tablename__ = "cache_key_rates"
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rpm: Mapped[float] = mapped_column(Float)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    spills: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RunForecast(Base):
+    """A run's plan against its bill, per (model, layout): what the forecast learns from.
+
+    ``planned_*`` are the plan's counts (our tokenizer, the cache the plan expected);
+    ``billed_*`` what the server reported for the same requests. Their ratios correct the
+    next forecast for a server that counts or caches differently.
+    """
+
+    __tablename__ = "run_forecasts"
+    __table_args__ = (Index("ix_run_forecasts_model_layout", "model", "layout"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(64))
+    layout: Mapped[str] = mapped_column(String(32))
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    planned_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    planned_cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    planned_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    billed_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    billed_cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    billed_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)

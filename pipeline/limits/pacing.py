@@ -50,6 +50,13 @@ class Pacer:
         self._sleep = sleep
         self._next: float | None = None
 
+    def set_rate(self, per_minute: float) -> None:
+        """Send at ``per_minute`` from the next slot on (slots already taken keep their time)."""
+        if per_minute <= 0:
+            raise ValueError(f"per_minute must be > 0, got {per_minute}")
+        self.per_minute = per_minute
+        self._interval = 60.0 / per_minute
+
     async def wait(self) -> None:
         """Return when the caller may send (slots are taken at once, so callers never race)."""
         now = self._clock()

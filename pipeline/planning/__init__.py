@@ -8,8 +8,11 @@ Pure functions over values (no I/O, no database, no clock):
   cacheable prefix a ``prompt_cache_key`` per bucket, and makes requests wait for the one that
   writes the prefix they reuse;
 - ``layouts``: ``choose_layouts`` picks instructions-first or article-first per task;
+- ``keys``: ``KeyBook`` deals a run's articles to cache keys by the rate each key will carry
+  in any minute of the run's ``SendSchedule``, and learns the rate a key takes from answers;
 - ``chains``: a chained request sent to its parent's key, expecting the parent's prompt;
-- ``costs``: ``forecast`` prices a plan before it is sent, with and without caching;
+- ``costs``: ``forecast`` prices a plan before it is sent, with and without caching, corrected
+  by ``BillFactors`` (what earlier runs were billed against their plans);
 - ``breakpoints``: on GPT-5.6+ models, which prefixes to write (paid) and who prewarms them;
 - ``shape``: each request's prompt-cache fields for its model's regime;
 - ``modes``: realtime, flex or the Batch API per task, and how ``auto`` picks;
@@ -19,7 +22,16 @@ Pure functions over values (no I/O, no database, no clock):
 
 from pipeline.planning.advice import PrefixAdvice, prefix_advice
 from pipeline.planning.chains import follow_parents
-from pipeline.planning.costs import Forecast, expected_usage, follower_forecast, forecast
+from pipeline.planning.costs import (
+    BillFactors,
+    BillHistory,
+    Forecast,
+    expected_usage,
+    follower_forecast,
+    forecast,
+    forecast_costs,
+)
+from pipeline.planning.keys import KeyBook, KeyRate, SendSchedule
 from pipeline.planning.layouts import RenderFn, choose_layouts
 from pipeline.planning.modes import (
     MODES,
@@ -54,8 +66,12 @@ from pipeline.planning.tree import (
 __all__ = [
     "MODES",
     "RUN_MODES",
+    "BillFactors",
+    "BillHistory",
     "Forecast",
     "GroupSummary",
+    "KeyBook",
+    "KeyRate",
     "ModeChoice",
     "ModelLoad",
     "Plan",
@@ -63,6 +79,7 @@ __all__ = [
     "PrefixAdvice",
     "PrefixTree",
     "RenderFn",
+    "SendSchedule",
     "bucket_count",
     "build_tree",
     "cache_fields",
@@ -76,6 +93,7 @@ __all__ = [
     "follower_forecast",
     "for_mode",
     "forecast",
+    "forecast_costs",
     "lifetime_problem",
     "loads_of",
     "merge_loads",

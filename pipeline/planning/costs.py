@@ -40,6 +40,46 @@ class Forecast:
 OutputHistory = Mapping[tuple[str, str], float]
 
 
+@dataclass(frozen=True)
+class BillFactors:
+    """How the server's bill compared with the plan for one (model, layout), in earlier runs.
+
+    ``input`` is the input tokens it billed per token we counted (another tokenizer, hidden
+    tokens); ``cached`` the cached share it gave over the share the plan expected (spills,
+    evictions, a routing rule that differs from ours); ``write`` the same for cache writes.
+    """
+
+    input: float = 1.0
+    cached: float = 1.0
+    write: float = 1.0
+
+    @classmethod
+    def learnt(
+        cls,
+        *,
+        planned_input: int,
+        planned_cached: int,
+        planned_write: int,
+        billed_input: int,
+        billed_cached: int,
+        billed_write: int,
+    ) -> BillFactors:
+        """The factors of some requests' planned and billed tokens (1.0 where unknown)."""
+        if planned_input <= 0 or billed_input <= 0:
+            return cls()
+        factor = billed_input / planned_input
+        cached = write = 1.0
+        if planned_cached > 0:
+            cached = (billed_cached / billed_input) / (planned_cached / planned_input)
+        if planned_write > 0:
+            write = (billed_write / billed_input) / (planned_write / planned_input)
+        return cls(input=factor, cached=cached, write=write)
+
+
+# What the bill was against the plan per (model, layout) in earlier runs.
+BillHistory = Mapping[tuple[str, str], BillFactors]
+
+
 def forecast(
     plan: Plan,
     prices: PriceTable,
@@ -47,12 +87,16 @@ def forecast(
     output_ratio: float = 0.5,
     on: dt.date | None = None,
     history: OutputHistory | None = None,
+    bills: BillHistory | None = None,
 ) -> Forecast:
     """Price ``plan``: its prompt and expected cached tokens, and its expected output.
 
     Output (reasoning included, as the API bills it) is what ``history`` says a (task, model)
     produces, else ``output_ratio`` of the request's ``max_output_tokens``; a prewarm has
-    none. Expected cache writes (GPT-5.6+) are priced at the write rate. Each request is
+    none. Input, cached and written tokens are corrected by ``bills`` (what earlier runs of the
+    request's model and layout were billed against their plans), so a server that counts or
+    caches differently is forecast as it bills. Expected cache writes (GPT-5.6+) are priced at
+    the write rate. Each request is
     priced at its profile's tier (``flex`` or standard) on the day ``on`` (default: the
     newest prices). The uncached cost is the same requests without prewarms and with every
     input token at the input rate. Raises ``PricingError`` for a model without a price, so a
@@ -70,7 +114,7 @@ def forecast(
         price = price_of.get(key)
         if price is None:
             price = price_of[key] = prices.price(request.model, tier_of(key[1]), on)
-        usage = expected_usage(planned, output_ratio, history)
+        usage = expected_usage(planned, output_ratio, history, bills)
         total += usage
         cost += cost_usd(usage, price)
         if planned.prewarm:
@@ -93,12 +137,37 @@ TOKENS_PER_WORD = 1.3
 WORD_BOUND_SHARE = 0.8
 
 
+def forecast_costs(
+    plan: Plan,
+    prices: PriceTable,
+    *,
+    history: OutputHistory | None = None,
+    bills: BillHistory | None = None,
+) -> dict[tuple[int, bool], Decimal]:
+    """What each request of ``plan`` is expected to cost, by (job id, is a prewarm); the same
+    figures ``forecast`` sums (today's prices)."""
+    price_of: dict[tuple[str, str | None], TierPrice] = {}
+    costs: dict[tuple[int, bool], Decimal] = {}
+    for planned in plan.requests:
+        request = planned.request
+        key = (request.model, request.profile.service_tier)
+        price = price_of.get(key)
+        if price is None:
+            price = price_of[key] = prices.price(request.model, tier_of(key[1]))
+        usage = expected_usage(planned, history=history, bills=bills)
+        costs[request.job_id, planned.prewarm] = cost_usd(usage, price)
+    return costs
+
+
 def expected_usage(
-    planned: PlannedRequest, output_ratio: float = 0.5, history: OutputHistory | None = None
+    planned: PlannedRequest,
+    output_ratio: float = 0.5,
+    history: OutputHistory | None = None,
+    bills: BillHistory | None = None,
 ) -> Usage:
     """The usage ``planned`` is expected to report (output from ``history``, else at
     ``output_ratio`` of its cap, or near its checks' word bound when it has one; capped at
-    ``max_output_tokens``)."""
+    ``max_output_tokens``; input as ``bills`` says the server bills it)."""
     request = planned.request
     cap = request.profile.max_output_tokens
     known = None if history is None else history.get((request.task, request.model))
@@ -109,11 +178,24 @@ def expected_usage(
         # at the ~1.3 tokens an English word takes, plus any reasoning inside the ratio's guess.
         guess = min(guess, WORD_BOUND_SHARE * checks.max_words * TOKENS_PER_WORD)
     output = 0 if planned.prewarm else round(guess)
+    factors = None if bills is None else bills.get((request.model, request.layout))
+    if factors is None:
+        return Usage(
+            input_tokens=planned.prompt_tokens,
+            cached_tokens=planned.expected_cached_tokens,
+            output_tokens=output,
+            cache_write_tokens=planned.expected_cache_write_tokens,
+        )
+    billed = round(planned.prompt_tokens * factors.input)
+    cached = min(billed, round(planned.expected_cached_tokens * factors.input * factors.cached))
+    written = min(
+        billed - cached, round(planned.expected_cache_write_tokens * factors.input * factors.write)
+    )
     return Usage(
-        input_tokens=planned.prompt_tokens,
-        cached_tokens=planned.expected_cached_tokens,
+        input_tokens=billed,
+        cached_tokens=cached,
         output_tokens=output,
-        cache_write_tokens=planned.expected_cache_write_tokens,
+        cache_write_tokens=written,
     )
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from pipeline.money import PromptCachePolicy, base_model_name
 from pipeline.planning.breakpoints import plan_breakpoints, prewarm_positions
+from pipeline.planning.keys import KEY_RATE_MARGIN, KeyBook
 from pipeline.planning.tree import build_tree, cacheable, threshold
 from pipeline.prompts import REQUEST_OVERHEAD_TOKENS, RenderedRequest
 
@@ -46,6 +47,12 @@ class PlannedRequest:
     expected_cache_write_tokens: int = 0
     prewarm: bool = False
     prewarm_tokens: int = 0
+    # Grid groups: the cached tokens of the group's shared root, which any answered request on
+    # the same key has put on the key's machine (what a later request there must at least read).
+    root_tokens: int = 0
+    # True when the expected read was written on this request's own key (or its warm root): a
+    # short read then means the key spilled, not that another key's machine was elsewhere.
+    own_read: bool = False
 
     @property
     def prompt_tokens(self) -> int:
@@ -138,6 +145,7 @@ def plan(
     policies: Mapping[str, PromptCachePolicy] | None = None,
     machines: int | None = None,
     run_scale: float | None = None,
+    book: KeyBook | None = None,
 ) -> Plan:
     """Plan ``requests``: depth-first order, cache keys by group and bucket, and waits.
 
@@ -154,6 +162,12 @@ def plan(
     ``run_scale`` is how many times this chunk's size the whole run is expected to be: a
     continuing group gets no more buckets than its share of the run needs, the same in every
     chunk of the run (its keys carry the group's requests of every chunk).
+
+    ``book`` (a run's ``KeyBook``) deals articles to keys by the rate each key will really
+    carry in any minute of the run's send schedule, over every chunk; it replaces
+    ``bucket_count`` and round-robin dealing (``planned_rpm``, ``expect_more`` and
+    ``run_scale`` then only matter to groups of models it does not key). The book is
+    advanced past this chunk's requests.
 
     ``machines`` is how many cache machines one group's keys are expected to land on (None:
     each bucket its own). The provider routes a key by hash; when a group has more buckets than
@@ -210,6 +224,8 @@ def plan(
     expected = [0] * size
     group_of: list[str | None] = [None] * size
     bucket_at: list[int | None] = [None] * size
+    root_tokens = [0] * size
+    own_read = [False] * size
 
     # Group membership by root node, in send order (a group is a subtree, so it is contiguous
     # but for chained requests, which are ordered by their segments and never grouped).
@@ -233,23 +249,29 @@ def plan(
 
     groups: list[GroupSummary] = []
     warmed: set[str] = set()
+    ordered = [requests[i] for i in order] if book is not None else []
     for root, positions in members.items():
         model_rules = rules_of(requests[order[positions[0]]].model)
         grid_step = model_rules.step
         gid = f"cg-{tree.digest(root)[:12]}"
+        model = requests[order[positions[0]]].model
         article_bucket: dict[int, int] = {}
-        for pos in positions:
-            article = requests[order[pos]].article_id
-            if article not in article_bucket:
-                article_bucket[article] = len(article_bucket)
-        buckets = bucket_count(
-            len(positions),
-            len(article_bucket),
-            planned_rpm=planned_rpm,
-            max_bucket_rpm=_bucket_rpm(model_rules),
-            continuing=expect_more or f"{gid}-0" in warm,
-            run_total=None if run_scale is None else len(positions) * run_scale,
-        )
+        if book is not None:
+            article_bucket = _deal(book, gid, model, positions, ordered)
+            buckets = book.keys(gid)
+        else:
+            for pos in positions:
+                article = requests[order[pos]].article_id
+                if article not in article_bucket:
+                    article_bucket[article] = len(article_bucket)
+            buckets = bucket_count(
+                len(positions),
+                len(article_bucket),
+                planned_rpm=planned_rpm,
+                max_bucket_rpm=_bucket_rpm(model_rules),
+                continuing=expect_more or f"{gid}-0" in warm,
+                run_total=None if run_scale is None else len(positions) * run_scale,
+            )
         bucket_keys = [f"{gid}-{b}" for b in range(buckets)]
         is_warm = [key in warm for key in bucket_keys]
         # Per cache machine: node -> position of the first request through it there (its
@@ -267,6 +289,7 @@ def plan(
             registry = registries[bucket % shared_by]
             path = tree.paths[index][root_at[pos] :]
             keys[pos], group_of[pos], bucket_at[pos] = bucket_keys[bucket], gid, bucket
+            root_tokens[pos] = model_rules.cacheable(depth[root])
             at = len(path) - 1
             while at >= 0 and path[at] not in registry:
                 at -= 1
@@ -282,13 +305,14 @@ def plan(
                 writer = registry[path[at]]
                 expected[pos] = value
                 waits[pos] = None if writer == _WARM else writer
+                own_read[pos] = writer == _WARM or keys[writer] == keys[pos]
             for node in path:
                 registry.setdefault(node, pos)
         warmed.update(bucket_keys)
         groups.append(
             GroupSummary(
                 key_prefix=gid,
-                model=requests[order[positions[0]]].model,
+                model=model,
                 size=len(positions),
                 articles=len(article_bucket),
                 prefix_tokens=depth[root],
@@ -365,10 +389,14 @@ def plan(
                 expected_cached_tokens=expected[pos],
                 group=group_of[pos],
                 bucket=bucket_at[pos],
+                root_tokens=root_tokens[pos],
+                own_read=own_read[pos],
                 breakpoints=bp.breakpoints.get(pos, ()),
                 expected_cache_write_tokens=bp.expected_writes.get(pos, 0),
             )
         )
+    if book is not None:
+        book.advance(size)
     return Plan(
         requests=tuple(planned),
         groups=tuple(groups),
@@ -403,14 +431,24 @@ def _policy(
     return policies.get(model) or policies.get(base_model_name(model))
 
 
-# A bucket is planned to carry this share of what one key can take before it overflows.
-KEY_RATE_MARGIN = 0.8
-
-
 def _bucket_rpm(rules: _GridRules | PromptCachePolicy) -> float:
     if isinstance(rules, PromptCachePolicy):
         return rules.key_rpm * KEY_RATE_MARGIN
     return rules.max_bucket_rpm
+
+
+def _deal(
+    book: KeyBook, gid: str, model: str, positions: list[int], ordered: list[RenderedRequest]
+) -> dict[int, int]:
+    """Each article of a group on a key from ``book``: all its requests in the group together,
+    at the position of its first one."""
+    first: dict[int, int] = {}
+    count: dict[int, int] = {}
+    for pos in positions:
+        article = ordered[pos].article_id
+        first.setdefault(article, pos)
+        count[article] = count.get(article, 0) + 1
+    return {a: book.assign(gid, model, first[a], count[a]) for a in first}
 
 
 def _parent_primer(bucket: int, primers: list[int], is_warm: list[bool]) -> int | None:

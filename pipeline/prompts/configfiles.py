@@ -9,9 +9,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jsonschema import exceptions as schema_exceptions
-from jsonschema import validators
-
 from pipeline.errors import ConfigError
 from pipeline.prompts.contexts import Context, ContextSpec
 from pipeline.tomlfile import decode_utf8
@@ -57,6 +54,10 @@ def load_schema(path: Path, where: str) -> dict[str, Any]:
     if not isinstance(schema, dict):
         raise ConfigError(f"{path}: output schema must be a JSON object (got {_json_type(schema)})")
     # An invalid schema would only show when the first paid response is checked against it.
+    # (jsonschema is imported here: a config without schemas does not pay for it at start-up.)
+    from jsonschema import exceptions as schema_exceptions
+    from jsonschema import validators
+
     try:
         validators.validator_for(schema).check_schema(schema)
     except schema_exceptions.SchemaError as exc:

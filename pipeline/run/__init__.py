@@ -12,7 +12,8 @@ Start reading at ``runner`` (``run_batch``). Around it:
   prewarm cost;
 - ``config``: what a run reads before it starts; ``rendering``: a claimed chunk rendered,
   chained jobs after their parents; ``progress``: live counters; ``summary``: the options
-  and the outcome; ``dryrun``: the plan and forecast without sending.
+  and the outcome; ``dryrun``: the plan and forecast without sending, and whether a run
+  paces itself (``choose_pace``); ``learning``: what earlier runs taught the forecast.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from pipeline.run.config import (
     load_config,
     version_rows,
 )
-from pipeline.run.dryrun import dry_run
-from pipeline.run.feed import BURST_FACTOR, DEFAULT_PLANNED_RPM
+from pipeline.run.dryrun import PaceChoice, choose_pace, dry_run
+from pipeline.run.feed import DEFAULT_PLANNED_RPM
 from pipeline.run.progress import (
     Progress,
     ProgressView,
@@ -41,9 +42,9 @@ from pipeline.run.runner import Runner, run_batch, run_batch_async
 from pipeline.run.summary import RunOptions, RunSummary
 
 __all__ = [
-    "BURST_FACTOR",
     "DEFAULT_PLANNED_RPM",
     "Config",
+    "PaceChoice",
     "Progress",
     "ProgressView",
     "RunOptions",
@@ -51,6 +52,7 @@ __all__ = [
     "Runner",
     "Verdict",
     "cache_policies",
+    "choose_pace",
     "dry_run",
     "duration_text",
     "expects_followers",

@@ -19,11 +19,11 @@ from decimal import Decimal
 from typing import Any
 
 from pipeline.client import ClientStack, ResponsesClient
-from pipeline.db import jobs
+from pipeline.db import BillFigures, jobs
 from pipeline.errors import DatabaseError, FatalAPIError
 from pipeline.limits import SharedLimits
 from pipeline.money import Budget
-from pipeline.planning import PlannedRequest
+from pipeline.planning import BillHistory, KeyBook, PlannedRequest
 from pipeline.prompts import Layout
 from pipeline.run.config import Config
 from pipeline.run.dbthread import DatabaseThread
@@ -65,6 +65,24 @@ class RunState:
     # Expected output tokens per (task, model): recent history, then this run's own means.
     outputs: dict[tuple[str, str], float] = field(default_factory=dict)
     output_counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    # The run's cache keys and the per-key rates it learns (made with the first chunk), the
+    # rates learnt by earlier runs on this account, and what earlier runs were billed
+    # against their plans (per model and layout).
+    book: KeyBook | None = None
+    key_rates: dict[str, float] = field(default_factory=dict)
+    recent_keys: dict[str, list[float]] = field(default_factory=dict)
+    bills: BillHistory = field(default_factory=dict)
+    # This run's plan against its bill, per (model, layout), kept for the next forecast.
+    figures: dict[tuple[str, str], BillFigures] = field(default_factory=dict)
+
+    def billed(self, planned: PlannedRequest, usage: BillFigures) -> None:
+        """Add one answered request's planned and billed tokens to the run's figures."""
+        request = planned.request
+        key = (request.model, request.layout)
+        found = self.figures.get(key)
+        if found is None:
+            found = self.figures[key] = BillFigures()
+        found.add(usage)
 
     def learn_output(self, task: str, model: str, tokens: int) -> None:
         """Fold one answer's output tokens into the running mean of its (task, model)."""

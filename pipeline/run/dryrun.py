@@ -7,6 +7,15 @@ shows the mode the run takes: the one asked for, or with ``auto`` the cheapest t
 deadline (``pipeline.planning.modes``). Chained tasks (a grader is one) wait for their parent's
 answers, so they are priced apart, after the queued jobs of their parent task, whether they
 are on or off (``follower_forecast``).
+
+Pacing (``choose_pace``): sent at full speed, a run's first minute carries the limiter's full
+bucket and a minute's refill, and every cache key that minute needs is one cold primer
+(``planning.keys``); sent at the slowest rate that still meets the deadline, it needs fewer
+keys. ``choose_pace`` plans the queue both ways and compares cost and duration. ``--pace``
+(``RunOptions.pace=True``, or ``pace_h`` given) paces whatever it saves; ``--no-pace`` never
+paces; otherwise a scheduled run (kind ``nightly``) is paced when the deadline allows it and the
+forecast saving is at least ``Settings.pace_min_saving`` of the full-speed cost, and an
+ad-hoc run goes at full speed (the dry run says what pacing would take and save).
 """
 
 from __future__ import annotations
@@ -17,15 +26,19 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from pipeline.db import output_history, peek_queued, queued_count
+from pipeline.db import (
+    peek_queued,
+)
 from pipeline.limits import paced_rpm
 from pipeline.money import PromptCachePolicy
 from pipeline.planning import (
     Forecast,
+    KeyBook,
     ModeChoice,
     ModelLoad,
     PlannedRequest,
     PrefixAdvice,
+    SendSchedule,
     choose_layouts,
     choose_modes,
     follower_forecast,
@@ -37,7 +50,8 @@ from pipeline.planning import (
     prefix_advice,
 )
 from pipeline.prompts import Layout, render
-from pipeline.run.config import load_config, runnable_tasks
+from pipeline.run.config import Config, load_config, runnable_tasks
+from pipeline.run.learning import Learnt, queued_jobs
 from pipeline.run.summary import RunOptions
 from pipeline.settings import Settings
 
@@ -72,6 +86,9 @@ class DryRunReport:
     # Chained tasks (graders among them) after the queued jobs of their parent task: not in
     # the figures above (their jobs wait for the parent's answer), priced here.
     followers: dict[str, FollowerCost] = field(default_factory=dict)
+    pacing: str = ""
+    # Tokens as the limiter counts them before sending (prompt + output cap), for durations.
+    estimated_tokens: int = 0
 
     def add(self, fc: Forecast) -> None:
         """Fold one chunk's forecast in."""
@@ -101,6 +118,7 @@ class DryRunReport:
             "trimmed_articles": self.trimmed,
             "cache_regimes": dict(self.regimes),
             "paced_rpm": self.paced_rpm,
+            "pacing": self.pacing,
             "input_tokens": self.input_tokens,
             "expected_cached_tokens": self.cached_tokens,
             "expected_cached_ratio": round(self.cached_ratio, 4),
@@ -210,20 +228,48 @@ def planned_rpm(settings: Settings, estimated_tokens: float) -> float:
 
 
 def dry_run(settings: Settings, options: RunOptions) -> DryRunReport:
-    """Plan and price the queued jobs a run with ``options`` would take."""
+    """Plan and price the queued jobs a run with ``options`` would take, and say whether
+    pacing it to the deadline would pay (``pacing.choose_pace``)."""
     config = load_config(settings)
+    learnt = Learnt.read(settings, config)
+    choice = choose_pace(settings, options, config=config, learnt=learnt, compare=True)
+    report = plan_queue(settings, options, config, learnt, paced=choice.paced_rpm)
+    report.pacing = choice.line()
+    return report
+
+
+def full_speed_s(settings: Settings, report: DryRunReport) -> float:
+    """How long the planned jobs take at full speed: what the limits let through beyond the
+    first minute's full buckets (at least a second)."""
+    waits = [1.0]
+    if settings.tpm_limit:
+        waits.append((report.estimated_tokens - settings.tpm_limit) / settings.tpm_limit * 60)
+    rpm = settings.rpm_limit or DEFAULT_PLANNED_RPM
+    waits.append((report.jobs - rpm) / rpm * 60)
+    return max(waits)
+
+
+def _duration_s(seconds: float) -> str:
+    """``30 s``, ``7 min``, ``2.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def plan_queue(
+    settings: Settings,
+    options: RunOptions,
+    config: Config,
+    learnt: Learnt,
+    *,
+    paced: float | None = None,
+) -> DryRunReport:
+    """Plan and price the queued jobs as a run would: the same layouts, the same key book
+    (at the ``paced`` rate, else at full speed with the first minute's burst)."""
+    history = learnt.outputs
     report = DryRunReport(mode=options.mode, deadline_h=settings.deadline_h)
     report.regimes = {model: policy.regime for model, policy in config.policies.items()}
-    tasks = runnable_tasks(options.tasks, config.profiles)
-    with config.sessions() as session:
-        history = output_history(session)
-    paced: float | None = None
-    if options.pace_h:
-        with config.sessions() as session:
-            queued = queued_count(session, tasks=tasks, batch_label=options.batch_label)
-        if options.limit is not None:
-            queued = min(queued, options.limit)
-        paced = report.paced_rpm = paced_rpm(queued, options.pace_h)
+    report.paced_rpm = paced
     profiles = for_mode(config.profiles, config.prices, options.mode)
     sizes: dict[str, int] = {}
     chunk = options.chunk_size or settings.claim_chunk_for(
@@ -236,6 +282,8 @@ def dry_run(settings: Settings, options: RunOptions) -> DryRunReport:
     }
     warm: frozenset[str] = frozenset()
     layouts: dict[str, Layout] | None = None
+    book: KeyBook | None = None
+    buckets: dict[str, int] = {}
     remaining = options.limit
     while remaining is None or remaining > 0:
         n = chunk if remaining is None else min(chunk, remaining)
@@ -258,22 +306,31 @@ def dry_run(settings: Settings, options: RunOptions) -> DryRunReport:
         report.merge_advice(prefix_advice(requests, config.policies), config.policies)
         for r in requests:
             sizes[r.model] = sizes.get(r.model, 0) + r.estimated_tokens
+            report.estimated_tokens += r.estimated_tokens
         per_request = sum(r.estimated_tokens for r in requests) / len(requests)
+        steady = paced or planned_rpm(settings, per_request)
+        if book is None:
+            book = KeyBook(
+                SendSchedule(steady, 0.0 if paced else steady),
+                ceilings={m: p.key_rpm for m, p in config.policies.items()},
+                rates=learnt.key_rates,
+            )
         chunk_plan = plan(
             requests,
-            planned_rpm=paced or planned_rpm(settings, per_request),
+            planned_rpm=steady,
             warm=warm,
             policies=config.policies,
             machines=settings.cache_machines,
+            book=book,
         )
         warm = warm | chunk_plan.warmed
         report.jobs += len(jobs)
         report.by_task.update(job.task for job in jobs)
-        report.groups += len(chunk_plan.groups)
-        report.buckets += sum(g.buckets for g in chunk_plan.groups)
+        buckets.update((g.key_prefix, g.buckets) for g in chunk_plan.groups)
+        report.groups, report.buckets = len(buckets), sum(buckets.values())
         report.primers += sum(1 for p in chunk_plan.requests if p.is_primer and not p.prewarm)
         report.trimmed += sum(1 for r in requests if r.trimmed)
-        report.add(forecast(chunk_plan, config.prices, history=history))
+        report.add(forecast(chunk_plan, config.prices, history=history, bills=learnt.bills))
         for planned in chunk_plan.requests:
             if planned.request.task in parents:
                 parents[planned.request.task].append(planned)
@@ -304,3 +361,111 @@ def dry_run(settings: Settings, options: RunOptions) -> DryRunReport:
         forced=None if options.mode == "auto" else options.mode,  # type: ignore[arg-type]
     )
     return report
+
+
+SCHEDULED_KINDS = frozenset({"nightly"})
+
+
+@dataclass(frozen=True)
+class PaceChoice:
+    """Full speed or paced, and the forecasts it was chosen on."""
+
+    paced: bool
+    reason: str
+    rate_rpm: float | None = None
+    full_s: float | None = None
+    paced_s: float | None = None
+    full_usd: Decimal | None = None
+    paced_usd: Decimal | None = None
+
+    @property
+    def paced_rpm(self) -> float | None:
+        """The send rate when paced, else None."""
+        return self.rate_rpm if self.paced else None
+
+    @property
+    def saving_usd(self) -> Decimal | None:
+        """What pacing saves on the forecast (None when not compared)."""
+        if self.full_usd is None or self.paced_usd is None:
+            return None
+        return self.full_usd - self.paced_usd
+
+    def line(self) -> str:
+        """``paced: 7 min instead of 30 s, saves $0.0200 (nightly)`` and the like."""
+        saving = self.saving_usd
+        if saving is None or self.full_s is None or self.paced_s is None:
+            return f"{'paced' if self.paced else 'full speed'} ({self.reason})"
+        paced, full = _duration_s(self.paced_s), _duration_s(self.full_s)
+        if self.paced:
+            return f"paced: {paced} instead of {full}, saves ${saving:.4f} ({self.reason})"
+        return (
+            f"full speed: {full} ({self.reason}); paced it would take {paced} and save "
+            f"${saving:.4f}"
+        )
+
+
+def choose_pace(
+    settings: Settings,
+    options: RunOptions,
+    *,
+    config: Config | None = None,
+    learnt: Learnt | None = None,
+    compare: bool = False,
+) -> PaceChoice:
+    """Full speed or paced for a run with ``options`` over the queue as it is now (see the
+    module docstring); ``compare`` forecasts both ways even where the choice is plain (the
+    dry run shows what pacing would take and save)."""
+    config = config or load_config(settings)
+    if options.pace is False:
+        return PaceChoice(False, "--no-pace")
+    forced = options.pace is True or (options.pace is None and options.pace_h is not None)
+    if options.mode not in ("realtime", "flex"):
+        return PaceChoice(False, f"{options.mode} mode")
+    jobs = queued_jobs(settings, options, config)
+    if not jobs:
+        return PaceChoice(False, "nothing queued")
+    deadline_h = options.pace_h or settings.deadline_h
+    rate = paced_rpm(jobs, deadline_h)
+    scheduled = options.kind in SCHEDULED_KINDS
+    if forced and not compare:
+        return PaceChoice(True, "--pace", rate_rpm=rate, paced_s=jobs / rate * 60.0)
+    if not forced and not scheduled and not compare:
+        return PaceChoice(False, "ad-hoc run")
+    learnt = learnt or Learnt.read(settings, config)
+    full = plan_queue(settings, options, config, learnt)
+    full_s = full_speed_s(settings, full)
+    if not forced and rate * 60 * deadline_h < jobs:
+        return PaceChoice(False, "the deadline needs full speed", full_s=full_s)
+    paced = plan_queue(settings, options, config, learnt, paced=rate)
+    choice = PaceChoice(
+        False,
+        "",
+        rate_rpm=rate,
+        full_s=full_s,
+        paced_s=jobs / rate * 60.0,
+        full_usd=full.cost_usd,
+        paced_usd=paced.cost_usd,
+    )
+    saving = choice.saving_usd or Decimal(0)
+    if forced:
+        return _with(choice, True, "--pace")
+    if choice.paced_s is not None and choice.paced_s <= full_s:
+        return _with(choice, False, "pacing is no slower than full speed")
+    worth = saving > 0 and saving >= Decimal(str(settings.pace_min_saving)) * full.cost_usd
+    if not scheduled:
+        return _with(choice, False, "ad-hoc run; --pace to pace it")
+    if not worth:
+        return _with(choice, False, "nightly; the saving is too small to wait for")
+    return _with(choice, True, f"nightly, deadline {deadline_h:g} h")
+
+
+def _with(choice: PaceChoice, paced: bool, reason: str) -> PaceChoice:
+    return PaceChoice(
+        paced,
+        reason,
+        choice.rate_rpm,
+        choice.full_s,
+        choice.paced_s,
+        choice.full_usd,
+        choice.paced_usd,
+    )

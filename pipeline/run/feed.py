@@ -1,20 +1,33 @@
 """The feed of a run: claim a chunk, render it, plan it, hand it to the dispatcher; repeat.
 
 Claims are small (a chunk is a few times the concurrency), so the queue is shared fairly with
-other runners and a stop hands little back. Each chunk is planned for the prompt cache with
-the send rate the limiter will allow, sized by the whole run (``run_scale``) so a small run
-gets no more cache keys than it needs.
+other runners and a stop hands little back. Each chunk is planned for the prompt cache on the
+run's ``KeyBook``: articles go to cache keys by the rate each key will really carry in any
+minute of the run, as the limiter will send it (a first minute with the full bucket's burst,
+then the steady rate; a paced run at its pace), so a small run gets no more keys than it needs
+and a fast one no key past what it takes. The forecast of each request is kept, so the live
+projection prices the jobs not done yet by their plan.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from decimal import Decimal
 
 from pipeline.db import ClaimedJob, jobs, queue
 from pipeline.errors import DatabaseError
-from pipeline.limits import KEY_RPM, paced_rpm
-from pipeline.planning import Plan, choose_layouts, follow_parents, for_mode, forecast, plan
+from pipeline.planning import (
+    KeyBook,
+    Plan,
+    SendSchedule,
+    choose_layouts,
+    follow_parents,
+    for_mode,
+    forecast_costs,
+    plan,
+)
 from pipeline.prompts import ChainedRequest, Layout, Profile, RenderedRequest
 from pipeline.run.config import runnable_tasks
 from pipeline.run.context import RunContext
@@ -22,7 +35,6 @@ from pipeline.run.rendering import render_jobs
 
 log = logging.getLogger("contentgen.run")
 DEFAULT_PLANNED_RPM = 600.0
-BURST_FACTOR = 2.0
 
 
 class Feed:
@@ -45,8 +57,8 @@ class Feed:
             )
 
     def planned_rpm(self, requests: list[RenderedRequest]) -> float:
-        """The send rate the plan can expect: the tightest model's RPM or TPM over request size
-        (the paced rate when the run is paced)."""
+        """The steady send rate the plan can expect: per model its RPM or TPM over request
+        size as the server counts it (the learnt factor), summed; the pace when paced."""
         if self.ctx.paced_rpm is not None:
             return self.ctx.paced_rpm
         rates = []
@@ -55,11 +67,28 @@ class Feed:
             rate = float(rpm or DEFAULT_PLANNED_RPM)
             sizes = [r.estimated_tokens for r in requests if r.model == model]
             if tpm:
-                rate = min(rate, tpm / max(sum(sizes) / len(sizes), 1.0))
+                factor = self.ctx.stack.limiter.for_model(model).token_factor
+                rate = min(rate, tpm / max(factor * sum(sizes) / len(sizes), 1.0))
             rates.append(rate)
-        # The limiter starts with a full minute's allowance, so the first minute can carry up
-        # to twice the steady rate: size the cache-key buckets for that peak, or they overflow.
-        return BURST_FACTOR * (sum(rates) if rates else DEFAULT_PLANNED_RPM)
+        return sum(rates) if rates else DEFAULT_PLANNED_RPM
+
+    def key_book(self, requests: list[RenderedRequest]) -> KeyBook:
+        """The run's key book, made with the first chunk: the limiter starts with a full
+        minute's allowance, so the first minute may carry a burst of one more minute's worth
+        (a paced run has none); keys start at the rates learnt on this account."""
+        st = self.ctx.st
+        if st.book is None:
+            steady = self.planned_rpm(requests)
+            burst = 0.0 if self.ctx.paced_rpm is not None else steady
+            policies = self.ctx.config.policies
+            st.book = KeyBook(
+                SendSchedule(steady, burst),
+                ceilings={m: p.key_rpm for m, p in policies.items()},
+                rates=st.key_rates,
+                recent=st.recent_keys,
+                now=time.monotonic(),
+            )
+        return st.book
 
     def render_chunk(self, claimed: list[ClaimedJob]) -> tuple[list[RenderedRequest], Plan]:
         """Render and plan one claimed chunk; the plan's expectations add to the run's."""
@@ -70,19 +99,14 @@ class Feed:
         if st.layouts is None:
             st.layouts = choose_layouts(claimed, profiles, policies=policies)
         requests, chained = self._render_jobs(claimed, profiles, st.layouts)
+        book = self.key_book(requests) if requests else None
         chunk_plan = plan(
             requests,
-            planned_rpm=self.planned_rpm(requests),
+            planned_rpm=self.planned_rpm(requests) if requests else DEFAULT_PLANNED_RPM,
             warm=st.warm,
-            # Followers reuse their parent's key later, so a chunk's keys carry more than its
-            # own requests: size buckets by rate then too.
-            expect_more=ctx.chained or len(claimed) >= ctx.chunk_size,
             policies=policies,
             machines=ctx.settings.cache_machines,
-            # A small run needs no more keys than its size calls for, however fast the account
-            # is (each key is a cold miss). Sized by the whole run, so every chunk deals its
-            # articles over the same keys and no key carries more than its share.
-            run_scale=max(1.0, ctx.queued / max(len(claimed), 1)),
+            book=book,
         )
         if chained:
             explicit = frozenset(m for m, p in policies.items() if p.explicit)
@@ -90,7 +114,9 @@ class Feed:
         st.warm = st.warm | chunk_plan.warmed
         st.expected_cached += chunk_plan.expected_cached_tokens
         st.prompt_tokens += chunk_plan.prompt_tokens
-        st.forecast_usd += forecast(chunk_plan, ctx.config.prices, history=st.outputs).cost_usd
+        costs = forecast_costs(chunk_plan, ctx.config.prices, history=st.outputs, bills=st.bills)
+        st.forecast_usd += sum(costs.values(), Decimal(0))
+        ctx.progress.planned(costs, sum(r.estimated_tokens for r in requests))
         return requests, chunk_plan
 
     def _render_jobs(
@@ -165,14 +191,7 @@ class Feed:
         return queued if ctx.options.limit is None else min(queued, ctx.options.limit)
 
 
-def pace_rate(queued: int, within_h: float) -> float:
-    """The send rate that finishes ``queued`` jobs within ``within_h`` hours (and says so)."""
-    rate = paced_rpm(queued, within_h)
-    log.info(
-        "pacing %d jobs to %.0f requests/min (%.0f per cache key) to finish within %.2f h",
-        queued,
-        rate,
-        KEY_RPM,
-        within_h,
-    )
+def pace_rate(queued: int, rate: float, why: str) -> float:
+    """The paced send rate of ``queued`` jobs (and says so)."""
+    log.info("pacing %d jobs to %.0f requests/min: %s", queued, rate, why)
     return rate

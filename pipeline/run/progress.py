@@ -2,8 +2,15 @@
 
 ``Progress`` is what the runner counts as results arrive; ``Progress.view()`` turns it into
 the figures a person watches: done of total, the current rate over a sliding window (not the
-lifetime average, which lags behind a run that speeds up or stalls), the ETA at that rate, the
-projected total cost and the budget left. Pure arithmetic on the counters and a clock reading.
+lifetime average, which lags behind a run that speeds up or stalls), the ETA, the projected
+total cost and the budget left. Pure arithmetic on the counters and a clock reading.
+
+The projection does not extrapolate a straight line from the first results (a run's first
+requests are its cold primers, its last ones its cheapest): the cost of the jobs not done is
+their forecast (each planned request's, and the mean planned request's for jobs not planned
+yet), scaled by what this run's answers so far cost against their own forecast. The ETA is the
+longest of: the jobs left at the current rate, their tokens and requests at the limiter's
+steady rate beyond what its buckets hold now, and the jobs left at the pace of a paced run.
 """
 
 from __future__ import annotations
@@ -158,8 +165,44 @@ class Progress:
     retries: int = 0
     stopping: str | None = None
     started_at: float = field(default_factory=time.monotonic)
+    paced_rpm: float | None = None
+    first_sent_at: float | None = None
+    latency_s: float = 0.0  # summed over finished results that report one
+    timed: int = 0
+    # The forecast of planned requests not answered yet, by (job id, prewarm); what the
+    # answered ones were forecast to cost; planned requests and their estimated tokens.
+    _pending: dict[tuple[int, bool], Decimal] = field(default_factory=dict, repr=False)
+    pending_forecast_usd: Decimal = Decimal(0)
+    settled_forecast_usd: Decimal = Decimal(0)
+    settled_cost_usd: Decimal = Decimal(0)
+    planned_requests: int = 0
+    planned_tokens: int = 0
+    planned_forecast_usd: Decimal = Decimal(0)
     # (monotonic time, results finished by then), about one a second, for the current rate.
     _marks: deque[tuple[float, int]] = field(default_factory=deque, init=False, repr=False)
+
+    def planned(self, costs: dict[tuple[int, bool], Decimal], estimated_tokens: int) -> None:
+        """A chunk was planned: each request's forecast cost by (job id, prewarm), and the
+        chunk's estimated tokens (as the limiter counts them before the factor)."""
+        for key, cost in costs.items():
+            old = self._pending.get(key)
+            if old is not None:
+                self.pending_forecast_usd -= old
+            self._pending[key] = cost
+            self.pending_forecast_usd += cost
+            self.planned_forecast_usd += cost
+            if not key[1]:
+                self.planned_requests += 1
+        self.planned_tokens += estimated_tokens
+
+    def settled(self, job_id: int, cost_usd: Decimal, *, prewarm: bool) -> None:
+        """The request of ``job_id`` (or its prewarm) was answered and cost ``cost_usd``
+        (counted here at once; ``billed`` counts it when it is recorded)."""
+        forecast = self._pending.pop((job_id, prewarm), None)
+        if forecast is not None:
+            self.pending_forecast_usd -= forecast
+            self.settled_forecast_usd += forecast
+            self.settled_cost_usd += cost_usd
 
     def queued_seen(self, n: int) -> None:
         """Jobs claimed into this run."""
@@ -167,6 +210,8 @@ class Progress:
 
     def started(self) -> None:
         """A request was handed to the client."""
+        if self.first_sent_at is None:
+            self.first_sent_at = time.monotonic()
         self.started_requests += 1
 
     def finished(
@@ -178,6 +223,9 @@ class Progress:
         else:
             self.failed += 1
         self.billed(generation)
+        if generation.latency_ms:
+            self.latency_s += generation.latency_ms / 1000
+            self.timed += 1
         self._mark(time.monotonic() if now is None else now)
 
     def billed(self, generation: Generation) -> None:
@@ -277,15 +325,8 @@ class Progress:
         total = self.total
         rate = self.rate_per_min(now)
         remaining = None if total is None else max(total - finished, 0)
-        eta: float | None = None
-        if remaining == 0:
-            eta = 0.0
-        elif remaining is not None and rate:
-            eta = remaining / rate * 60.0
-        projected: Decimal | None = None
-        if remaining is not None and finished:
-            # Cost so far (prewarms included) plus the mean cost of a result for the rest.
-            projected = self.cost_usd + self.cost_usd / finished * remaining
+        eta = self.eta_s(remaining, rate)
+        projected = self.projected_usd(remaining)
         tpm = self.limiter.get("tokens_per_min")
         limit = self.limiter.get("tpm_limit") or self.limit_tpm
         return ProgressView(
@@ -314,6 +355,64 @@ class Progress:
             elapsed_s=now - self.started_at,
         )
 
+    def projected_usd(self, remaining: int | None) -> Decimal | None:
+        """Cost so far plus the forecast of the ``remaining`` jobs, corrected by what this
+        run's answers cost against their forecast (see the module docstring)."""
+        if remaining is None or not self.finished_count:
+            return None
+        if not self.planned_requests or self.settled_forecast_usd <= 0:
+            # Nothing planned here (a display fed from outside a run): the straight line.
+            return self.cost_usd + self.cost_usd / self.finished_count * remaining
+        mean = self.planned_forecast_usd / self.planned_requests
+        unplanned = max((self.total or 0) - self.planned_requests, 0)
+        left = self.pending_forecast_usd + mean * unplanned
+        left *= self.settled_cost_usd / self.settled_forecast_usd
+        return max(self.cost_usd, self.settled_cost_usd) + left
+
+    def eta_s(self, remaining: int | None, rate: float | None) -> float | None:
+        """Seconds until the ``remaining`` jobs are done (see the module docstring)."""
+        if remaining is None:
+            return None
+        if remaining == 0:
+            return 0.0
+        waits: list[float] = []
+        latency = self.latency_s / self.timed if self.timed else 0.0
+        if not rate and self.first_sent_at is not None and self.finished_count:
+            # Too early for the window's rate: the rate since the first send, less the first
+            # answer's latency (nothing could finish before it).
+            sending = time.monotonic() - self.first_sent_at - latency
+            rate = self.finished_count / sending * 60.0 if sending > 0 else None
+        if rate:
+            waits.append(remaining / rate * 60.0)
+        if self.paced_rpm:
+            waits.append(remaining / self.paced_rpm * 60.0)
+        # The limiter still has to admit the requests not handed to it yet.
+        unsent = max(remaining - max(self.started_requests - self.finished_count, 0), 0)
+        for model in (self.limiter.get("models") or {}).values():
+            waits.extend(_limiter_waits(model, unsent, self._tokens_per_request()))
+        # The last request sent still takes an answer's time.
+        return max(waits) + latency if waits else None
+
+    def _tokens_per_request(self) -> float:
+        return self.planned_tokens / self.planned_requests if self.planned_requests else 0.0
+
     def line(self) -> str:
         """One plain log line (for non-terminals and logs)."""
         return self.view().line()
+
+
+def _limiter_waits(stats: dict[str, Any], remaining: int, tokens: float) -> list[float]:
+    """How long one model's limiter needs for ``remaining`` requests of ``tokens`` each at its
+    steady rate, beyond what its buckets hold now (an upper share: every model's limiter is
+    asked for all the jobs left, which holds for a run on one model)."""
+    waits = []
+    tpm, available = stats.get("tpm_limit"), stats.get("tokens_available")
+    if tpm and tokens and isinstance(available, int | float):
+        need = remaining * tokens * float(stats.get("token_factor") or 1.0) - available
+        share = float(stats.get("share") or 1.0)
+        waits.append(max(need, 0.0) / (tpm * share) * 60.0)
+    rpm, free = stats.get("rpm_limit"), stats.get("requests_available")
+    if rpm and isinstance(free, int | float):
+        share = float(stats.get("share") or 1.0)
+        waits.append(max(remaining - free, 0.0) / (rpm * share) * 60.0)
+    return waits

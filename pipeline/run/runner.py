@@ -22,14 +22,19 @@ from pipeline.client import ClientStack, build_client_stack, cache_scope
 from pipeline.db import (
     OutcomeRow,
     RunTotals,
+    bill_history,
     close_run,
     jobs,
     leases,
+    load_key_rates,
     open_run,
     output_history,
     pid_alive,
+    recent_key_sends,
+    record_bill_figures,
     record_outcomes,
     record_versions,
+    save_key_rates,
 )
 from pipeline.errors import DatabaseError
 from pipeline.limits import LimitShare, SharedLimits, account_key
@@ -37,8 +42,10 @@ from pipeline.prompts import followers_of
 from pipeline.run.config import Config, expects_followers, load_config, version_rows
 from pipeline.run.context import STOP_GRACE_S as STOP_GRACE_S
 from pipeline.run.context import RunContext, RunState, owner_name
+from pipeline.run.dryrun import choose_pace
 from pipeline.run.feed import Feed, pace_rate
 from pipeline.run.journal import Journal, journal_dir
+from pipeline.run.learning import bill_factors
 from pipeline.run.progress import Progress
 from pipeline.run.recorder import Pending, Recorder
 from pipeline.run.recovery import drain_journals
@@ -49,6 +56,7 @@ from pipeline.settings import Settings
 
 log = logging.getLogger("contentgen.run")
 HISTORY_WEIGHT = 20
+EMIT_EVERY_S = 0.1
 
 
 class Runner:
@@ -79,6 +87,7 @@ class Runner:
         self.feed = Feed(self.ctx)
         self.progress = self.ctx.progress
         self._on_progress = progress
+        self._emitted_at = 0.0
 
     def stop(self, reason: str = "stopped") -> None:
         """Stop claiming and sending; unsent jobs are released (``RunContext.stop``)."""
@@ -120,7 +129,11 @@ class Runner:
             st.lost_leases += 1
             log.warning("job %s: lease lost before its result was recorded", g.job_id)
         self.progress.finished(g, outcome.succeeded)
-        self._emit()
+        # A display needs no more than a few refreshes a second (the tick refreshes too).
+        now = time.monotonic()
+        if now - self._emitted_at >= EMIT_EVERY_S:
+            self._emitted_at = now
+            self._emit()
 
     async def _heartbeat(self) -> None:
         """Keep the leases of jobs we hold from expiring during a long run."""
@@ -192,6 +205,7 @@ class Runner:
                 worker=f"{socket.gethostname()}:{os.getpid()}",
             )
         ctx.state = RunState(run_id=run_id, owner=owner_name(run_id))
+        account = None if self.stack.sdk is None else account_key(cache_scope(self.stack.sdk))
         recorder = ctx.recorder = Recorder(
             self._write_outcomes,
             on_recorded=self._recorded,
@@ -200,17 +214,18 @@ class Runner:
         )
         recorder.start()
         if self.stack.sdk is not None:
-            share = LimitShare(
-                self.config.sessions,
-                account=account_key(cache_scope(self.stack.sdk)),
-                worker=ctx.st.owner,
-            )
+            assert account is not None
+            share = LimitShare(self.config.sessions, account=account, worker=ctx.st.owner)
             ctx.shared = SharedLimits(share, self.stack.limiter, ctx.db_call)
         ctx.journal = Journal(
             journal_dir(self.settings.journal_dir, self.settings.database_url), ctx.st.owner
         )
         with self.config.sessions() as session:
             history = output_history(session)
+            ctx.st.bills = bill_factors(bill_history(session))
+            if account is not None:
+                ctx.st.key_rates = load_key_rates(session, account)
+            ctx.st.recent_keys = recent_key_sends(session)
         # Recent history weighs as this many answers of this run.
         ctx.st.outputs = dict(history)
         ctx.st.output_counts = dict.fromkeys(history, HISTORY_WEIGHT)
@@ -219,8 +234,13 @@ class Runner:
         )
         ctx.queued = await ctx.db_call(self.feed.queued_jobs)
         self.progress.queued_at_start = ctx.queued
-        if self.options.pace_h:
-            ctx.paced_rpm = pace_rate(ctx.queued, self.options.pace_h)
+        if self.options.paced_rpm:
+            ctx.paced_rpm = self.options.paced_rpm
+        else:
+            choice = await ctx.db_call(choose_pace, self.settings, self.options, config=self.config)
+            if choice.paced and choice.rate_rpm:
+                ctx.paced_rpm = pace_rate(ctx.queued, choice.rate_rpm, choice.line())
+        self.progress.paced_rpm = ctx.paced_rpm
         background = [
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._tick()),
@@ -267,8 +287,13 @@ class Runner:
                 state = "stopped" if st.stop_reason else "finished"
             expected_ratio = st.expected_cached / st.prompt_tokens if st.prompt_tokens else 0.0
 
+            learnt = _learnt_rates(st)
+
             def finish() -> RunTotals:
                 with self.config.sessions() as session:
+                    record_bill_figures(session, run_id, st.figures)
+                    if account is not None and learnt:
+                        save_key_rates(session, account, learnt)
                     return close_run(
                         session,
                         run_id,
@@ -305,7 +330,21 @@ class Runner:
             paced_rpm=ctx.paced_rpm,
             fatal=st.fatal,
             token_factors=self.stack.limiter.stats().get("token_factors"),
+            key_rates=None
+            if st.book is None
+            else {m: r.as_dict() for m, r in st.book.learnt().items()},
         )
+
+
+def _learnt_rates(st: RunState) -> dict[str, tuple[float, int, int]]:
+    """The per-key rates worth keeping: those this run used on answers, by model."""
+    if st.book is None:
+        return {}
+    return {
+        model: (rate.rpm, rate.requests, rate.spills)
+        for model, rate in st.book.learnt().items()
+        if rate.requests
+    }
 
 
 async def run_batch_async(

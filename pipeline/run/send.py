@@ -1,22 +1,28 @@
 """The send path of a run: one planned request to the API, its outcome judged and journalled.
 
-Each request gets its prompt-cache fields, waits for its key's pace (when paced) and its
-budget reservation (when capped), goes through the client stack, and its outcome becomes a
-generation. A paid answer is written to the journal before it is handed to the recorder, so
-nothing paid is lost however the run ends. An outcome that is not the job's fault (a fatal
-error, the stop itself) records nothing and leaves the job to be released untouched.
+Each request gets its prompt-cache fields, waits for its key's pace (when paced, or when its
+key spilled) and its budget reservation (when capped), goes through the client stack, and its
+outcome becomes a generation. A paid answer is written to the journal before it is handed to
+the recorder, so nothing paid is lost however the run ends. An outcome that is not the job's
+fault (a fatal error, the stop itself) records nothing and leaves the job to be released
+untouched.
+
+Each paid answer also teaches the run: its cached tokens against the plan's tell the key book
+whether its key spilled (``planning.keys``), and its billed tokens against the plan's correct
+the next forecast (``RunState.figures``).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from pipeline.client import Outcome, RunStopping
-from pipeline.db import Generation, OutcomeRow
+from pipeline.db import BillFigures, Generation, OutcomeRow
 from pipeline.errors import FatalAPIError, PermanentAPIError
-from pipeline.limits import KEY_RPM, Pacer
+from pipeline.limits import Pacer
 from pipeline.money import worst_case_cost
 from pipeline.planning import PlannedRequest, cache_fields, request_key
 from pipeline.run.checking import retry_failed_checks, wants_retry
@@ -71,12 +77,18 @@ class Sender:
         profile = request.profile
         body, key = self.body(planned)
         planned = replace(planned, cache_key=key)
-        if ctx.paced_rpm is not None and planned.bucket is not None and key is not None:
+        book = ctx.st.book
+        keyed = book is not None and planned.bucket is not None and key is not None
+        if keyed and (ctx.paced_rpm is not None or key in self._key_pacers):
             # Each routing key at its own steady rate: a burst released by a primer must not
-            # push one key past what its cache machine takes.
+            # push one key past what its cache machine takes (a key that spilled is slowed).
+            assert book is not None and key is not None
+            rate = book.rate(request.model).rpm
             pacer = self._key_pacers.get(key)
             if pacer is None:
-                pacer = self._key_pacers[key] = Pacer(KEY_RPM)
+                pacer = self._key_pacers[key] = Pacer(rate)
+            elif pacer.per_minute != rate:
+                pacer.set_rate(rate)  # the rate learnt since
             await pacer.wait()
             if ctx.stop_event.is_set():
                 return  # not sent: the job stays held and is released at the end
@@ -88,6 +100,12 @@ class Sender:
                 ctx.stop("budget")
                 return
         ctx.progress.started()
+        carried = 0
+        warm = False
+        if keyed:
+            assert book is not None and key is not None
+            carried = book.sent_on(key, time.monotonic())
+            warm = book.warm(key)
         outcome: Outcome = await ctx.client.generate(
             body,
             estimated_tokens=request.estimated_tokens,
@@ -128,8 +146,60 @@ class Sender:
             ),
             entry,
         )
+        ctx.progress.settled(request.job_id, g.cost_usd or Decimal(0), prewarm=False)
         if g.status in ("completed", "incomplete") and not g.from_cache:
             ctx.st.learn_output(request.task, request.model, g.output_tokens or 0)
+        if paid:
+            self._learn(planned, g, carried if keyed else None, warm)
+
+    def _learn(
+        self, planned: PlannedRequest, g: Generation, carried: int | None, warm: bool
+    ) -> None:
+        """What a paid answer teaches: its key's rate (a short read on a warm key is a spill
+        or an eviction) and the bill against the plan."""
+        st = self.ctx.st
+        billed_input = g.input_tokens or 0
+        st.billed(
+            planned,
+            BillFigures(
+                requests=1,
+                planned_input_tokens=planned.prompt_tokens,
+                planned_cached_tokens=planned.expected_cached_tokens,
+                planned_write_tokens=planned.expected_cache_write_tokens,
+                billed_input_tokens=billed_input,
+                billed_cached_tokens=g.cached_tokens or 0,
+                billed_write_tokens=g.cache_write_tokens or 0,
+            ),
+        )
+        book = st.book
+        if book is None or carried is None or not billed_input or planned.cache_key is None:
+            return
+        model = planned.request.model
+        verdict = book.observe(
+            model,
+            # What the key's own earlier answers surely left on its machine: the read the plan
+            # expects from a writer on the same key, else the group's root (a deeper read may
+            # have been counted on another key's machine).
+            expected=planned.expected_cached_tokens
+            if planned.own_read
+            else min(planned.expected_cached_tokens, planned.root_tokens),
+            cached=g.cached_tokens or 0,
+            billed_per_token=billed_input / max(planned.prompt_tokens, 1),
+            carried=carried,
+            key=planned.cache_key,
+            warm=warm,
+        )
+        if verdict == "spill" and self.ctx.paced_rpm is not None:
+            # New articles go to more keys at the rate just learnt. A paced run (it has the
+            # time) also slows the key that spilled; at full speed a spill costs one cold read,
+            # far less than holding back what was already dealt to the key.
+            rate = book.rate(model).rpm
+            pacer = self._key_pacers.get(planned.cache_key)
+            if pacer is None:
+                self._key_pacers[planned.cache_key] = Pacer(rate)
+            else:
+                pacer.set_rate(rate)
+            log.debug("key %s spilled at %d requests/min", planned.cache_key, carried)
 
     async def call(self, planned: PlannedRequest) -> tuple[Verdict, bool] | None:
         """Send one follow-up of a job already sent (a check's retry): its verdict and whether
@@ -193,6 +263,21 @@ class Sender:
             else f"{type(outcome.error).__name__}: {outcome.error}",
         )
         self._settle(reserved, generation.cost_usd)
+        ctx.progress.settled(
+            planned.request.job_id, generation.cost_usd or Decimal(0), prewarm=True
+        )
+        if outcome.result is not None:
+            self.ctx.st.billed(
+                planned,
+                BillFigures(
+                    requests=1,
+                    planned_input_tokens=planned.prompt_tokens,
+                    planned_write_tokens=planned.expected_cache_write_tokens,
+                    billed_input_tokens=generation.input_tokens or 0,
+                    billed_cached_tokens=generation.cached_tokens or 0,
+                    billed_write_tokens=generation.cache_write_tokens or 0,
+                ),
+            )
         entry = None
         if outcome.result is not None:
             entry = self._journal_write(

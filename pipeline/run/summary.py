@@ -25,8 +25,14 @@ class RunOptions:
     chunk_size: int | None = None
     mode: str = "realtime"  # realtime | flex (batch and auto: pipeline.batchmode.dispatch)
     # Finish within this many hours instead of as fast as the limit allows: fewer cache keys,
-    # fewer cold misses (pipeline.limits.pacing). None: unpaced.
+    # fewer cold misses (pipeline.limits.pacing). Given alone, it paces the run.
     pace_h: float | None = None
+    # True: paced to pace_h (or the settings' deadline); False: full speed; None: a nightly
+    # run paces itself when the forecast saving is worth it, others go at full speed
+    # (``dryrun.choose_pace``).
+    pace: bool | None = None
+    # A send rate chosen by the caller (a flow's chunks share one decision): used as is.
+    paced_rpm: float | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,9 @@ class RunSummary:
     fatal: str | None = None
     # Per model: how the server counts a token of our estimate (learnt from its headers).
     token_factors: dict[str, float] | None = None
+    # Per model: the requests/min one cache key was learnt to carry, and the evidence
+    # (answers on keyed requests, spills, evictions), as ``planning.KeyRate.as_dict``.
+    key_rates: dict[str, dict[str, float | int]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values for JSON output and Prefect results."""
@@ -76,5 +85,6 @@ class RunSummary:
             "prewarms": self.prewarms,
             "paced_rpm": self.paced_rpm,
             "token_factors": self.token_factors or {},
+            "key_rates": self.key_rates or {},
             "wall_s": round(self.wall_s, 2),
         }

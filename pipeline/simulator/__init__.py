@@ -26,10 +26,10 @@ formula the forecast shares).
 from __future__ import annotations
 
 from pipeline.simulator.config import (
-    RATELIMIT_TOKENS_HELP,
     REHEARSAL_HALLUCINATION_RATE,
     REHEARSAL_OBEY_RATE,
     SimulatorConfig,
+    parse_bill_tokens,
     parse_ratelimit_tokens,
 )
 from pipeline.simulator.prompt import count_input_tokens, prompt_token_ids
@@ -37,13 +37,13 @@ from pipeline.simulator.server import SimulatorServer, serve_forever
 from pipeline.simulator.state import SimulatorState
 
 __all__ = [
-    "RATELIMIT_TOKENS_HELP",
     "REHEARSAL_HALLUCINATION_RATE",
     "REHEARSAL_OBEY_RATE",
     "SimulatorConfig",
     "SimulatorServer",
     "SimulatorState",
     "count_input_tokens",
+    "parse_bill_tokens",
     "parse_ratelimit_tokens",
     "prompt_token_ids",
     "serve_forever",

@@ -11,7 +11,8 @@ Grid regime (models before GPT-5.6; API-NOTES §1.1, §9.2), handled here:
   ``routing_prefix_tokens`` (256) prompt tokens and ``prompt_cache_key``. Overflow: when a
   ``prompt_cache_key`` has carried more than ``overflow_rpm`` (15) requests in the trailing
   60 s, counted **across all its prefixes** (§1.5), the extra ones go to another machine picked
-  by the seeded RNG; without a key the count is per prefix head. Each machine has its own cache.
+  by the seeded RNG; without a key the count is per prefix head. ``overflow_per = "prefix"``
+  counts per (prefix head, key) instead (the Dec 2025 wording). Each machine has its own cache.
 - A prompt is cut into ``step``-token blocks (128; gpt-5.5: 2,048), each identified by a chain
   hash (hash of the previous block's hash and this block's ids), so a lookup is a walk over the
   prompt's blocks. A hit is the longest cached chain on the chosen machine, at least
@@ -122,7 +123,7 @@ class PromptCache:
             return home, False
         # ~15 requests/min per prompt_cache_key across all its prefixes; per prefix without one.
         counted = route
-        if key:
+        if key and self._config.overflow_per == "key":
             counted = hashlib.blake2b(
                 b"key\0" + model.encode() + b"\0" + key.encode(), digest_size=16
             ).digest()

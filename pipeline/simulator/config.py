@@ -65,6 +65,11 @@ class SimulatorConfig(BaseModel):
     ratelimit_token_factor: float = Field(
         default=1.0, gt=0, le=100, description="Multiplies the counted prompt (x0.5: half)."
     )
+    # How usage (and so the bill) counts input tokens: a server with another tokenizer bills
+    # another count for the same prompt. Input, cached and written tokens are multiplied.
+    usage_token_factor: float = Field(
+        default=1.0, gt=0, le=100, description="Multiplies billed input tokens (x0.53)."
+    )
 
     # Faults.
     fail_rate: float = Field(default=0.0, ge=0, le=1, description="HTTP 500 server_error.")
@@ -97,6 +102,14 @@ class SimulatorConfig(BaseModel):
     routing_prefix_tokens: int = Field(default=256, ge=1)
     overflow_rpm: int = Field(
         default=15, ge=1, description="Per key (all prefixes), or per prefix without a key."
+    )
+    # API-NOTES §1.5: the Oct 2026 guide counts ~15 req/min per key across all its prefixes
+    # ("key", the stricter reading and the default); the Dec 2025 wording per prefix and key
+    # combination ("prefix").
+    overflow_per: Literal["key", "prefix"] = Field(
+        default="key",
+        description="key: overflow counted per key over all its prefixes; "
+        "prefix: per (prefix, key) combination.",
     )
     cache_max_blocks: int = Field(
         default=200_000,
@@ -140,14 +153,17 @@ class SimulatorConfig(BaseModel):
         return self.model_batch_queue_limit.get(base_model_name(model), self.batch_queue_limit)
 
 
-RATELIMIT_TOKENS_HELP = (
-    "How a request's prompt counts against TPM: o200k (tiktoken's count, the default), "
-    "x<factor> (that count times factor, e.g. x0.53 or x1.5) or chars (text characters / 4). "
-    "Usage and billing always report tiktoken's count."
-)
+def parse_bill_tokens(value: str) -> float:
+    """The ``usage_token_factor`` of a ``--bill-tokens`` value (``o200k`` or ``x<factor>``)."""
+    fields = parse_ratelimit_tokens(value, option="--bill-tokens")
+    if fields["ratelimit_counting"] != "tokens":
+        raise ConfigError(f"invalid --bill-tokens {value!r}: use o200k or x<factor>, e.g. x0.53")
+    return float(fields["ratelimit_token_factor"])
 
 
-def parse_ratelimit_tokens(value: str) -> dict[str, str | float]:
+def parse_ratelimit_tokens(
+    value: str, option: str = "--ratelimit-tokens"
+) -> dict[str, str | float]:
     """The config fields of a ``--ratelimit-tokens`` value: ``o200k``, ``x<factor>``, ``chars``.
 
     Raises ``ConfigError`` naming the accepted forms.
@@ -165,6 +181,6 @@ def parse_ratelimit_tokens(value: str) -> dict[str, str | float]:
         if math.isfinite(factor) and 0 < factor <= 100:
             return {"ratelimit_counting": "tokens", "ratelimit_token_factor": factor}
     raise ConfigError(
-        f"invalid --ratelimit-tokens {value!r}: use o200k, chars or x<factor> with a factor "
+        f"invalid {option} {value!r}: use o200k, chars or x<factor> with a factor "
         "in (0, 100], e.g. x0.5"
     )

@@ -22,6 +22,12 @@ class Execution:
     ttft_s: float
     total_s: float
     reasoning_s: float = 0.0
+    # Billed input tokens per prompt token (``SimulatorConfig.usage_token_factor``).
+    billing_factor: float = 1.0
+
+    def billed(self, tokens: int) -> int:
+        """``tokens`` of the prompt as usage counts them."""
+        return tokens if self.billing_factor == 1.0 else round(tokens * self.billing_factor)
 
     @property
     def cached_tokens(self) -> int:
@@ -42,9 +48,9 @@ class Execution:
         """Token counts as billed."""
         gen = self.generation
         return Usage(
-            self.prep.input_tokens,
-            self.cached_tokens,
+            self.billed(self.prep.input_tokens),
+            self.billed(self.cached_tokens),
             gen.output_tokens,
             gen.reasoning_tokens,
-            self.cache_write_tokens,
+            self.billed(self.cache_write_tokens),
         )

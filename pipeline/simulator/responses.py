@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import PricingError
-from pipeline.money import PriceTable, Tier
+from pipeline.money import PriceTable, Tier, Usage
 from pipeline.simulator import apierrors
 from pipeline.simulator.apierrors import SimAPIError
 from pipeline.simulator.cacheoptions import CacheRequest, cache_request, policy_for
@@ -266,18 +266,15 @@ def prepare(
     )
 
 
-def usage_object(
-    prep: Prepared, gen: Generation | None, cached_tokens: int, cache_write_tokens: int = 0
-) -> dict[str, Any]:
+def usage_object(usage: Usage) -> dict[str, Any]:
     """``usage`` with the inclusive ``input_tokens`` and both input details (§1.2, §1.5)."""
-    output = gen.output_tokens if gen else 0
-    details = {"cached_tokens": cached_tokens, "cache_write_tokens": cache_write_tokens}
+    details = {"cached_tokens": usage.cached_tokens, "cache_write_tokens": usage.cache_write_tokens}
     return {
-        "input_tokens": prep.input_tokens,
+        "input_tokens": usage.input_tokens,
         "input_tokens_details": details,
-        "output_tokens": output,
-        "output_tokens_details": {"reasoning_tokens": gen.reasoning_tokens if gen else 0},
-        "total_tokens": prep.input_tokens + output,
+        "output_tokens": usage.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "total_tokens": usage.input_tokens + usage.output_tokens,
     }
 
 

@@ -151,6 +151,7 @@ class SimulatorState:
             ttft_s=ttft * factor + fault.extra_latency_s,
             total_s=total * factor + fault.extra_latency_s,
             reasoning_s=reasoning,
+            billing_factor=cfg.usage_token_factor,
         )
 
     def final_object(
@@ -164,7 +165,7 @@ class SimulatorState:
             execution.created_at,
             status=execution.status,
             output=output_items(prep, gen, execution.ids),
-            usage=usage_object(prep, gen, execution.cached_tokens, execution.cache_write_tokens),
+            usage=usage_object(execution.usage()),
             completed_at=int(self.clock.wall()) if execution.status == "completed" else None,
             service_tier=service_tier,
         )
@@ -174,12 +175,13 @@ class SimulatorState:
         prep = execution.prep
         self.cache.write(execution.lookup)
         billed_tier: Tier = tier or prep.tier
-        self.ledger.record(prep.model, billed_tier, execution.status, execution.usage())
+        usage = execution.usage()
+        self.ledger.record(prep.model, billed_tier, execution.status, usage)
         self.ledger.cache_event(
-            cached_tokens=execution.cached_tokens,
-            input_tokens=prep.input_tokens,
+            cached_tokens=usage.cached_tokens,
+            input_tokens=usage.input_tokens,
             overflowed=execution.lookup.overflowed,
-            cache_write_tokens=execution.cache_write_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
             prewarm=prep.prewarm,
         )
         body = self.final_object(execution)

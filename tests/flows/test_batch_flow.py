@@ -159,3 +159,25 @@ def test_outcome_message_reads_like_a_sentence() -> None:
     outcome = {"succeeded": 1000, "failed": 2, "incomplete": 1, "cost_usd": "0.4213"}
     assert outcome_message(outcome) == "1,000 generated, 3 failed, $0.42"
     assert outcome_message({**outcome, "stop_reason": "budget"}).endswith("(stopped: budget)")
+
+
+@pytest.mark.parametrize(("pace", "paced"), [("auto", True), ("off", False)])
+def test_a_nightly_flow_paces_every_chunk_when_pacing_pays(
+    settings: Settings, pace: str, paced: bool
+) -> None:
+    """One pacing decision for the whole flow run: a nightly run whose deadline allows it is
+    paced (every chunk gets the rate) and says so; the Pace field "off" keeps full speed."""
+    engine = make_engine(settings.database_url)
+    with session_factory(engine)() as session:
+        queue.enqueue(session, [article("night", n) for n in range(30)], ["summary", "headline"])
+    engine.dispose()
+    run = RowWritingRun(settings.database_url, [])
+    result = execute_batch(
+        settings,
+        BatchParameters(tasks=["summary", "headline"], pace=pace),  # type: ignore[arg-type]
+        RunContext(kind="nightly", trigger="schedule", flow_run_id="x"),
+        run_chunk=run,
+        publish=RecordingPublisher(),
+    )
+    assert [o.paced_rpm is not None for o in run.options] == [paced]
+    assert result["pacing"].startswith("paced: " if paced else "full speed (--no-pace)")

@@ -103,6 +103,7 @@ def test_the_form_shows_no_none_choices_and_no_internal_knobs(flow: Any) -> None
         "dry_run",
         "budget_usd",
         "mode",
+        "pace",
     }
     for name, prop in _batch_schema(flow)["properties"].items():
         assert "anyOf" not in prop, name

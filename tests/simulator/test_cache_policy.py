@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import openai
@@ -73,6 +74,32 @@ def test_overflow_is_counted_per_key_across_prefixes(make_sim: MakeSim) -> None:
             _send(b, n, None)
     assert keyed.ledger()["cache"]["overflow_routes"] == 5
     assert unkeyed.ledger()["cache"]["overflow_routes"] == 0
+
+
+def test_overflow_per_prefix_is_the_lenient_reading(make_sim: MakeSim) -> None:
+    """``overflow_per="prefix"`` (the Dec 2025 wording): one key over 20 prefixes never spills;
+    one prefix under one key spills past 15 a minute either way."""
+    lenient, strict = make_sim(seed=5, overflow_per="prefix"), make_sim(seed=5)
+    with sdk(lenient) as a, sdk(strict) as b:
+        for n in range(20):
+            _send(a, n, "tenant-1")
+            _send(b, 0, "tenant-1")
+    assert lenient.ledger()["cache"]["overflow_routes"] == 0
+    assert strict.ledger()["cache"]["overflow_routes"] == 5
+
+
+def test_a_server_billing_another_tokenizer_scales_usage_and_bill(make_sim: MakeSim) -> None:
+    """``usage_token_factor``: input and cached tokens are billed at that share of ours."""
+    plain, half = make_sim(seed=5), make_sim(seed=5, usage_token_factor=0.5)
+    with sdk(plain) as a, sdk(half) as b:
+        for _ in range(2):
+            _send(a, 0, "k")
+            _send(b, 0, "k")
+    ours, theirs = plain.ledger()["totals"], half.ledger()["totals"]
+    assert theirs["input_tokens"] == pytest.approx(ours["input_tokens"] / 2, abs=2)
+    assert theirs["cached_tokens"] == pytest.approx(ours["cached_tokens"] / 2, abs=2)
+    assert theirs["cached_tokens"] > 0
+    assert Decimal(theirs["cost_usd"]) < Decimal(ours["cost_usd"])
 
 
 def test_a_busy_key_overflows_a_warm_prefix(make_sim: MakeSim) -> None:
