@@ -80,6 +80,12 @@ class Settings(BaseSettings):
         "$XDG_STATE_HOME/contentgen/journal).",
     )
     max_attempts: int = Field(default=5, ge=1, description="A job fails for good after this many.")
+    max_worker_deaths: int = Field(
+        default=3,
+        ge=1,
+        description="A job fails for good (reason worker_lost) once this many workers died "
+        "while it alone was being sent or answered.",
+    )
     cache_machines: int = Field(
         default=8,
         ge=1,

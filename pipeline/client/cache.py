@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -167,11 +168,18 @@ class ResponseCache:
     ) -> None:
         # cull_limit=0: diskcache would otherwise measure the cache's size on every set
         # (a query per write on the hot path); expired entries are dropped once at open.
-        self._cache = diskcache.Cache(str(directory), cull_limit=0)
-        self._cache.expire()
+        try:
+            self._cache = diskcache.Cache(str(directory), cull_limit=0)
+            self._cache.expire()
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"CONTENTGEN_CACHE_DIR: cannot use {directory} for the response cache "
+                f"({_reason(exc)}); point it at a writable folder"
+            ) from None
         self._now = now if now is not None else time.time
         self._scope = scope
         self._prefix = scope.prefix  # once: each request then costs one concatenation
+        self._write_failed = False
 
     @property
     def scope(self) -> CacheScope:
@@ -206,7 +214,13 @@ class ResponseCache:
         payload = json.dumps(
             {"expires_at": expires_at, "result": result.to_json_dict()}, ensure_ascii=False
         )
-        self._cache.set(self._prefix + key, payload, expire=ttl_s)
+        try:
+            self._cache.set(self._prefix + key, payload, expire=ttl_s)
+        except (OSError, sqlite3.Error) as exc:
+            # A full disk costs the cache, never the run: the answer is recorded either way.
+            if not self._write_failed:
+                log.warning("response cache not written (%s): answers are not cached", exc)
+            self._write_failed = True
 
     def __len__(self) -> int:
         """Entries in the directory, of every scope."""
@@ -298,6 +312,13 @@ def _size_on_disk(directory: Path) -> int:
 
 
 @contextmanager
+def _reason(exc: BaseException) -> str:
+    """An OS or SQLite error in a few words (``Not a directory``), without a traceback."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
 def _existing(directory: Path) -> Iterator[diskcache.Cache | None]:
     """The cache in ``directory``, or None when there is none (nothing is created then)."""
     if not (directory / diskcache.core.DBNAME).is_file():

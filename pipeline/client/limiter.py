@@ -41,6 +41,7 @@ from typing import Any
 from pipeline.client.calibration import Calibration, Sends
 from pipeline.client.clock import SYSTEM_CLOCK, Clock
 from pipeline.client.durations import parse_go_duration
+from pipeline.errors import RequestTooLarge
 
 log = logging.getLogger("contentgen.limiter")
 
@@ -179,6 +180,7 @@ class RateLimiter:
         Returns the admission time, to pass back to ``observe`` with the answer's headers."""
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, got {tokens}")
+        self._refuse_too_large(tokens)
         self._waiting += 1
         paced = False
         try:
@@ -194,6 +196,22 @@ class RateLimiter:
         finally:
             self._waiting -= 1
         return now
+
+    def _refuse_too_large(self, tokens: int) -> None:
+        """A request the account's whole TPM cannot hold is never admitted by the server: fail
+        it now (``RequestTooLarge``) rather than wait for a bucket that never holds it, or take
+        it and leave every later request behind its debt. Judged in our own count (or the
+        server's where it counts less), so a factor learnt too high never fails a request."""
+        bucket = self._tokens
+        if bucket is None:
+            return
+        counted = tokens * min(1.0, bucket.calibration.factor)
+        if counted > bucket.limit:
+            raise RequestTooLarge(
+                f"request of {tokens:,} tokens (prompt + max_output_tokens) is larger than the "
+                f"account's {bucket.limit:,.0f} tokens per minute: it can never be sent; lower "
+                "max_output_tokens or the article's token budget"
+            )
 
     def _fifo(self) -> asyncio.Lock:
         # asyncio.Lock wakes waiters in FIFO order. A lock belongs to one event loop; a limiter

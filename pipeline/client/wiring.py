@@ -49,7 +49,26 @@ def _api_key(settings: Settings) -> str:
             "OPENAI_API_KEY is not set (to rehearse offline, run `contentgen simulate` and set "
             "OPENAI_BASE_URL=http://127.0.0.1:8000/v1 OPENAI_API_KEY=sk-simulator)"
         )
+    problem = key_problem(key)
+    if problem is not None:
+        raise ConfigError(f"OPENAI_API_KEY {problem}: no request could carry it; set it again")
     return key
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` cannot go in an HTTP ``Authorization`` header (None: it can).
+
+    An API key is printable ASCII without spaces; a blank one, or one pasted with a newline or
+    a space, is refused by the HTTP client on every request, which would otherwise read as
+    an outage after the outage window. The key itself is never quoted.
+    """
+    if not key.strip():
+        return "is blank"
+    if key != key.strip():
+        return "has spaces or a line break around it"
+    if any(not ("!" <= ch <= "~") for ch in key):
+        return "contains a character that is not printable ASCII (a space, a line break, ...)"
+    return None
 
 
 def make_sdk_client(settings: Settings) -> openai.AsyncOpenAI:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pipeline.db import jobs, leases, queue
 from pipeline.db.engine import MISSING_DRIVER, is_sqlite, make_engine, session_factory
-from pipeline.db.jobs import ClaimedJob
+from pipeline.db.jobs import Claim, ClaimedJob
 from pipeline.db.limitmembers import (
     Member,
     delete_members,
@@ -41,7 +41,7 @@ from pipeline.db.models import (
 )
 from pipeline.db.outcomes import OutcomeRow, record_outcomes
 from pipeline.db.prices import sync_prices
-from pipeline.db.procs import owner_alive, pid_alive
+from pipeline.db.procs import host_id, owner_alive, pid_alive
 from pipeline.db.queries import (
     claimed_job,
     output_history,
@@ -51,7 +51,7 @@ from pipeline.db.queries import (
 )
 from pipeline.db.queue import queued_count
 from pipeline.db.regeneration import RegenerateFilter, regenerate
-from pipeline.db.runs import RunTotals, close_run, open_run, run_totals
+from pipeline.db.runs import RunTotals, beat, close_run, open_run, run_totals
 from pipeline.db.types import SCALE
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "Article",
     "Batch",
     "BatchItem",
+    "Claim",
     "ClaimedJob",
     "Generation",
     "Job",
@@ -71,10 +72,12 @@ __all__ = [
     "RegenerateFilter",
     "Run",
     "RunTotals",
+    "beat",
     "claimed_job",
     "close_run",
     "delete_members",
     "head_revision",
+    "host_id",
     "is_sqlite",
     "jobs",
     "leases",

@@ -37,6 +37,17 @@ from pipeline.settings import Settings
 log = logging.getLogger("contentgen.run")
 # After a stop, requests on the wire get this long to answer before they are cancelled.
 STOP_GRACE_S = 10.0
+# A run beats in its row this often; others take it for dead when its beat is older than
+# ``stale_s`` (at least RUN_STALE_S, and longer than a database outage the run rides out).
+RUN_BEAT_S = 5.0
+RUN_STALE_S = 30.0
+# A suspect job's send is kept this far from any other send (more than a journal tick).
+SUSPECT_GAP_S = 0.25
+
+
+def stale_s(settings: Settings) -> float:
+    """How old a run's heartbeat must be before other runners take it for dead."""
+    return max(RUN_STALE_S, settings.db_outage_s + 2 * RUN_BEAT_S)
 
 
 def owner_name(run_id: int) -> str:
@@ -62,6 +73,9 @@ class RunState:
     stop_reason: str | None = None
     fatal: str | None = None
     prewarms: int = 0
+    # The fencing token of each held job's claim, and the jobs to send apart (suspects).
+    tokens: dict[int, int] = field(default_factory=dict)
+    suspects: set[int] = field(default_factory=set)
     # Expected output tokens per (task, model): recent history, then this run's own means.
     outputs: dict[tuple[str, str], float] = field(default_factory=dict)
     output_counts: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -163,6 +177,18 @@ class RunContext:
             st.fatal = f"{error}; {error.advice}"
             log.info("stopping: %s", st.fatal)
         self.stop(f"fatal {error.kind}")
+
+    def journal_failed(self, error: OSError) -> None:
+        """The journal cannot be written (a full disk): stop the run with one line. What is
+        already paid for is still recorded; only the crash safety of new answers is gone."""
+        st = self.st
+        if st.fatal is None:
+            st.fatal = (
+                f"the journal of paid results cannot be written ({error.strerror or error}): "
+                "free space in CONTENTGEN_JOURNAL_DIR; what was paid for is recorded"
+            )
+            log.info("stopping: %s", st.fatal)
+        self.stop("journal unwritable")
 
     def db_down(self, error: DatabaseError) -> None:
         """The database stayed away: stop the run with one line; nothing paid is lost."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from pipeline.db import ClaimedJob, jobs, queue
+from pipeline.db import Claim, ClaimedJob, jobs, queue
 from pipeline.errors import DatabaseError
 from pipeline.limits import KEY_RPM, paced_rpm
 from pipeline.planning import Plan, choose_layouts, follow_parents, for_mode, forecast, plan
@@ -31,11 +31,11 @@ class Feed:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
 
-    def claim(self, n: int) -> list[ClaimedJob]:
+    def claim(self, n: int) -> Claim:
         """Claim up to ``n`` queued jobs for this run (on the database thread)."""
         ctx = self.ctx
         with ctx.config.sessions() as session:
-            return jobs.claim(
+            return jobs.claim_leases(
                 session,
                 ctx.st.owner,
                 n,
@@ -126,10 +126,13 @@ class Feed:
                     ctx.followers and (dispatcher.in_flight or dispatcher.pending)
                 )
                 try:
-                    claimed: list[ClaimedJob] = await ctx.db_call(self.claim, n)
+                    claim: Claim = await ctx.db_call(self.claim, n)
                 except DatabaseError as exc:
                     ctx.db_down(exc)
                     break
+                claimed = claim.jobs
+                st.tokens.update(claim.tokens)  # each result is fenced by its claim's token
+                st.suspects |= claim.suspects
                 if not claimed:
                     if more_may_come:
                         # A result being recorded may send its job back to the queue, and a

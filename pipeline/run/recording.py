@@ -2,7 +2,8 @@
 
 Token counts are stored as the API reported them; cost is derived from them with the price
 in effect today, at the tier the API says it used. A response-cache hit consumed no tokens
-and is stored at zero cost with ``from_cache``. ``list_cost_usd`` is what the same tokens
+and is stored at zero cost with ``from_cache``, unless the answer it holds was never
+recorded (the run that paid for it died first): then the first hit carries its real cost. ``list_cost_usd`` is what the same tokens
 would have cost at the standard price with no prompt cache at all (every input token, read
 from or written to the cache, at the plain input rate): the base for savings. Savings can be
 negative: a request that paid a write premium (GPT-5.6+) and read nothing cost more.
@@ -31,6 +32,10 @@ class Verdict:
     permanent: bool
     error: str | None
     article_id: int | None = None
+    reason: str | None = None  # the job's failure_reason if this fails it for good
+    # A response-cache hit's real usage and cost: recorded instead of zero if no generation
+    # holds its response id yet (``db.outcomes.OutcomeRow.paid``).
+    paid: dict[str, Any] | None = None
 
 
 def list_price(price: TierPrice) -> TierPrice:
@@ -69,6 +74,19 @@ def judge(
     usage = Usage() if from_cache else result.usage
     price = prices.price(model, tier, today)
     standard = prices.price(model, "standard", today)
+    paid = None
+    if from_cache and result.response_id:
+        real = result.usage
+        paid = {
+            "input_tokens": real.input_tokens,
+            "cached_tokens": real.cached_tokens,
+            "cache_write_tokens": real.cache_write_tokens,
+            "output_tokens": real.output_tokens,
+            "reasoning_tokens": real.reasoning_tokens,
+            "cost_usd": cost_usd(real, price),
+            "list_cost_usd": cost_usd(real, list_price(standard)),
+            "from_cache": False,
+        }
     output_json = None
     error = None
     status: str = result.status
@@ -117,6 +135,7 @@ def judge(
         permanent=True,
         error=error,
         article_id=request.article_id,
+        paid=paid,
     )
 
 
@@ -128,8 +147,11 @@ def failure(
     attempts: int,
     cache_key: str | None,
     permanent: bool,
+    reason: str | None = None,
 ) -> Verdict:
-    """A request that got no usable response (nothing billed): a failed generation."""
+    """A request that got no usable response (nothing billed): a failed generation.
+
+    ``reason`` names a permanent failure for the job's ``failure_reason`` (``too_large``)."""
     generation = Generation(
         job_id=request.job_id,
         run_id=run_id,
@@ -150,6 +172,7 @@ def failure(
         permanent=permanent,
         error=message,
         article_id=request.article_id,
+        reason=reason,
     )
 
 
