@@ -1,8 +1,9 @@
 """A circuit breaker for an API that stops answering, and a stop signal for waits.
 
 ``OutageBreaker``: after ``threshold`` connection failures in a row (no answer at all: refused,
-reset, timed out), or one failure that ends ``silence_open_s`` or more of silence (a request
-timed out after the server accepted it and said nothing), the API is taken to be down.
+reset, timed out), or one failure that ends ``silence_open_s`` (or the window, if shorter) of
+silence (a request timed out after the server accepted it and said nothing), the API is taken
+to be down.
 Sending pauses: one probe every ``probe_every_s`` goes through, the others wait, and no
 request spends its retries on a dead endpoint (the client keeps a request inside its attempt
 while the breaker is open). An answer (any HTTP status) closes the breaker and everyone goes
@@ -180,7 +181,6 @@ class OutageBreaker:
             start = now if sent_at is None else min(sent_at, now)
             self._silent_since = max(start, self._last_answer)
         silent_s = now - self._silent_since
-        if self._down_since is None and (
-            self._failures >= self.threshold or silent_s >= self.silence_open_s
-        ):
+        long_silence = silent_s >= min(self.silence_open_s, self.window_s)
+        if self._down_since is None and (self._failures >= self.threshold or long_silence):
             self._down_since = self._silent_since

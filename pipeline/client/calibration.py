@@ -90,6 +90,19 @@ class Sends:
             taken -= sum(amount for _, amount in self._rejected[lo:hi])
         return taken
 
+    def reject_larger_than(self, limit: float) -> int:
+        """Mark every kept send larger than ``limit`` as turned away (a request above the
+        whole limit is never admitted, so the server counted none of it); how many."""
+        previous = self._base
+        found = 0
+        for at, cumulative in zip(self._times, self._cumulative, strict=True):
+            amount = cumulative - previous
+            previous = cumulative
+            if amount > limit and (at, amount) not in self._rejected:
+                self.reject(at, amount)
+                found += 1
+        return found
+
     def reject(self, at: float, amount: float) -> None:
         """What was admitted at ``at`` was answered 429: the server did not count it."""
         bisect.insort(self._rejected, (at, amount))

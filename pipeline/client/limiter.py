@@ -360,6 +360,8 @@ class RateLimiter:
         remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
         if limit is not None and limit > 0:
             if bucket is None:
+                # Sent before the limit was known: any request above it was turned away.
+                sends.reject_larger_than(limit)
                 bucket = _Bucket(limit, sends, remaining, self._share)
             elif bucket.limit != limit:
                 log.info("server %s limit is %d per minute (was %d)", kind, limit, bucket.limit)

@@ -36,8 +36,8 @@ from pipeline.client.api import ResponsesCaller
 from pipeline.client.breaker import OutageBreaker, RunStopping, Stopping, is_outage
 from pipeline.client.cache import ResultCache
 from pipeline.client.clock import SYSTEM_CLOCK, Clock
-from pipeline.client.hooks import AttemptHooks, AttemptTally
 from pipeline.client.flex import FlexPolicy, fallback_body, is_flex, is_flex_unavailable
+from pipeline.client.hooks import AttemptHooks, AttemptTally
 from pipeline.client.limiter import ModelLimiters, RateLimiter
 from pipeline.client.result import APIResult
 from pipeline.client.retry import Attempted, RetryPolicy, describe
@@ -287,6 +287,8 @@ class ResponsesClient:
                     limiter.penalize(pause)
                     raise
                 except APIError as exc:
+                    if exc.status == 429 and sent_at is not None:
+                        limiter.rejected(sent_at, estimated_tokens)  # "Request too large"
                     if isinstance(exc, RetryableAPIError) and exc.maybe_billed:
                         tally.abandon()
                     self._breaker.failed(exc, probe, sent_at)

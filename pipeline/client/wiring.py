@@ -21,7 +21,7 @@ from pipeline.client.limiter import ModelLimiters
 from pipeline.client.responses import ResponsesClient
 from pipeline.client.retry import RetryPolicy
 from pipeline.errors import ConfigError
-from pipeline.settings import Settings
+from pipeline.settings import Settings, ledger_id
 
 
 @dataclass
@@ -119,7 +119,11 @@ def build_client_stack(
     if retry is None:
         retry = RetryPolicy(clock=clock, sleep=lambda s: stopping.sleep(s, clock.sleep))
     cache: ResultCache = (
-        ResponseCache(settings.cache_dir, scope=cache_scope(sdk)) if use_cache else NullCache()
+        ResponseCache(
+            settings.cache_dir, scope=cache_scope(sdk), origin=ledger_id(settings.database_url)
+        )
+        if use_cache
+        else NullCache()
     )
     secrets = [settings.openai_api_key.get_secret_value()] if settings.openai_api_key else []
     client = ResponsesClient(

@@ -461,9 +461,7 @@ def record_death(
     open_states = c.state.in_(("queued", "running"))
     ids = list(job_ids)
     if not alone:
-        session.execute(
-            JOBS.update().where(c.id.in_(ids), open_states).values(death_suspect=True)
-        )
+        session.execute(JOBS.update().where(c.id.in_(ids), open_states).values(death_suspect=True))
         session.commit()
         return []
     session.execute(

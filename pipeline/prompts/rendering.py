@@ -4,7 +4,7 @@ The order comes from the profile (``parts``) or its layout. ``instructions_first
 task's instructions and contexts across all articles; ``article_first`` puts the contexts and
 the article before the task's instructions, so several tasks of one article share the article
 in the prompt cache. Over-long articles are trimmed to the profile's budget, and over-long
-titles and URLs to ``FIELD_TOKEN_BUDGET``; that is recorded on the request, never silent.
+titles to ``TITLE_TOKEN_BUDGET``; that is recorded on the request, never silent.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from pipeline.prompts.requests import (
 )
 from pipeline.prompts.tokens import count_tokens, fit
 
-# Tokens a title or a URL may take in a prompt; longer ones are trimmed and the cut recorded.
-FIELD_TOKEN_BUDGET = 256
+# Tokens a title may take in a prompt; a longer one is trimmed and the cut recorded.
+TITLE_TOKEN_BUDGET = 256
+
 
 @lru_cache(maxsize=1024)
 def _static_segment(kind: SegmentKind, role: Role, text: str, model: str) -> Segment:
@@ -111,24 +112,18 @@ def parts_for(profile: Profile, layout: Layout) -> tuple[Part, ...]:
     return profile.parts if profile.parts is not None else DEFAULT_PARTS[layout]
 
 
-def _short_fields(job: ArticleJob, model: str) -> tuple[ArticleJob, dict[str, int]]:
-    """``job`` with its title and URL cut to ``FIELD_TOKEN_BUDGET`` tokens each, and what was
-    cut (``title_tokens_removed``, ``url_tokens_removed``): a title a million characters long
-    is trimmed like a body, not sent whole."""
-    trimmed: dict[str, int] = {}
-    changes: dict[str, str] = {}
-    for name in ("title", "url"):
-        value = getattr(job, name)
-        # Tokens never outnumber UTF-8 bytes: short fields need no tokenising.
-        if value is None or len(value) <= FIELD_TOKEN_BUDGET // 4:
-            continue
-        if len(value.encode("utf-8")) <= FIELD_TOKEN_BUDGET:
-            continue
-        cut, _, removed = fit(value, FIELD_TOKEN_BUDGET, model)
-        if removed:
-            changes[name] = cut
-            trimmed[f"{name}_tokens_removed"] = removed
-    return (replace(job, **changes) if changes else job), trimmed
+def _short_title(job: ArticleJob, model: str) -> tuple[ArticleJob, dict[str, int]]:
+    """``job`` with its title cut to ``TITLE_TOKEN_BUDGET`` tokens, and what was cut
+    (``title_tokens_removed``): a title a million characters long is trimmed like a body, not
+    sent whole. (Intake caps the other free-text fields, URL and section, already.)"""
+    title = job.title
+    # Tokens never outnumber UTF-8 bytes: a short title needs no tokenising.
+    if len(title) <= TITLE_TOKEN_BUDGET // 4 or len(title.encode()) <= TITLE_TOKEN_BUDGET:
+        return job, {}
+    cut, _, removed = fit(title, TITLE_TOKEN_BUDGET, model)
+    if not removed:
+        return job, {}
+    return replace(job, title=cut), {"title_tokens_removed": removed}
 
 
 def render(
@@ -143,7 +138,7 @@ def render(
     ``article_budget`` overrides the profile's article token budget (chains trim with it).
     """
     model = profile.model
-    job, trimmed = _short_fields(job, model)
+    job, trimmed = _short_title(job, model)
     budget = profile.article_token_budget if article_budget is None else article_budget
     body, body_tokens, removed = fit(job.body, budget, model)
     if removed:

@@ -209,8 +209,9 @@ class RunContext:
         try:
             released: int = await self.db_call(release)
         except DatabaseError as exc:
-            # Their leases stay: the next run on this machine takes them back at once.
-            log.warning("could not hand %d jobs back: %s", len(job_ids), exc)
+            # Their leases stay: the next run on this machine takes them back at once (and
+            # any other once this run's heartbeat is stale). Said once, in the run's fatal line.
+            log.info("could not hand %d jobs back: %s", len(job_ids), exc)
             return
         self.st.released += released
         self.st.held.difference_update(job_ids)

@@ -25,7 +25,7 @@ drained only when its owner is dead (``dead_files``), and deleted once every ent
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
 import json
 import logging
 import os
@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from pipeline.settings import ledger_id
 
 log = logging.getLogger("contentgen.journal")
 
@@ -103,10 +105,9 @@ class Journal:
         schedules a tick ``TICK_S`` later (on the running loop)."""
         self._mark(f'{{"{kind}":{job_id}}}')
         if kind == "s" and self._tick is None:
-            try:
+            # No running loop (tools, tests): no tick, which blames more, never less.
+            with contextlib.suppress(RuntimeError):
                 self._tick = asyncio.get_running_loop().call_later(TICK_S, self._ticked)
-            except RuntimeError:  # no loop (tests, tools): no tick, no blame lost
-                pass
 
     def _ticked(self) -> None:
         self._tick = None
@@ -270,7 +271,7 @@ def journal_dir(base: Path | None, database_url: str) -> Path:
     if base is None:
         state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
         base = Path(state) / "contentgen" / "journal"
-    return base / hashlib.sha256(database_url.encode()).hexdigest()[:16]
+    return base / ledger_id(database_url)
 
 
 def check_writable(directory: Path) -> None:

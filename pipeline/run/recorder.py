@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from pipeline.db import OutcomeRow
 from pipeline.errors import DatabaseError
-from pipeline.run.dbthread import DatabaseThread
+from pipeline.run.dbthread import DatabaseThread, Outage
 
 log = logging.getLogger("contentgen.recorder")
 
@@ -58,11 +58,12 @@ class Recorder:
         outage_s: float,
         max_delay_s: float = MAX_DELAY_S,
         max_group: int = MAX_GROUP,
+        outage: Outage | None = None,
     ) -> None:
         self._write = write
         self._on_recorded = on_recorded
         self._on_error = on_error
-        self._db = DatabaseThread(outage_s=outage_s, name="contentgen-recorder")
+        self._db = DatabaseThread(outage_s=outage_s, name="contentgen-recorder", outage=outage)
         self.max_delay_s = max_delay_s
         self.max_group = max_group
         self._pending: list[Pending] = []

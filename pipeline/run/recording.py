@@ -2,8 +2,9 @@
 
 Token counts are stored as the API reported them; cost is derived from them with the price
 in effect today, at the tier the API says it used. A response-cache hit consumed no tokens
-and is stored at zero cost with ``from_cache``, unless the answer it holds was never
-recorded (the run that paid for it died first): then the first hit carries its real cost. ``list_cost_usd`` is what the same tokens
+and is stored at zero cost with ``from_cache``, unless the answer it holds was paid for by a
+run of this database that never recorded it (it died first): then the first hit carries the
+real usage and cost (``Verdict.paid``). ``list_cost_usd`` is what the same tokens
 would have cost at the standard price with no prompt cache at all (every input token, read
 from or written to the cache, at the plain input rate): the base for savings. Savings can be
 negative: a request that paid a write premium (GPT-5.6+) and read nothing cost more.
@@ -66,8 +67,12 @@ def judge(
     tier_override: Tier | None = None,
     batch_id: str | None = None,
     today: dt.date | None = None,
+    ledger: str | None = None,
 ) -> Verdict:
-    """Price and classify a response: completed (schema-valid) succeeds, anything else fails."""
+    """Price and classify a response: completed (schema-valid) succeeds, anything else fails.
+
+    ``ledger`` (``settings.ledger_id``): a response-cache hit this ledger's own run paid for
+    carries its real cost in ``Verdict.paid`` (recorded if that run never recorded it)."""
     today = today or dt.datetime.now(dt.UTC).date()
     model = result.model or request.model
     tier: Tier = tier_override or tier_of(result.service_tier)
@@ -75,7 +80,12 @@ def judge(
     price = prices.price(model, tier, today)
     standard = prices.price(model, "standard", today)
     paid = None
-    if from_cache and result.response_id:
+    if (
+        from_cache
+        and result.response_id
+        and result.paid_by is not None
+        and result.paid_by == ledger
+    ):
         real = result.usage
         paid = {
             "input_tokens": real.input_tokens,

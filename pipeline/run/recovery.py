@@ -80,9 +80,7 @@ def drain_journals(
             blamed = sorted(journal.blamed)
             if blamed:
                 alone = len(blamed) == 1
-                failed = jobs.record_death(
-                    session, blamed, alone=alone, max_deaths=max_deaths
-                )
+                failed = jobs.record_death(session, blamed, alone=alone, max_deaths=max_deaths)
                 poisoned += failed
                 log.warning(
                     "run %s died while job%s %s %s being sent or answered%s",

@@ -37,8 +37,8 @@ from pipeline.errors import ConfigError, DatabaseError
 from pipeline.limits import LimitShare, SharedLimits, account_key
 from pipeline.prompts import followers_of
 from pipeline.run.config import Config, load_config
-from pipeline.run.context import STOP_GRACE_S as STOP_GRACE_S
 from pipeline.run.context import RUN_BEAT_S, RunContext, RunState, owner_name, stale_s
+from pipeline.run.context import STOP_GRACE_S as STOP_GRACE_S
 from pipeline.run.feed import Feed, pace_rate
 from pipeline.run.journal import Journal, check_writable, journal_dir
 from pipeline.run.progress import Progress
@@ -212,9 +212,7 @@ class Runner:
             max_deaths=self.settings.max_worker_deaths,
         )
         if drained.recorded:
-            log.warning(
-                "recorded %d paid results a stopped run had not recorded", drained.recorded
-            )
+            log.warning("recorded %d paid results a stopped run had not recorded", drained.recorded)
         with self.config.sessions() as session:
             reclaimed = leases.reclaim_dead(
                 session,
@@ -253,6 +251,7 @@ class Runner:
             on_recorded=self._recorded,
             on_error=ctx.db_down,
             outage_s=self.settings.db_outage_s,
+            outage=ctx.db.outage,  # one outage clock for the run, whichever thread meets it
         )
         recorder.start()
         if self.stack.sdk is not None:

@@ -32,6 +32,7 @@ from pipeline.run.context import SUSPECT_GAP_S, RunContext, log
 from pipeline.run.prewarming import prewarm_generation
 from pipeline.run.recording import Verdict, failure, judge
 from pipeline.run.recovery import journal_entry
+from pipeline.settings import ledger_id
 
 
 class SendGate:
@@ -105,6 +106,7 @@ class Sender:
         self.ctx = ctx
         self._key_pacers: dict[str, Pacer] = {}
         self.gate = SendGate()
+        self.ledger = ledger_id(ctx.settings.database_url)
 
     async def reserve(self, amount: Decimal) -> bool:
         """Reserve ``amount`` of the budget, waiting while in-flight reservations may free room.
@@ -301,6 +303,7 @@ class Sender:
                 attempts=outcome.attempts,
                 from_cache=outcome.from_cache,
                 cache_key=planned.cache_key,
+                ledger=self.ledger,
             )
         error = outcome.error
         permanent = isinstance(error, PermanentAPIError)
