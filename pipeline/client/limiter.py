@@ -106,7 +106,10 @@ class _Bucket:
         # Shared, the account's level is everyone's: ours is our share of it.
         expected = account * self.share - since
         alone = self.share >= 1.0 - 1e-9
-        if alone and self.calibration.samples >= 2 and now - sent_at <= FRESH_HEADER_S:
+        # Alone, the server's level is trusted once the factor is measured, or while the
+        # factor is found too high (a level held down by a wrong factor would keep it so).
+        trusted = self.calibration.samples >= 2 or self.calibration.contradicted
+        if alone and trusted and now - sent_at <= FRESH_HEADER_S:
             self.level = min(self.capacity, expected)
         else:
             self.level = min(self.level, expected)
@@ -183,6 +186,7 @@ class RateLimiter:
         self._refuse_too_large(tokens)
         self._waiting += 1
         paced = False
+        tokens_bound = False  # the wait was for the token bucket itself
         try:
             async with self._fifo():
                 while True:
@@ -191,8 +195,11 @@ class RateLimiter:
                     if wait <= 0:
                         break
                     paced = True
+                    if self._tokens is not None:
+                        factor = self._tokens.calibration.factor
+                        tokens_bound = tokens_bound or self._tokens.wait_s(tokens * factor) > 0
                     await self._clock.sleep(wait)
-                self._take(now, tokens, paced)
+                self._take(now, tokens, paced, tokens_bound)
         finally:
             self._waiting -= 1
         return now
@@ -255,6 +262,8 @@ class RateLimiter:
         for bucket in (self._requests, self._tokens):
             if bucket is not None and bucket.share != share:
                 bucket.set_limit(bucket.limit, share)
+                if share < 1.0:
+                    bucket.calibration.shared()
         self._share = share
 
     @property
@@ -329,9 +338,9 @@ class RateLimiter:
             wait = max(wait, self._tokens.wait_s(tokens * self._tokens.calibration.factor))
         return wait
 
-    def _take(self, now: float, tokens: int, paced: bool = False) -> None:
+    def _take(self, now: float, tokens: int, paced: bool = False, bound: bool = False) -> None:
         self._request_sends.add(now, 1, paced)
-        self._token_sends.add(now, tokens, paced)
+        self._token_sends.add(now, tokens, paced, bound)
         if self._requests is not None:
             self._requests.level -= self._requests.calibration.factor
         if self._tokens is not None:
