@@ -216,13 +216,16 @@ class Calibration:
         self._weight = weight + ours
         self.samples += 1
 
-    def shared(self) -> None:
+    def shared(self) -> bool:
         """Others now draw on the same bucket: drop a factor only the first answers guessed
         (they assumed a full bucket at the start, which others may have drawn down, and no
-        paced sample can check it while shared); a measured factor is kept."""
-        if self.samples == 0:
+        paced sample can check it while shared); a measured factor is kept. True when the
+        factor changed."""
+        if self.samples == 0 and self.factor != 1.0:
             self.factor = 1.0
             self._weight = 0.0
+            return True
+        return False
 
     def _first(self, sent_at: float, remaining: float, capacity: float) -> None:
         """Headers before the first paced sample: taking the server's bucket as full when we

@@ -138,8 +138,8 @@ class Journal:
             return
         try:
             self._fh.close()
-        except OSError as exc:  # the last buffered line could not be written
-            log.warning("%s: %s", self.path, exc)
+        except OSError as exc:  # the last line could not be written: the run said so already
+            log.info("%s: %s", self.path, exc)
         self._fh = None
         if self._open == 0:
             self.path.unlink(missing_ok=True)

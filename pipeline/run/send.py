@@ -90,10 +90,12 @@ class Watch:
 
     async def retrying(self) -> bool:
         """Reserve another worst case for the attempt after an abandoned one (always allowed
-        without a budget)."""
-        if self.sender.ctx.budget is None:
+        without a budget). It does not wait for room: every request in flight may be at this
+        point, each holding its reservations, and none would ever free any."""
+        budget = self.sender.ctx.budget
+        if budget is None:
             return True
-        if not await self.sender.reserve(self.worst_usd):
+        if not budget.reserve(self.worst_usd):
             return False
         self.extra_reserved += 1
         return True

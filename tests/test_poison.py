@@ -1,0 +1,169 @@
+"""A job whose send kills the worker fails for good after three deaths; the queue goes on.
+
+Issue 23: attempts were counted only when an outcome was recorded, so a job that killed its
+worker (an answer that exhausts memory, say) was sent first by every run and never failed:
+8 runs, 4 of 200 jobs done. Here an HTTP proxy between the worker and the simulator kills the
+worker (SIGKILL) the moment the poison job's request reaches it. Each worker is a real
+process running ``run_batch``; the next one reads the dead one's journal, counts the death
+against the job it died on, and goes on. Other jobs in flight at a death are never blamed
+alone, so they are not failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from pipeline.db.models import Job
+from pipeline.intake.reader import ArticleIn
+from pipeline.simulator.server import SimulatorServer
+from tests.engine_support import (
+    completed_per_job,
+    engine_settings,
+    generations,
+    job_rows,
+    ledger_requests,
+    recorded_cost,
+    run_rows,
+    sample_articles,
+    seed,
+    simulator,
+    worker,
+)
+
+MARKER = "POISON-PILL-7"
+MAX_RUNS = 8
+
+
+class KillingProxy:
+    """Forwards HTTP to ``target``; a request whose body holds ``MARKER`` kills ``victim``."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target.rstrip("/")
+        self.victim: int | None = None
+        self.kills = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self.port = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+        assert self._ready.wait(10), "proxy did not start"
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+        async def session() -> aiohttp.ClientSession:
+            return aiohttp.ClientSession()
+
+        self._session = self._loop.run_until_complete(session())
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if MARKER.encode() in body and self.victim is not None:
+            self.kills += 1
+            os.kill(self.victim, signal.SIGKILL)  # the send kills the worker
+            return web.Response(status=503)  # nobody is left to read it
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        async with self._session.request(
+            request.method, self.target + request.path_qs, data=body, headers=headers
+        ) as upstream:
+            data = await upstream.read()
+            skip = {"content-length", "transfer-encoding", "content-encoding"}
+            out = {k: v for k, v in upstream.headers.items() if k.lower() not in skip}
+            return web.Response(status=upstream.status, body=data, headers=out)
+
+    @property
+    def base_url(self) -> str:
+        """The proxy's API base URL."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def close(self) -> None:
+        async def stop() -> None:
+            await self._session.close()
+            await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+@pytest.fixture
+def sim_and_proxy() -> Iterator[tuple[SimulatorServer, KillingProxy]]:
+    """The simulator (some latency, so requests overlap) behind the killing proxy."""
+    with simulator(latency_scale=0.3) as sim:
+        proxy = KillingProxy(sim.base_url.removesuffix("/v1"))
+        try:
+            yield sim, proxy
+        finally:
+            proxy.close()
+
+
+def test_a_job_that_kills_its_worker_is_dead_lettered_and_the_rest_go_on(
+    database_url: str,
+    engine: Engine,
+    tmp_path: Path,
+    sim_and_proxy: tuple[SimulatorServer, KillingProxy],
+) -> None:
+    """Three deaths on the poison job alone fail it (worker_lost, attempts untouched); every
+    other job succeeds exactly once; no bystander is failed; the bill is the recorded cost
+    plus at most the requests in flight at the deaths."""
+    sim, proxy = sim_and_proxy
+    base = sample_articles()[0]
+    poison = ArticleIn(
+        source_id="poison", title=f"{MARKER} budget", body=base.body, section=base.section
+    )
+    [poison_job] = seed(engine, ["summary"], articles=[poison])
+    others = seed(engine, ["summary", "headline"], n=6, start=1)
+    settings = engine_settings(database_url, sim, tmp_path).model_copy(
+        update={"openai_base_url": proxy.base_url}
+    )
+    exits = []
+    for _ in range(MAX_RUNS):
+        with worker(settings, concurrency=4) as proc:
+            proxy.victim = proc.pid
+            exits.append(proc.wait(timeout=120))
+        if exits[-1] == 0:
+            break
+    billed = Decimal(sim.ledger()["totals"]["cost_usd"])
+    counts = ledger_requests(sim)
+
+    kills = exits.count(-signal.SIGKILL)
+    assert exits[-1] == 0, exits
+    assert 3 <= kills <= 4, exits  # three deaths alone (one more if it first died in a burst)
+    assert proxy.kills == kills
+    rows = {j.id: j for j in job_rows(engine)}
+    assert rows[poison_job].state == "failed"
+    assert rows[poison_job].attempts == 0  # never answered: no attempt was recorded
+    with Session(engine) as session:
+        poisoned = session.execute(
+            select(Job.failure_reason, Job.worker_deaths, Job.last_error).where(
+                Job.id == poison_job
+            )
+        ).one()
+    assert poisoned[0] == "worker_lost" and poisoned[1] == 3, poisoned
+    assert "3 workers died" in (poisoned[2] or "")
+    assert {rows[i].state for i in others} == {"succeeded"}, [rows[i] for i in others]
+    assert completed_per_job(engine) == dict.fromkeys(others, 1)
+    assert [r.state for r in run_rows(engine)] == ["abandoned"] * kills + ["finished"]
+    recorded = recorded_cost(engine)
+    most = max(g.cost_usd for g in generations(engine))
+    assert recorded <= billed <= recorded + kills * 4 * most
+    assert counts["completed"] <= len(others) + kills * 4
