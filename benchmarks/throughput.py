@@ -510,29 +510,38 @@ async def record_rate(
     return n / elapsed, claim_times or [0.0]
 
 
-def steady_use(
+def sampled_use(
     sim: Simulator, procs: list[subprocess.Popen[str]], tpm: int, drained: dict
-) -> float:
-    """The share of the TPM admitted while every runner is sending: sampled from the
-    simulator's ledger from the first admission after the drain to the first runner's exit."""
+) -> tuple[float, float]:
+    """(share of the TPM admitted from the drain to the last admission, share admitted while
+    every runner was sending), sampled from the simulator's ledger every 0.5 s until every
+    runner has exited. The first leaves out the tail after the queue ran dry (the last answers
+    coming back, the runs closing); the second is the steady state, which the bucket's refill
+    during the runners' start-up can push above 100%."""
 
     def admitted() -> int:
         limits = next(iter(sim.ledger().get("rate_limits", {}).values()), {})
         return int(limits.get("tokens_admitted", 0))
 
+    drained_at = time.monotonic()
     base = next(iter(drained.get("rate_limits", {}).values()), {}).get("tokens_admitted", 0)
     first: tuple[float, int] | None = None
-    last: tuple[float, int] | None = None
-    while all(p.poll() is None for p in procs):
+    all_busy_end: tuple[float, int] | None = None
+    last_change = (drained_at, base)
+    while any(p.poll() is None for p in procs):
         now, tokens = time.monotonic(), admitted()
-        if first is None and tokens > base:
-            first = (now, tokens)
-        elif first is not None:
-            last = (now, tokens)
+        if tokens > last_change[1]:
+            last_change = (now, tokens)
+            if first is None:
+                first = (now, tokens)
+        if all_busy_end is None and any(p.poll() is not None for p in procs):
+            all_busy_end = (now, tokens)
         time.sleep(0.5)
-    if first is None or last is None or last[0] <= first[0]:
-        return 0.0
-    return (last[1] - first[1]) / (tpm * (last[0] - first[0]) / 60)
+    until_last = (last_change[1] - base) / (tpm * (last_change[0] - drained_at) / 60)
+    if first is None or all_busy_end is None or all_busy_end[0] <= first[0]:
+        return until_last, 0.0
+    busy = (all_busy_end[1] - first[1]) / (tpm * (all_busy_end[0] - first[0]) / 60)
+    return until_last, busy
 
 
 RUNNER_CONCURRENCY = 16  # enough for one runner alone to be bound by the TPM, not by latency
@@ -560,7 +569,7 @@ def section_runners(workdir: Path, jobs: int) -> None:
                     spawn("contentgen", workdir, sim.base, RUNNER_CONCURRENCY, url)
                     for _ in range(n)
                 ]
-                steady = steady_use(sim, procs, tpm, drained)
+                until_last, steady = sampled_use(sim, procs, tpm, drained)
                 facts = [collect(p, f"runner {i}") for i, p in enumerate(procs)]
                 wall = time.monotonic() - started
                 used, r429, requests = limits_used(sim.ledger(), tpm, wall, before=drained)
@@ -578,6 +587,7 @@ def section_runners(workdir: Path, jobs: int) -> None:
                     f"{wall:.1f}",
                     f"{done / wall:.1f}",
                     f"{100 * used:.1f}%",
+                    f"{100 * until_last:.1f}%",
                     f"{100 * steady:.1f}%",
                     f"{r429} ({100 * r429 / max(requests, 1):.2f}%)",
                     f"{min(factors, default=1):.2f}-{max(factors, default=1):.2f}",
@@ -586,13 +596,14 @@ def section_runners(workdir: Path, jobs: int) -> None:
             )
     finally:
         drop_pg(url)
-    table(["runners", "wall s", "jobs/s", "TPM used", "all busy", "429s", "factors", "done"], rows)
+    headers = ["runners", "wall s", "jobs/s", "TPM used", "to last send", "all busy"]
+    table([*headers, "429s", "factors", "done"], rows)
     print(
-        "TPM used: admitted tokens over the TPM from the spawn of the first runner to the exit "
-        "of the last; all busy: the same while every runner was sending (from the first "
-        "admission to the first runner's exit), without process start-up and the last "
-        "runner's tail\ngoal: >= 95% of the TPM with 1, 2 and 4 runners, factors near 1.0, "
-        "few 429s"
+        "TPM used: admitted tokens over the TPM offered from the drain to the last runner's "
+        "exit; to last send: the same up to the last admission (without the tail once the "
+        "queue ran dry); all busy: from the first admission to the first runner's exit (the "
+        "refill during start-up can push it above 100%)\n"
+        "goal: >= 95% of the TPM with 1, 2 and 4 runners, factors near 1.0, few 429s"
     )
 
 

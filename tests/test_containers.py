@@ -16,6 +16,7 @@ import shutil
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -48,6 +49,10 @@ def own_pid_namespace() -> list[str]:
     return [unshare, "--pid", "--fork", "--mount-proc"]
 
 
+# Containers share a database server, not a file: PostgreSQL only.
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_a_run_in_another_pid_namespace_does_not_take_live_leases(
     database_url: str, engine: Engine, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session
 
@@ -31,6 +32,7 @@ from tests.engine_support import (
 )
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the journal is the point
 def test_journal_filling_up_mid_run_stops_cleanly_and_records_what_was_paid(
     database_url: str, engine: Engine, tmp_path: Path
 ) -> None:

@@ -65,6 +65,7 @@ def silent() -> Iterator[SilentServer]:
     server.close()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the database plays no part
 def test_a_server_that_never_answers_stops_the_run_after_the_window(
     database_url: str, engine: Engine, tmp_path: Path, silent: SilentServer
 ) -> None:

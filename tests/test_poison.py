@@ -22,9 +22,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.db import jobs, queue
 from pipeline.db.models import Job
 from pipeline.intake.reader import ArticleIn
 from pipeline.simulator.server import SimulatorServer
@@ -116,6 +117,11 @@ def sim_and_proxy() -> Iterator[tuple[SimulatorServer, KillingProxy]]:
             proxy.close()
 
 
+# Worker processes cost seconds each: the whole story on PostgreSQL, the counting on both
+# databases below.
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_a_job_that_kills_its_worker_is_dead_lettered_and_the_rest_go_on(
     database_url: str,
     engine: Engine,
@@ -131,7 +137,7 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_and_the_rest_go_on(
         source_id="poison", title=f"{MARKER} budget", body=base.body, section=base.section
     )
     [poison_job] = seed(engine, ["summary"], articles=[poison])
-    others = seed(engine, ["summary", "headline"], n=6, start=1)
+    others = seed(engine, ["summary", "headline"], n=4, start=1)
     settings = engine_settings(database_url, sim, tmp_path).model_copy(
         update={"openai_base_url": proxy.base_url}
     )
@@ -167,3 +173,33 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_and_the_rest_go_on(
     most = max(g.cost_usd for g in generations(engine))
     assert recorded <= billed <= recorded + kills * 4 * most
     assert counts["completed"] <= len(others) + kills * 4
+
+
+def test_deaths_count_only_against_a_job_alone_and_fail_it_at_the_third(
+    sessions: sessionmaker[Session],
+) -> None:
+    """A death with several jobs on the wire only marks them; a job the worker died on alone
+    counts a death, fails at the third with worker_lost (whoever holds it), and a success
+    clears it. Done jobs are left alone."""
+    with sessions() as s:
+        articles = [ArticleIn(source_id=f"a{i}", title="T", body="B") for i in range(3)]
+        queue.enqueue(s, articles, ["summary"])
+        a, b, c = sorted(s.scalars(select(Job.id)))
+        assert jobs.record_death(s, [a, b], alone=False, max_deaths=3) == []
+        assert jobs.record_death(s, [a], alone=True, max_deaths=3) == []
+        assert jobs.record_death(s, [a], alone=True, max_deaths=3) == []
+        jobs.claim(s, "web:1:run1", 3, lease_s=60)  # held by a live run: still counted
+        assert jobs.record_death(s, [a], alone=True, max_deaths=3) == [a]
+        s.execute(update(Job).where(Job.id == c).values(state="succeeded", lease_owner=None))
+        s.commit()
+        assert jobs.record_death(s, [c], alone=True, max_deaths=1) == []
+        s.expire_all()
+        got = {
+            j.id: (j.state, j.worker_deaths, j.death_suspect, j.failure_reason, j.lease_owner)
+            for j in s.scalars(select(Job))
+        }
+    assert got == {
+        a: ("failed", 3, True, "worker_lost", None),
+        b: ("running", 0, True, None, "web:1:run1"),
+        c: ("succeeded", 0, False, None, None),
+    }

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
+from typer.testing import CliRunner
 
+from pipeline.cli.main import app
+from pipeline.settings import get_settings
 from pipeline.simulator.server import SimulatorServer
-from tests.edge_support import cli_env, contentgen, lines, on_tmpfs
+from tests.edge_support import cli_env, lines, on_tmpfs
 from tests.engine_support import engine_settings, ledger_requests, seed, simulator
 
 
@@ -95,16 +98,29 @@ def one_error_line(result: subprocess.CompletedProcess[str], *needles: str) -> s
 def test_unusable_setting_is_one_line_exit_2_and_nothing_sent(
     env: dict[str, str],
     sim: SimulatorServer,
-    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     variable: str,
     value: str,
     needles: tuple[str, ...],
 ) -> None:
-    """Each unusable setting: one line naming it, exit 2, no request sent, no secret shown."""
+    """Each unusable setting: one line naming it, exit 2, no request sent, no secret shown.
+
+    `contentgen run` in this process (the checks are the CLI's and the library's own; the
+    tests with a file system of their own below run the console script)."""
+    for name, setting in {**env, variable: value}.items():
+        if name.startswith(("CONTENTGEN_", "OPENAI_", "XDG_")):
+            monkeypatch.setenv(name, setting)
+    get_settings.cache_clear()
     before = sent(sim)
-    result = contentgen(["run", "-q"], {**env, variable: value}, tmp_path, timeout=60)
-    line = one_error_line(result, *needles)
-    assert "hunter2" not in line and "sk-abc" not in line
+    try:
+        result = CliRunner().invoke(app, ["run", "-q"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2, result.output
+    err = lines(result.stderr)
+    assert len(err) == 1, result.stderr
+    assert all(needle in err[0] for needle in needles), err[0]
+    assert "hunter2" not in err[0] and "sk-abc" not in err[0]
     assert sent(sim) == before
 
 

@@ -11,6 +11,7 @@ attempt), and ``release_stale`` does the same without failing anything.
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +21,20 @@ from sqlalchemy.orm import Session
 
 from pipeline.db.articles import batched
 from pipeline.db.models import Job, Run, utcnow
-from pipeline.db.procs import Worker, parse_owner, parse_worker
+from pipeline.db.procs import Worker, host_id, parse_owner, parse_worker, pid_alive
 from pipeline.db.runs import LiveRun, abandon_run, running_runs
 
 _OWNERS_PER_STATEMENT = 500  # owners per IN (...)
+# A run beats in its row this often (``runs.beat``); others take it for dead when its beat is
+# older than ``stale_after_s`` (at least RUN_STALE_S, and longer than a database outage the
+# run rides out, so a live run is never declared dead for an outage it survives).
+RUN_BEAT_S = 5.0
+RUN_STALE_S = 30.0
+
+
+def stale_after_s(db_outage_s: float) -> float:
+    """How old a run's heartbeat must be before other runners take it for dead."""
+    return max(RUN_STALE_S, db_outage_s + 2 * RUN_BEAT_S)
 
 
 def requeue_expired(session: Session, *, max_attempts: int, now: dt.datetime | None = None) -> int:
@@ -130,6 +141,12 @@ class Liveness:
         return run.heartbeat_at < now - dt.timedelta(seconds=self.stale_s)
 
 
+def run_liveness(db_outage_s: float) -> Liveness:
+    """How this process judges other runs: pids in its own pid namespace, heartbeats
+    elsewhere (``stale_after_s``)."""
+    return Liveness(socket.gethostname(), pid_alive, host_id(), stale_after_s(db_outage_s))
+
+
 def reclaim_dead(
     session: Session,
     *,
@@ -208,6 +225,8 @@ def owner_dead(
     if row is None:
         return None
     run = LiveRun(row[0], row[1], row[2], row[3])
+    if run.host_id is None and worker.host != liveness.host:
+        return None  # a row from before host ids, on another host: nothing to go by
     if row[4] == "running":
         return liveness.dead(worker, run, now or utcnow())
     checkable = (run.host_id is not None and run.host_id == liveness.host_id) or (

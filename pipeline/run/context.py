@@ -37,17 +37,8 @@ from pipeline.settings import Settings
 log = logging.getLogger("contentgen.run")
 # After a stop, requests on the wire get this long to answer before they are cancelled.
 STOP_GRACE_S = 10.0
-# A run beats in its row this often; others take it for dead when its beat is older than
-# ``stale_s`` (at least RUN_STALE_S, and longer than a database outage the run rides out).
-RUN_BEAT_S = 5.0
-RUN_STALE_S = 30.0
 # A suspect job's send is kept this far from any other send (more than a journal tick).
 SUSPECT_GAP_S = 0.25
-
-
-def stale_s(settings: Settings) -> float:
-    """How old a run's heartbeat must be before other runners take it for dead."""
-    return max(RUN_STALE_S, settings.db_outage_s + 2 * RUN_BEAT_S)
 
 
 def owner_name(run_id: int) -> str:

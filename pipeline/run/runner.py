@@ -25,7 +25,6 @@ from pipeline.db import (
     RunTotals,
     beat,
     close_run,
-    host_id,
     jobs,
     leases,
     open_run,
@@ -37,8 +36,8 @@ from pipeline.errors import ConfigError, DatabaseError
 from pipeline.limits import LimitShare, SharedLimits, account_key
 from pipeline.prompts import followers_of
 from pipeline.run.config import Config, load_config
-from pipeline.run.context import RUN_BEAT_S, RunContext, RunState, owner_name, stale_s
 from pipeline.run.context import STOP_GRACE_S as STOP_GRACE_S
+from pipeline.run.context import RunContext, RunState, owner_name
 from pipeline.run.feed import Feed, pace_rate
 from pipeline.run.journal import Journal, check_writable, journal_dir
 from pipeline.run.progress import Progress
@@ -163,7 +162,7 @@ class Runner:
         it stops, and its late answers are recorded as paid without completing any job."""
         ctx = self.ctx
         while True:
-            await asyncio.sleep(RUN_BEAT_S)
+            await asyncio.sleep(leases.RUN_BEAT_S)
 
             def beat_once(run_id: int = ctx.st.run_id) -> bool:
                 with self.config.sessions() as session:
@@ -201,9 +200,7 @@ class Runner:
         ctx = self.ctx
         folder = journal_dir(self.settings.journal_dir, self.settings.database_url)
         usable_journal(folder, self.settings.journal_dir)
-        liveness = leases.Liveness(
-            socket.gethostname(), pid_alive, host_id(), stale_s(self.settings)
-        )
+        liveness = leases.run_liveness(self.settings.db_outage_s)
         drained: Drained = await ctx.db_call(
             drain_journals,
             self.config.sessions,
