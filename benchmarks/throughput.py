@@ -167,12 +167,17 @@ def run_child(args: argparse.Namespace) -> None:
     import pipeline.run.runner  # noqa: F401  (imports are not the work measured)
 
     workdir = Path(args.workdir)
+    if args.wait_go:  # started: wait for the word, so start-up is not part of what is measured
+        print("READY", flush=True)
+        sys.stdin.readline()
     child = child_plain if args.child == "plain" else child_contentgen
     facts = child(workdir, args.base_url, args.concurrency, args.database_url)
     print("RESULT " + json.dumps(facts, default=str))
 
 
-def spawn(kind: str, workdir: Path, base: str, concurrency: int, url: str) -> subprocess.Popen[str]:
+def spawn(
+    kind: str, workdir: Path, base: str, concurrency: int, url: str, *, wait_go: bool = False
+) -> subprocess.Popen[str]:
     cmd = [
         sys.executable,
         __file__,
@@ -186,8 +191,32 @@ def spawn(kind: str, workdir: Path, base: str, concurrency: int, url: str) -> su
         str(concurrency),
         "--database-url",
         url,
+        *(["--wait-go"] if wait_go else []),
     ]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE if wait_go else None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def go(procs: list[subprocess.Popen[str]]) -> None:
+    """Tell children started with ``wait_go`` (and ready) to begin."""
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.close()
+        proc.stdin = None  # closed: communicate() must not flush it
+
+
+def ready(procs: list[subprocess.Popen[str]]) -> None:
+    """Wait until every child started with ``wait_go`` has imported and said so."""
+    for proc in procs:
+        assert proc.stdout is not None
+        while (line := proc.stdout.readline()) and line.strip() != "READY":
+            pass
 
 
 def collect(proc: subprocess.Popen[str], name: str) -> dict:
@@ -528,7 +557,7 @@ def sampled_use(
     first: tuple[float, int] | None = None
     all_busy_end: tuple[float, int] | None = None
     last_change = (drained_at, base)
-    while any(p.poll() is None for p in procs):
+    while True:
         now, tokens = time.monotonic(), admitted()
         if tokens > last_change[1]:
             last_change = (now, tokens)
@@ -536,6 +565,8 @@ def sampled_use(
                 first = (now, tokens)
         if all_busy_end is None and any(p.poll() is not None for p in procs):
             all_busy_end = (now, tokens)
+        if all(p.poll() is not None for p in procs):
+            break
         time.sleep(0.5)
     until_last = (last_change[1] - base) / (tpm * (last_change[0] - drained_at) / 60)
     if first is None or all_busy_end is None or all_busy_end[0] <= first[0]:
@@ -563,12 +594,14 @@ def section_runners(workdir: Path, jobs: int) -> None:
         for n in counts:
             requeue(url)
             with Simulator(tpm=tpm, rpm=1_000_000, latency=0.3, counting="o200k") as sim:
-                drained = sim.drain(tpm)
-                started = time.monotonic()
                 procs = [
-                    spawn("contentgen", workdir, sim.base, RUNNER_CONCURRENCY, url)
+                    spawn("contentgen", workdir, sim.base, RUNNER_CONCURRENCY, url, wait_go=True)
                     for _ in range(n)
                 ]
+                ready(procs)  # imports done: what follows is the runs, not process start-up
+                drained = sim.drain(tpm)
+                started = time.monotonic()
+                go(procs)
                 until_last, steady = sampled_use(sim, procs, tpm, drained)
                 facts = [collect(p, f"runner {i}") for i, p in enumerate(procs)]
                 wall = time.monotonic() - started
@@ -599,6 +632,7 @@ def section_runners(workdir: Path, jobs: int) -> None:
     headers = ["runners", "wall s", "jobs/s", "TPM used", "to last send", "all busy"]
     table([*headers, "429s", "factors", "done"], rows)
     print(
+        "runners start, import, then wait: the account is drained and they are told to go\n"
         "TPM used: admitted tokens over the TPM offered from the drain to the last runner's "
         "exit; to last send: the same up to the last admission (without the tail once the "
         "queue ran dry); all busy: from the first admission to the first runner's exit (the "
@@ -636,6 +670,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--only", default="limits,cpu,recording,runners")
     parser.add_argument("--articles", type=int, default=ARTICLES)
+    parser.add_argument("--wait-go", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(tempfile.gettempdir()) / "tiktoken-cg"))
     if args.child:

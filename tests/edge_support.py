@@ -1,4 +1,5 @@
-"""Helpers for the tests of issue 23's edges: the real console script, mount namespaces.
+"""Helpers for the tests of issue 23's edges: the real console script, mount namespaces, and
+small HTTP servers that misbehave on purpose (``ThreadedApp``).
 
 ``contentgen`` runs as a user runs it, in its own process from an empty folder; where a test
 needs a file system that is read-only or full, the script runs in a private mount namespace
@@ -8,14 +9,23 @@ this machine kind): without it the test fails and says so, it is never skipped.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
 
 from pipeline.settings import Settings
+
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CONTENTGEN = Path(sys.executable).with_name("contentgen")
 
@@ -96,3 +106,42 @@ def on_tmpfs(
 def lines(text: str) -> list[str]:
     """The non-empty lines of ``text``."""
     return [line for line in text.splitlines() if line.strip()]
+
+
+class ThreadedApp:
+    """An aiohttp app answering every path with ``handler``, on a free port, in a thread of its
+    own (so a test can serve HTTP while it drives other processes)."""
+
+    def __init__(self, handler: Handler) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._handler = handler
+        self._ready = threading.Event()
+        self.port = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+        assert self._ready.wait(10), "the test server did not start"
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handler)
+        self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._ready.set()
+        self._loop.run_forever()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the app's loop and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+    @property
+    def base_url(self) -> str:
+        """The app as an OpenAI base URL."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.run(self._runner.cleanup())
+        self._loop.call_soon_threadsafe(self._loop.stop)

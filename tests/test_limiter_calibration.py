@@ -256,14 +256,21 @@ async def drive_runners(
     return limiters, server, used
 
 
-@pytest.mark.parametrize("runners", [1, 2, 4])
-async def test_first_answers_against_a_drained_bucket_do_not_run_away(runners: int) -> None:
+@pytest.mark.parametrize(
+    ("runners", "beat_s"),
+    [(1, 2.0), (2, 2.0), (4, 2.0), (4, 6.0)],
+    ids=["alone", "2-runners", "4-runners", "4-runners-slow-first-beat"],
+)
+async def test_first_answers_against_a_drained_bucket_do_not_run_away(
+    runners: int, beat_s: float
+) -> None:
     """Issue 23: a runner read its first answers against a bucket others had drained, learnt
     x10 and crawled for 14 minutes. Now such a guess comes down when it makes the runner wait
     while the server's bucket is half full (alone), or is dropped once the runner finds it
-    shares the account: after the first minute the limit is used, and no factor is left far
-    from the server's count."""
-    limiters, server, used = await drive_runners(runners)
+    shares the account, also when runners that started together measured each other's sends
+    as theirs before their first beat: after the first minute the limit is used, and no
+    factor is left far from the server's count."""
+    limiters, server, used = await drive_runners(runners, beat_s=beat_s)
     factors = [limiter.token_factor for limiter in limiters]
     assert all(0.8 <= f <= 1.3 for f in factors), factors
     assert used >= 0.95, used

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +27,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.db import jobs, queue
 from pipeline.db.models import Job
 from pipeline.intake.reader import ArticleIn
+from pipeline.run.send import SendGate
 from pipeline.simulator.server import SimulatorServer
+from tests.edge_support import ThreadedApp
 from tests.engine_support import (
     completed_per_job,
     engine_settings,
@@ -54,28 +55,13 @@ class KillingProxy:
         self.target = target.rstrip("/")
         self.victim: int | None = None
         self.kills = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self.port = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-        assert self._ready.wait(10), "proxy did not start"
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._forward)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.app = ThreadedApp(self._forward)
 
         async def session() -> aiohttp.ClientSession:
             return aiohttp.ClientSession()
 
-        self._session = self._loop.run_until_complete(session())
-        self._ready.set()
-        self._loop.run_forever()
+        self._session = self.app.run(session())
+        self.base_url = self.app.base_url
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -92,18 +78,9 @@ class KillingProxy:
             out = {k: v for k, v in upstream.headers.items() if k.lower() not in skip}
             return web.Response(status=upstream.status, body=data, headers=out)
 
-    @property
-    def base_url(self) -> str:
-        """The proxy's API base URL."""
-        return f"http://127.0.0.1:{self.port}/v1"
-
     def close(self) -> None:
-        async def stop() -> None:
-            await self._session.close()
-            await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self.app.run(self._session.close())
+        self.app.close()
 
 
 @pytest.fixture
@@ -203,3 +180,29 @@ def test_deaths_count_only_against_a_job_alone_and_fail_it_at_the_third(
         b: ("running", 0, True, None, "web:1:run1"),
         c: ("succeeded", 0, False, None, None),
     }
+
+
+async def test_a_suspects_send_is_kept_apart_from_every_other_send() -> None:
+    """A suspect waits for a quiet gap even while others send continuously, and nothing else
+    is sent within the gap after it."""
+    gate = SendGate(gap_s=0.05)
+    loop = asyncio.get_running_loop()
+    sent: list[tuple[float, str]] = []
+    stop = loop.time() + 0.6
+
+    async def steady() -> None:
+        while loop.time() < stop:
+            await gate.wait(False)
+            sent.append((loop.time(), "other"))
+            await asyncio.sleep(0.005)
+
+    async def suspect() -> None:
+        await asyncio.sleep(0.1)
+        await gate.wait(True)
+        sent.append((loop.time(), "suspect"))
+
+    await asyncio.gather(steady(), steady(), suspect())
+    [at] = [t for t, who in sent if who == "suspect"]
+    others = [t for t, who in sent if who == "other"]
+    assert min(abs(t - at) for t in others) >= 0.05 - 1e-3
+    assert len(others) > 50  # the others went on around it

@@ -8,9 +8,7 @@ records the failure, and the key appears in no log line and in no database colum
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from sqlalchemy import Engine
 
 from pipeline.client.retry import RetryPolicy
 from pipeline.settings import Settings
+from tests.edge_support import ThreadedApp
 from tests.engine_support import CONFIG_DIR, job_rows, run_engine, seed, texts_containing
 
 KEY = "proj-Secret-0123456789abcdef"  # not sk-shaped: only the configured key can mask it
@@ -30,12 +29,8 @@ class EchoingServer:
     """Answers every request 500 with the caller's key in its request id and message."""
 
     def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self.port = 0
         self.requests = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-        assert self._ready.wait(10)
+        self.app = ThreadedApp(self._answer)
 
     async def _answer(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -46,21 +41,8 @@ class EchoingServer:
             headers={"x-request-id": f"req_{key}", "x-debug-key": key},
         )
 
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._answer)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        self._loop.run_forever()
-
     def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self.app.close()
 
 
 @pytest.fixture
@@ -85,7 +67,7 @@ def test_a_key_echoed_by_the_server_is_never_printed_or_stored(
         database_url=database_url,
         config_dir=CONFIG_DIR,
         cache_dir=tmp_path / "cache",
-        openai_base_url=f"http://127.0.0.1:{echoing.port}/v1",
+        openai_base_url=echoing.app.base_url,
         openai_api_key=SecretStr(KEY),
     )
     caplog.set_level(logging.DEBUG)

@@ -24,8 +24,9 @@ the others had drained, learnt x10 and crawled at 11.6 requests/min): whenever a
 waited for the token bucket is answered, alone on the account, with the server's bucket half
 full or more, we count more than the server does, and the factor comes down
 (``RUNAWAY_STEP``). Shared, where a full bucket may be another runner's underuse and nothing
-can be measured, a factor only the first answers guessed is dropped (``shared``); a factor
-measured alone is kept.
+can be measured, a factor not measured alone over half a bucket's traffic is dropped
+(``shared``): the first answers' guess, and the samples of runners that started together and
+each counted the others' sends as theirs before their first beat.
 
 ``Sends`` is the history of what we admitted (time, cumulative amount) that makes the sums
 over any interval O(log n); it also gives the limiter "what we sent since the server's
@@ -54,6 +55,9 @@ FIRST_WEIGHT_SHARE = 0.1
 RUNAWAY_SHARE = 0.5
 RUNAWAY_STEP = 0.85
 RUNAWAY_INTERVAL_S = 1.0  # at most one step per second of sends: x10 is undone in ~15 s
+# A factor is kept when the account turns out shared only if measured alone over this share of
+# a bucket's traffic (half a minute at the limit): early samples may have counted others' sends.
+TRUSTED_SHARE = 0.5
 HISTORY_S = 180.0
 
 
@@ -216,16 +220,20 @@ class Calibration:
         self._weight = weight + ours
         self.samples += 1
 
-    def shared(self) -> bool:
-        """Others now draw on the same bucket: drop a factor only the first answers guessed
-        (they assumed a full bucket at the start, which others may have drawn down, and no
-        paced sample can check it while shared); a measured factor is kept. True when the
-        factor changed."""
-        if self.samples == 0 and self.factor != 1.0:
+    def shared(self, capacity: float) -> bool:
+        """Others now draw on the same bucket: drop a factor not measured over at least
+        ``TRUSTED_SHARE`` of a bucket's traffic alone (the first answers' guess assumed a full
+        bucket at the start, and runners that started together each measured the others'
+        sends as theirs before their first beat showed them each other; nothing can be
+        measured while shared). True when the factor changed."""
+        trusted = self.samples > 0 and self._weight >= TRUSTED_SHARE * capacity
+        changed = not trusted and self.factor != 1.0
+        if not trusted:
             self.factor = 1.0
+            self.samples = 0
             self._weight = 0.0
-            return True
-        return False
+            self._anchor = None
+        return changed
 
     def _first(self, sent_at: float, remaining: float, capacity: float) -> None:
         """Headers before the first paced sample: taking the server's bucket as full when we

@@ -262,7 +262,7 @@ class RateLimiter:
         for bucket in (self._requests, self._tokens):
             if bucket is not None and bucket.share != share:
                 bucket.set_limit(bucket.limit, share)
-                if share < 1.0 and bucket.calibration.shared():
+                if share < 1.0 and bucket.calibration.shared(bucket.limit):
                     # The debt was run up at the dropped factor: start from empty, and let
                     # the next header bring the level to the server's.
                     bucket.level = max(bucket.level, 0.0)

@@ -38,7 +38,7 @@ class APIResult:
     ttft_s: float | None = None
     request_id: str | None = None
     # Set on a response-cache hit: the ledger (database) of the run that paid for it.
-    paid_by: str | None = None
+    paid_by: str | None = field(default=None, compare=False)
 
     def to_json_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (see ``from_json_dict``)."""

@@ -37,25 +37,37 @@ from pipeline.settings import ledger_id
 
 class SendGate:
     """Keeps a suspect job's send ``gap_s`` away from every other send, before and after, so
-    that if the worker dies on it, the journal's last tick blames it alone."""
+    that if the worker dies on it, the journal's last tick blames it alone. While a suspect
+    waits for its gap, other sends wait too (at hundreds of sends a second it would never
+    find one otherwise)."""
 
     def __init__(self, gap_s: float = SUSPECT_GAP_S) -> None:
         self.gap_s = gap_s
         self._last = -math.inf
         self._alone_until = -math.inf
+        self._waiting = 0  # suspects waiting for their gap
+
+    @property
+    def busy(self) -> bool:
+        """Whether a send must go through ``wait`` (a suspect waits or was sent lately)."""
+        return self._waiting > 0 or self._alone_until > -math.inf
 
     async def wait(self, suspect: bool) -> None:
         """Wait until this send may go, then note it."""
         loop = asyncio.get_running_loop()
-        while True:
-            now = loop.time()
-            until = max(self._alone_until, self._last + self.gap_s if suspect else -math.inf)
-            if now >= until:
-                break
-            await asyncio.sleep(until - now)
-        self._last = now
         if suspect:
-            self._alone_until = now + self.gap_s
+            self._waiting += 1
+            try:
+                while (until := max(self._alone_until, self._last + self.gap_s)) > loop.time():
+                    await asyncio.sleep(until - loop.time())
+            finally:
+                self._waiting -= 1
+            self._last = loop.time()
+            self._alone_until = self._last + self.gap_s
+            return
+        while self._waiting or self._alone_until > loop.time():
+            await asyncio.sleep(max(self._alone_until - loop.time(), 0.01))
+        self._last = loop.time()
 
 
 class Watch:
@@ -73,7 +85,7 @@ class Watch:
     async def sending(self) -> None:
         """Wait for the gate (a suspect, or a suspect's gap), then mark the send."""
         gate = self.sender.gate
-        if self._suspect or gate._alone_until > -math.inf:
+        if self._suspect or gate.busy:
             await gate.wait(self._suspect)
         if self._journal is not None:
             self._journal.mark("s", self.job_id)
