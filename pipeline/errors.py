@@ -14,6 +14,7 @@ and exits non-zero, flows let it propagate so the run is marked failed.
         ├── RetryableAPIError  429, 5xx, timeouts, dropped connections
         │   └── RateLimited    429 (carries the server's retry hint)
         └── PermanentAPIError  400/404 and other non-retryable answers about one request
+            ├── RequestTooLarge larger than the account's TPM or the model's limits
             └── FatalAPIError  401, 403, insufficient quota, unknown model, an API that
                                stays unreachable: no other request can succeed either
 
@@ -69,7 +70,11 @@ class APIError(PipelineError):
 
 
 class RetryableAPIError(APIError):
-    """A failure worth retrying: 408/409/429/5xx, timeouts, dropped connections, stream errors."""
+    """A failure worth retrying: 408/409/429/5xx, timeouts, dropped connections, stream errors.
+
+    ``maybe_billed``: the request may have reached the server, which may finish and bill it
+    though no answer came back (a read timeout, a connection lost after sending).
+    """
 
     def __init__(
         self,
@@ -79,9 +84,11 @@ class RetryableAPIError(APIError):
         code: str | None = None,
         request_id: str | None = None,
         retry_after_s: float | None = None,
+        maybe_billed: bool = False,
     ) -> None:
         super().__init__(message, status=status, code=code, request_id=request_id)
         self.retry_after_s = retry_after_s
+        self.maybe_billed = maybe_billed
 
 
 class RateLimited(RetryableAPIError):
@@ -89,7 +96,21 @@ class RateLimited(RetryableAPIError):
 
 
 class PermanentAPIError(APIError):
-    """A failure that will not go away by retrying (bad request, auth, unknown model)."""
+    """A failure that will not go away by retrying (bad request, auth, unknown model).
+
+    ``reason`` names it for a machine where it is known (``too_large``: the request can never
+    fit the account's or the model's limits); it becomes the job's ``failure_reason``.
+    """
+
+    reason: str | None = None
+
+
+class RequestTooLarge(PermanentAPIError):
+    """A request larger than its account's tokens-per-minute limit (or the model's): it can
+    never be admitted, so its job fails at once instead of waiting for a bucket that never
+    holds it."""
+
+    reason = "too_large"
 
 
 class FatalAPIError(PermanentAPIError):

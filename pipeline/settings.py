@@ -7,6 +7,7 @@ and an invalid value is a ``ConfigError`` naming the variable.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import logging
 import os
 import types
@@ -80,6 +81,12 @@ class Settings(BaseSettings):
         "$XDG_STATE_HOME/contentgen/journal).",
     )
     max_attempts: int = Field(default=5, ge=1, description="A job fails for good after this many.")
+    max_worker_deaths: int = Field(
+        default=3,
+        ge=1,
+        description="A job fails for good (reason worker_lost) once this many workers died "
+        "while it alone was being sent or answered.",
+    )
     cache_machines: int = Field(
         default=8,
         ge=1,
@@ -149,6 +156,12 @@ class Settings(BaseSettings):
         """Jobs a run claims at a time: ``claim_chunk``, else four times what it sends at once
         (claimed jobs wait in this run's hands: a crash strands no more than that)."""
         return self.claim_chunk or max(32, 4 * concurrency)
+
+
+def ledger_id(database_url: str) -> str:
+    """A short opaque name of the job database (the ledger) a run records into: its journal
+    folder and the response-cache entries it pays for carry it. 16 hex digits."""
+    return hashlib.sha256(database_url.encode()).hexdigest()[:16]
 
 
 def packaged_config_dir() -> Path:

@@ -299,9 +299,16 @@ print(json.dumps(summary.as_dict()))
 
 @contextmanager
 def worker(
-    settings: Settings, *, concurrency: int = 2, chunk_size: int | None = None
+    settings: Settings,
+    *,
+    concurrency: int = 2,
+    chunk_size: int | None = None,
+    wrapper: Sequence[str] = (),
 ) -> Iterator[subprocess.Popen[str]]:
-    """A worker process running ``run_batch`` on ``settings``; killed if still alive at exit."""
+    """A worker process running ``run_batch`` on ``settings``; killed if still alive at exit.
+
+    ``wrapper`` runs it under another command (``unshare --pid --fork``: a container's own pid
+    namespace on the same host name)."""
     assert settings.openai_api_key is not None
     args = {
         "database_url": settings.database_url,
@@ -313,7 +320,7 @@ def worker(
         "chunk_size": chunk_size,
     }
     proc = subprocess.Popen(
-        [sys.executable, "-c", WORKER_SCRIPT, json.dumps(args)],
+        [*wrapper, sys.executable, "-c", WORKER_SCRIPT, json.dumps(args)],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

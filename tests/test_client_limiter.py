@@ -9,6 +9,7 @@ import pytest
 from pipeline.client.clock import FakeClock
 from pipeline.client.durations import parse_go_duration, retry_after_s
 from pipeline.client.limiter import RateLimiter
+from pipeline.errors import RequestTooLarge
 
 
 @pytest.fixture
@@ -54,9 +55,24 @@ async def test_requests_bucket_limits_rate(clock: FakeClock) -> None:
     assert sum(clock.sleeps) == pytest.approx(30.0)
 
 
-async def test_oversize_request_waits_for_a_full_bucket_then_goes(clock: FakeClock) -> None:
-    """A request above the TPM limit is not starved forever: it goes on a full bucket."""
+async def test_request_above_the_account_tpm_is_refused_at_once(clock: FakeClock) -> None:
+    """A request the whole TPM cannot hold fails at once and leaves the bucket untouched (it
+    used to wait for a full bucket and leave every later request behind its debt)."""
     limiter = RateLimiter(rpm=None, tpm=1000, clock=clock)
+    await limiter.acquire(500)
+    with pytest.raises(RequestTooLarge, match="larger than the account's 1,000 tokens per minute"):
+        await limiter.acquire(1500)
+    assert clock.sleeps == []
+    assert limiter.snapshot().tokens_available == pytest.approx(500)
+    await limiter.acquire(500)  # the next request goes at once
+    assert clock.sleeps == []
+
+
+async def test_request_above_its_share_waits_for_a_full_share_then_goes(clock: FakeClock) -> None:
+    """With a quarter of the account, a request above the quarter but within the account's
+    limit is not starved: it goes on a full share (and leaves a debt the share repays)."""
+    limiter = RateLimiter(rpm=None, tpm=4000, clock=clock)
+    limiter.set_share(0.25)
     await limiter.acquire(500)
     await limiter.acquire(1500)
     assert sum(clock.sleeps) == pytest.approx(30.0)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import subprocess
 import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from sqlalchemy.engine import make_url
 from pipeline.client.wiring import build_client_stack
 from pipeline.run.runner import RunOptions, run_batch_async
 from tests.conftest import _truncate_all
+from tests.edge_support import CONTENTGEN, cli_env, lines
 from tests.engine_support import (
     completed_per_job,
     engine_settings,
@@ -193,3 +196,43 @@ def test_long_database_outage_stops_the_run_and_loses_nothing(
     assert completed_per_job(engine) == dict.fromkeys(ids, 1)
     assert recorded_cost(engine) == billed
     assert {g.status for g in generations(engine)} == {"completed"}
+
+
+def test_database_gone_for_good_stops_in_the_window_with_one_line(
+    proxied: tuple[str, Proxy], engine: Engine, tmp_path: Path
+) -> None:
+    """`contentgen run` with the database cut for good mid-run: stopped about
+    CONTENTGEN_DB_OUTAGE_S after the cut (not a window per waiting call), with one line on
+    stderr (not one per retry), exit 3; the paid answers are in the journal for the next run."""
+    url, proxy = proxied
+    seed(engine, ["summary"], n=40)
+    window_s = 3.0
+    with simulator(latency_scale=0.5) as sim:
+        settings = engine_settings(url, sim, tmp_path)
+        env = cli_env(settings, tmp_path, CONTENTGEN_DB_OUTAGE_S=str(window_s))
+        proc = subprocess.Popen(
+            [str(CONTENTGEN), "run", "-q", "--concurrency", "4"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_until(lambda: len(generations(engine)) >= 2, proc=proc)  # type: ignore[arg-type]
+            proxy.cut()
+            cut_at = time.monotonic()
+            out, err = proc.communicate(timeout=120)
+            stopped_after = time.monotonic() - cut_at
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        proxy.restore()
+        rerun = run_engine(engine_settings(url, sim, tmp_path))
+        billed = Decimal(sim.ledger()["totals"]["cost_usd"])
+    assert proc.returncode == 3, out + err
+    assert lines(err) == [lines(err)[0]] and "database" in err and "did not answer" in err, err
+    # The window, plus the requests in flight finishing (latency x0.5) and the stop itself.
+    assert stopped_after < window_s + 12, stopped_after
+    assert rerun.state == "finished"
+    assert recorded_cost(engine) == billed

@@ -8,6 +8,7 @@ server's limit, not its own idea of it, with next to no 429s.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import random
 
@@ -170,3 +171,120 @@ def test_first_answers_only_raise_the_factor() -> None:
     later = Calibration(sends)
     later.observe(0.09, 60_000 - 10_000, capacity=60_000)  # would say 0.5: ignored
     assert later.factor == 1.0
+
+
+class StepClock(FakeClock):
+    """Fake time shared by many waiters: ``sleep`` waits until the driver's ``advance`` has
+    moved time past its deadline (``FakeClock`` lets each sleeper jump ahead alone)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._moved = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        deadline = self.now + max(0.0, seconds)
+        while self.now < deadline:
+            self._moved.clear()
+            await self._moved.wait()
+
+    def advance(self, seconds: float) -> None:
+        super().advance(seconds)
+        self._moved.set()
+
+
+async def drive_runners(
+    runners: int, *, minutes: float = 4.0, concurrency: int = 32, beat_s: float = 2.0
+) -> tuple[list[RateLimiter], CountingServer, float]:
+    """``runners`` senders starting together on one server (counting x1.0) whose bucket
+    someone else had drained (5% left): each believes itself alone until the first beat
+    (``beat_s``), then takes its share. Returns the share of the limit used after the first
+    minute, and counts only the 429s after it in ``server.rejected``."""
+    clock = StepClock()
+    tpm = 300_000
+    server = CountingServer(tpm, 1.0, clock)
+    server.level = 0.05 * tpm
+    limiters = [RateLimiter(rpm=None, tpm=tpm, clock=clock) for _ in range(runners)]
+    shared = False
+    rejected_at_mark: int | None = None
+    answers: list[tuple[float, int, int, float, dict[str, str]]] = []
+    in_flight = [0] * runners
+    sizes = [850, 3100, 1200, 4700, 990, 2300]
+    start = clock.monotonic()
+    counted_from, admitted_at_mark, n = None, 0.0, 0
+    pending: dict[int, tuple[asyncio.Task[float], int]] = {}
+    while clock.monotonic() - start < minutes * 60:
+        now = clock.monotonic()
+        while answers and answers[0][0] <= now:
+            _, _, who, sent_at, headers = heapq.heappop(answers)
+            limiters[who].observe(headers, sent_at=sent_at)
+            in_flight[who] -= 1
+        if counted_from is None and now - start >= 60:
+            counted_from, admitted_at_mark = now, server.admitted
+        if counted_from is not None and rejected_at_mark is None:
+            rejected_at_mark = server.rejected
+        if not shared and now - start >= beat_s:
+            shared = True
+            for limiter in limiters:
+                limiter.set_share(1 / runners)
+        for who, limiter in enumerate(limiters):
+            if who not in pending and in_flight[who] < concurrency:
+                estimate = sizes[n % len(sizes)]
+                n += 1
+                pending[who] = (asyncio.create_task(limiter.acquire(estimate)), estimate)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        for who, (task, estimate) in list(pending.items()):
+            if not task.done():
+                continue
+            del pending[who]
+            sent_at = task.result()
+            ok, headers = server.admit(estimate)
+            if not ok:
+                limiters[who].rejected(sent_at, estimate)
+                limiters[who].penalize(1.0)
+            in_flight[who] += 1
+            latency = 1.0 + 2.0 * server.random.random()
+            heapq.heappush(answers, (sent_at + latency, n, who, sent_at, headers))
+            n += 1
+        clock.advance(0.01)
+    for task, _ in pending.values():
+        task.cancel()
+    await asyncio.gather(*(t for t, _ in pending.values()), return_exceptions=True)
+    assert counted_from is not None and rejected_at_mark is not None
+    used = (server.admitted - admitted_at_mark) / (tpm * (clock.monotonic() - counted_from) / 60)
+    server.rejected -= rejected_at_mark
+    return limiters, server, used
+
+
+@pytest.mark.parametrize(
+    ("runners", "beat_s"),
+    [(1, 2.0), (2, 2.0), (4, 2.0), (4, 6.0)],
+    ids=["alone", "2-runners", "4-runners", "4-runners-slow-first-beat"],
+)
+async def test_first_answers_against_a_drained_bucket_do_not_run_away(
+    runners: int, beat_s: float
+) -> None:
+    """Issue 23: a runner read its first answers against a bucket others had drained, learnt
+    x10 and crawled for 14 minutes. Now such a guess comes down when it makes the runner wait
+    while the server's bucket is half full (alone), or is dropped once the runner finds it
+    shares the account, also when runners that started together measured each other's sends
+    as theirs before their first beat: after the first minute the limit is used, and no
+    factor is left far from the server's count."""
+    limiters, server, used = await drive_runners(runners, beat_s=beat_s)
+    factors = [limiter.token_factor for limiter in limiters]
+    assert all(0.8 <= f <= 1.3 for f in factors), factors
+    assert used >= 0.95, used
+    assert server.rejected <= 5, f"{server.rejected} requests answered 429 after the start"
+
+
+def test_a_wait_for_another_bucket_is_no_evidence_against_the_token_factor() -> None:
+    """Only a wait for the token bucket itself says the factor is too high: a request that
+    waited for the request bucket (RPM) may meet a full token bucket, and nothing changes."""
+    sends = Sends()
+    calibration = Calibration(sends)
+    sends.add(70.0, 1_000, paced=True, bound=False)
+    calibration.observe(70.0, 59_000, capacity=60_000)
+    assert calibration.factor == 1.0 and calibration.corrections == 0
+    sends.add(71.0, 1_000, paced=True, bound=True)
+    calibration.observe(71.0, 59_000, capacity=60_000)
+    assert calibration.factor == pytest.approx(0.85) and calibration.corrections == 1

@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from sqlalchemy.orm import Session
 
 from pipeline.cli.common import (
     JSON_OPTION,
@@ -64,7 +65,8 @@ def jobs_cmd(
     """Count jobs by state, per task and batch label, and list who holds the running ones.
 
     Each lease owner is shown with its jobs, the soonest and latest lease expiry, and whether
-    its process is alive (checked on this host only; "unknown" elsewhere).
+    its run is alive (its process in this machine's pid namespace, else its heartbeat in the
+    database; "unknown" for owners that are not runs).
 
     Example: `contentgen jobs --tasks summary --json`
     """
@@ -78,9 +80,11 @@ def jobs_cmd(
         with sessions() as session, database_errors():
             counts = queue.job_counts(session)
             owners = leases.lease_owners(session, tasks=wanted or None, batch_label=batch)
+            judge = leases.run_liveness(settings.db_outage_s)
+            alive = {o.owner: _alive(session, o.owner, judge) for o in owners}
     finally:
         engine.dispose()
-    held = _leases(owners, socket.gethostname())
+    held = _leases(owners, alive)
     counts = [
         c
         for c in counts
@@ -101,14 +105,22 @@ def jobs_cmd(
     _print_leases(held)
 
 
-def _leases(owners: list[leases.LeaseOwner], host: str) -> list[dict[str, Any]]:
+def _alive(session: Session, owner: str, judge: leases.Liveness) -> bool | None:
+    """Whether a lease owner's run still runs (its pid here, its heartbeat elsewhere)."""
+    dead = leases.owner_dead(session, owner, judge)
+    if dead is None:  # not a run's row: by its pid where that means something
+        return owner_alive(owner, host=judge.host)
+    return not dead
+
+
+def _leases(owners: list[leases.LeaseOwner], alive: dict[str, bool | None]) -> list[dict[str, Any]]:
     return [
         {
             "owner": o.owner,
             "jobs": o.jobs,
             "first_expiry": o.first_expiry,
             "last_expiry": o.last_expiry,
-            "alive": owner_alive(o.owner, host=host),
+            "alive": alive.get(o.owner),
         }
         for o in owners
     ]
@@ -236,9 +248,10 @@ def release_cmd(
 ) -> None:
     """Give the jobs of dead or stuck workers back to the queue, attempts untouched (--stale).
 
-    On this host, jobs of a worker whose process is gone are released at once and its runs
-    closed as abandoned. Jobs of workers elsewhere are released once their lease expired
-    (more than --older-than seconds ago). No job is failed and no attempt is used.
+    Jobs of a worker whose process is gone (checked in this machine's pid namespace) or whose
+    run stopped beating in the database are released at once and its runs closed as
+    abandoned. Jobs whose lease expired (more than --older-than seconds ago) are released
+    too. No job is failed and no attempt is used.
 
     Example: `contentgen jobs release --stale --older-than 600`
     """
@@ -249,7 +262,14 @@ def release_cmd(
     engine, sessions = open_db(settings)
     try:
         with sessions() as session, database_errors():
-            dead = leases.reclaim_dead(session, host=host, is_alive=pid_alive)
+            judge = leases.run_liveness(settings.db_outage_s)
+            dead = leases.reclaim_dead(
+                session,
+                host=host,
+                is_alive=pid_alive,
+                host_id=judge.host_id,
+                stale_s=judge.stale_s,
+            )
             expired = leases.release_stale(session, older_than_s=older_than)
     finally:
         engine.dispose()

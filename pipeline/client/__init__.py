@@ -23,6 +23,7 @@ from pipeline.client.cache import (
 )
 from pipeline.client.clock import SYSTEM_CLOCK, Clock, FakeClock, SystemClock
 from pipeline.client.errors import translate
+from pipeline.client.hooks import AttemptHooks, AttemptTally, BudgetRefused
 from pipeline.client.limiter import LimiterStats, ModelLimiters, RateLimiter
 from pipeline.client.responses import Outcome, ResponsesClient
 from pipeline.client.result import APIResult, field_of, result_of
@@ -39,7 +40,10 @@ from pipeline.client.wiring import (
 __all__ = [
     "SYSTEM_CLOCK",
     "APIResult",
+    "AttemptHooks",
+    "AttemptTally",
     "Attempted",
+    "BudgetRefused",
     "CacheScope",
     "ClientStack",
     "Clock",

@@ -17,7 +17,7 @@ import openai
 from openai.resources.responses import AsyncResponses
 
 from pipeline.client.clock import SYSTEM_CLOCK, Clock
-from pipeline.client.errors import response_error, translate
+from pipeline.client.errors import response_error, scrub, translate
 from pipeline.client.result import APIResult, field_of, result_of
 from pipeline.errors import APIError, RetryableAPIError
 
@@ -98,7 +98,7 @@ class ResponsesAPI:
             raw: HTTPResponse = await self._client.post(
                 "/responses", cast_to=HTTPResponse, body=payload, options={"timeout": timeout_s}
             )
-            request_id = raw.headers.get("x-request-id")
+            request_id = self._scrubbed(raw.headers.get("x-request-id"))
             if on_headers is not None:
                 on_headers(raw.headers)
             response = raw.json()
@@ -106,7 +106,9 @@ class ResponsesAPI:
             raise self._translated(exc, on_headers) from exc
         except ValueError as exc:  # a 200 whose body is not JSON (a proxy's page, a cut body)
             raise RetryableAPIError(
-                f"unreadable response body: {type(exc).__name__}", request_id=request_id
+                f"unreadable response body: {type(exc).__name__}",
+                request_id=request_id,
+                maybe_billed=True,
             ) from exc
         return self._finished(response, started=started, ttft_s=None, request_id=request_id)
 
@@ -114,7 +116,7 @@ class ResponsesAPI:
         self, kwargs: dict[str, Any], started: float, on_headers: HeadersCallback | None
     ) -> APIResult:
         raw: Any = await self._client.responses.with_raw_response.create(**kwargs, stream=True)
-        request_id: str | None = raw.request_id
+        request_id = self._scrubbed(raw.request_id)
         if on_headers is not None:
             on_headers(raw.headers)
         events = raw.parse()
@@ -140,7 +142,9 @@ class ResponsesAPI:
             await events.close()
         if final is None:
             raise RetryableAPIError(
-                "stream ended without response.completed", request_id=request_id
+                "stream ended without response.completed",
+                request_id=request_id,
+                maybe_billed=True,
             )
         return self._finished(
             final, started=started, ttft_s=ttft_s, request_id=request_id, text="".join(deltas)
@@ -167,6 +171,11 @@ class ResponsesAPI:
             request_id=request_id,
             fallback_text=text,
         )
+
+    def _scrubbed(self, request_id: str | None) -> str | None:
+        """A server-sent request id as it may be printed: a server that echoes the key in
+        ``x-request-id`` must not get it into logs."""
+        return None if request_id is None else scrub(request_id, self._secrets)
 
     def _response_error(self, error: Any, request_id: str | None, event: str) -> APIError:
         code = field_of(error, "code")

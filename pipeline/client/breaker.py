@@ -1,13 +1,19 @@
 """A circuit breaker for an API that stops answering, and a stop signal for waits.
 
 ``OutageBreaker``: after ``threshold`` connection failures in a row (no answer at all: refused,
-reset, timed out), the API is taken to be down. Sending pauses: one probe every
-``probe_every_s`` goes through, the others wait, and no request spends its retries on a dead
-endpoint (the client keeps a request inside its attempt while the breaker is open). An answer
-(any HTTP status) closes the breaker and everyone goes on. When the outage
-has lasted ``window_s``, every waiting and later request fails with a ``FatalAPIError``
-(``unreachable``): the run stops and hands its jobs back untouched, instead of failing them one
-by one or hanging.
+reset, timed out), or one failure that ends ``silence_open_s`` (or the window, if shorter) of
+silence (a request timed out after the server accepted it and said nothing), the API is taken
+to be down.
+Sending pauses: one probe every ``probe_every_s`` goes through, the others wait, and no
+request spends its retries on a dead endpoint (the client keeps a request inside its attempt
+while the breaker is open). An answer (any HTTP status) closes the breaker and everyone goes
+on. The outage is dated from the start of the silence, not from the failure that revealed
+it: the moment the first unanswered request was sent (or the last answer, if later), so an
+API that accepts connections and never answers is given up ``window_s`` after the first
+request it swallowed, not after a few of its timeouts. When the outage has lasted
+``window_s``, every waiting and later request fails with a ``FatalAPIError`` (``unreachable``)
+that says how long the API really was silent: the run stops and hands its jobs back
+untouched, instead of failing them one by one or hanging.
 
 ``Stopping``: set when the run stops; waits in the client (limiter, breaker, retry backoff) end
 at once with ``RunStopping``, so a stop takes seconds, not a retry schedule.
@@ -16,6 +22,7 @@ at once with ``RunStopping``, so a stop takes seconds, not a retry schedule.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -80,14 +87,18 @@ class OutageBreaker:
         threshold: int = 5,
         window_s: float = 120.0,
         probe_every_s: float = 1.0,
+        silence_open_s: float = 10.0,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.threshold = threshold
         self.window_s = window_s
         self.probe_every_s = probe_every_s
+        self.silence_open_s = silence_open_s
         self._clock = clock
         self._failures = 0
         self._down_since: float | None = None
+        self._silent_since: float | None = None  # start of the silence the failures show
+        self._last_answer = -math.inf
         self._probing = False
         self._next_probe = 0.0
         self._changed = asyncio.Event()
@@ -101,10 +112,11 @@ class OutageBreaker:
     def _dead(self) -> FatalAPIError | None:
         if self._down_since is None:
             return None
-        if self._clock.monotonic() - self._down_since < self.window_s:
+        silent_s = self._clock.monotonic() - self._down_since
+        if silent_s < self.window_s:
             return None
         return FatalAPIError(
-            f"the API did not answer for {self.window_s:.0f}s ({self.last_error or 'no answer'})",
+            f"the API did not answer for {silent_s:.0f}s ({self.last_error or 'no answer'})",
             kind="unreachable",
             advice="check OPENAI_BASE_URL and the network, then run again: unsent jobs are "
             "still queued",
@@ -142,12 +154,18 @@ class OutageBreaker:
         """The API answered (with any status): close the breaker."""
         self._failures = 0
         self._down_since = None
+        self._silent_since = None
+        self._last_answer = self._clock.monotonic()
         if probe:
             self._probing = False
         self._changed.set()
 
-    def failed(self, exc: BaseException, probe: bool) -> None:
-        """A request got no answer, or another error (which is an answer if it has a status)."""
+    def failed(self, exc: BaseException, probe: bool, sent_at: float | None = None) -> None:
+        """A request got no answer, or another error (which is an answer if it has a status).
+
+        ``sent_at`` is when the failed attempt went out (monotonic): the silence it ends began
+        then, or at the last answer if that came later.
+        """
         if probe:
             self._probing = False
             self._next_probe = self._clock.monotonic() + self.probe_every_s
@@ -158,5 +176,11 @@ class OutageBreaker:
             return
         self.last_error = str(exc)
         self._failures += 1
-        if self._failures >= self.threshold and self._down_since is None:
-            self._down_since = self._clock.monotonic()
+        now = self._clock.monotonic()
+        if self._silent_since is None:
+            start = now if sent_at is None else min(sent_at, now)
+            self._silent_since = max(start, self._last_answer)
+        silent_s = now - self._silent_since
+        long_silence = silent_s >= min(self.silence_open_s, self.window_s)
+        if self._down_since is None and (self._failures >= self.threshold or long_silence):
+            self._down_since = self._silent_since

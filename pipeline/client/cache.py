@@ -26,11 +26,12 @@ import json
 import logging
 import math
 import os
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -155,7 +156,10 @@ class ResponseCache:
     """``APIResult``s on disk, with per-entry time to live. Close it (or use ``with``) when done.
 
     ``scope`` is where the answers come from and who pays for them (``CacheScope``): ``get``
-    and ``put`` see only the entries of this scope. ``LOCAL_SCOPE`` when left out.
+    and ``put`` see only the entries of this scope. ``LOCAL_SCOPE`` when left out. ``origin``
+    names the ledger (``settings.ledger_id``) whose run paid for what ``put`` stores; ``get``
+    returns it as ``APIResult.paid_by``, so a run can tell its own unrecorded payments from
+    answers another database already accounts for.
     """
 
     def __init__(
@@ -164,14 +168,23 @@ class ResponseCache:
         *,
         scope: CacheScope = LOCAL_SCOPE,
         now: Callable[[], float] | None = None,
+        origin: str | None = None,
     ) -> None:
         # cull_limit=0: diskcache would otherwise measure the cache's size on every set
         # (a query per write on the hot path); expired entries are dropped once at open.
-        self._cache = diskcache.Cache(str(directory), cull_limit=0)
-        self._cache.expire()
+        try:
+            self._cache = diskcache.Cache(str(directory), cull_limit=0)
+            self._cache.expire()
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"CONTENTGEN_CACHE_DIR: cannot use {directory} for the response cache "
+                f"({_reason(exc)}); point it at a writable folder"
+            ) from None
         self._now = now if now is not None else time.time
         self._scope = scope
         self._prefix = scope.prefix  # once: each request then costs one concatenation
+        self._write_failed = False
+        self.origin = origin
 
     @property
     def scope(self) -> CacheScope:
@@ -192,7 +205,9 @@ class ResponseCache:
             if isinstance(expires_at, (int, float)) and expires_at <= self._now():
                 self._cache.delete(key)
                 return None
-            return APIResult.from_json_dict(stored["result"])
+            result = APIResult.from_json_dict(stored["result"])
+            origin = stored.get("origin")
+            return replace(result, paid_by=origin) if isinstance(origin, str) else result
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("dropping unreadable response-cache entry %s: %s", key, exc)
             self._cache.delete(key)
@@ -203,10 +218,17 @@ class ResponseCache:
         if ttl_s is not None and (not math.isfinite(ttl_s) or ttl_s <= 0):
             return
         expires_at = None if ttl_s is None else self._now() + ttl_s
-        payload = json.dumps(
-            {"expires_at": expires_at, "result": result.to_json_dict()}, ensure_ascii=False
-        )
-        self._cache.set(self._prefix + key, payload, expire=ttl_s)
+        stored: dict[str, Any] = {"expires_at": expires_at, "result": result.to_json_dict()}
+        if self.origin is not None:
+            stored["origin"] = self.origin
+        payload = json.dumps(stored, ensure_ascii=False)
+        try:
+            self._cache.set(self._prefix + key, payload, expire=ttl_s)
+        except (OSError, sqlite3.Error) as exc:
+            # A full disk costs the cache, never the run: the answer is recorded either way.
+            if not self._write_failed:
+                log.warning("response cache not written (%s): answers are not cached", exc)
+            self._write_failed = True
 
     def __len__(self) -> int:
         """Entries in the directory, of every scope."""
@@ -295,6 +317,16 @@ def _size_on_disk(directory: Path) -> int:
             with suppress(OSError):  # removed while we walked
                 total += (Path(root) / name).stat().st_size
     return total
+
+
+def _reason(exc: BaseException) -> str:
+    """An OS or SQLite error in a few words (``Not a directory``), without a traceback."""
+    inner = exc.__context__  # diskcache re-raises the OS error with its own message
+    if isinstance(inner, OSError) and inner.strerror:
+        return inner.strerror
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 @contextmanager

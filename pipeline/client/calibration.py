@@ -19,6 +19,15 @@ Answers come back out of order, so every sample is anchored on its request's *se
 which the limiter hands out at admission. Before the first paced sample, the first answers
 are read against the bucket being full at the start, which can only raise the factor.
 
+A factor cannot run away (issue 23: one runner of four read its first answers against a bucket
+the others had drained, learnt x10 and crawled at 11.6 requests/min): whenever a request that
+waited for the token bucket is answered, alone on the account, with the server's bucket half
+full or more, we count more than the server does, and the factor comes down
+(``RUNAWAY_STEP``). Shared, where a full bucket may be another runner's underuse and nothing
+can be measured, a factor not measured alone over half a bucket's traffic is dropped
+(``shared``): the first answers' guess, and the samples of runners that started together and
+each counted the others' sends as theirs before their first beat.
+
 ``Sends`` is the history of what we admitted (time, cumulative amount) that makes the sums
 over any interval O(log n); it also gives the limiter "what we sent since the server's
 snapshot", so a header's ``remaining`` can be brought up to now.
@@ -27,6 +36,7 @@ snapshot", so a header's ``remaining`` can be brought up to now.
 from __future__ import annotations
 
 import bisect
+import math
 
 # Samples need enough traffic to be more than jitter: at least this share of the bucket.
 MIN_SAMPLE_SHARE = 0.04
@@ -39,6 +49,15 @@ FACTOR_RANGE = (0.1, 10.0)
 # and weigh at most this share of the bucket against the paced samples that follow.
 FIRST_WINDOW_S = 5.0
 FIRST_WEIGHT_SHARE = 0.1
+# A factor cannot run away: an answer to a request that waited for the token bucket, with the
+# server's bucket at least this full, shows we count too much; the factor comes down by
+# RUNAWAY_STEP each time.
+RUNAWAY_SHARE = 0.5
+RUNAWAY_STEP = 0.85
+RUNAWAY_INTERVAL_S = 1.0  # at most one step per second of sends: x10 is undone in ~15 s
+# A factor is kept when the account turns out shared only if measured alone over this share of
+# a bucket's traffic (half a minute at the limit): early samples may have counted others' sends.
+TRUSTED_SHARE = 0.5
 HISTORY_S = 180.0
 
 
@@ -49,23 +68,35 @@ class Sends:
         self._times: list[float] = []
         self._cumulative: list[float] = []
         self._paced: list[bool] = []
+        self._bound: list[bool] = []
         self._base = 0.0  # cumulative amount before the oldest entry kept
         self._total = 0.0
         self._rejected: list[tuple[float, float]] = []  # rare: a sorted list is enough
 
-    def add(self, at: float, amount: float, paced: bool = False) -> None:
+    def add(self, at: float, amount: float, paced: bool = False, bound: bool = False) -> None:
         """Record ``amount`` admitted at ``at`` (times never go backwards); ``paced``: the
-        limiter had to wait for it."""
+        limiter had to wait for it; ``bound``: it waited for this very bucket."""
         self._total += amount
         self._times.append(at)
         self._cumulative.append(self._total)
         self._paced.append(paced)
+        self._bound.append(bound)
         if len(self._times) > 4096 and self._times[0] < at - HISTORY_S:
             cut = bisect.bisect_left(self._times, at - HISTORY_S)
             self._base = self._cumulative[cut - 1]
             del self._times[:cut]
             del self._cumulative[:cut]
             del self._paced[:cut]
+            del self._bound[:cut]
+
+    def bound(self, at: float) -> bool:
+        """Whether what was admitted at ``at`` had to wait for this bucket to refill."""
+        i = bisect.bisect_left(self._times, at)
+        while i < len(self._times) and self._times[i] == at:
+            if self._bound[i]:
+                return True
+            i += 1
+        return False
 
     def paced(self, at: float) -> bool:
         """Whether what was admitted at ``at`` had to wait for the limiter."""
@@ -89,6 +120,19 @@ class Sends:
             hi = bisect.bisect_right(self._rejected, (end, float("inf")))
             taken -= sum(amount for _, amount in self._rejected[lo:hi])
         return taken
+
+    def reject_larger_than(self, limit: float) -> int:
+        """Mark every kept send larger than ``limit`` as turned away (a request above the
+        whole limit is never admitted, so the server counted none of it); how many."""
+        previous = self._base
+        found = 0
+        for at, cumulative in zip(self._times, self._cumulative, strict=True):
+            amount = cumulative - previous
+            previous = cumulative
+            if amount > limit and (at, amount) not in self._rejected:
+                self.reject(at, amount)
+                found += 1
+        return found
 
     def reject(self, at: float, amount: float) -> None:
         """What was admitted at ``at`` was answered 429: the server did not count it."""
@@ -117,6 +161,10 @@ class Calibration:
     def __init__(self, sends: Sends) -> None:
         self.factor = 1.0
         self.samples = 0
+        self.corrections = 0  # times a factor found too high came down (``RUNAWAY_STEP``)
+        self._corrected_at = -math.inf
+        # The last header contradicted the factor: the server's level is the better guide.
+        self.contradicted = False
         self._sends = sends
         self._weight = 0.0
         self._anchor: tuple[float, float] | None = None
@@ -133,6 +181,18 @@ class Calibration:
         if share < 1.0:
             self._anchor = None  # a span with others in it measures nothing of ours
             return
+        if self._sends.bound(sent_at) and remaining >= RUNAWAY_SHARE * capacity:
+            # We waited for this bucket, alone on the account, yet the server's was half full
+            # or more: we count more than it does (the first answers read against a bucket
+            # someone had drawn down, say). Come down step by step until that ends.
+            if sent_at - self._corrected_at >= RUNAWAY_INTERVAL_S:  # let each step show
+                self.factor = max(FACTOR_RANGE[0], self.factor * RUNAWAY_STEP)
+                self.corrections += 1
+                self._corrected_at = sent_at
+            self.contradicted = True
+            self._anchor = None
+            return
+        self.contradicted = False
         if not self.samples:  # no paced sample yet
             self._first(sent_at, remaining, capacity)
         if not self._sends.paced(sent_at):
@@ -159,6 +219,21 @@ class Calibration:
         self.factor = (self.factor * weight + sample * ours) / (weight + ours)
         self._weight = weight + ours
         self.samples += 1
+
+    def shared(self, capacity: float) -> bool:
+        """Others now draw on the same bucket: drop a factor not measured over at least
+        ``TRUSTED_SHARE`` of a bucket's traffic alone (the first answers' guess assumed a full
+        bucket at the start, and runners that started together each measured the others'
+        sends as theirs before their first beat showed them each other; nothing can be
+        measured while shared). True when the factor changed."""
+        trusted = self.samples > 0 and self._weight >= TRUSTED_SHARE * capacity
+        changed = not trusted and self.factor != 1.0
+        if not trusted:
+            self.factor = 1.0
+            self.samples = 0
+            self._weight = 0.0
+            self._anchor = None
+        return changed
 
     def _first(self, sent_at: float, remaining: float, capacity: float) -> None:
         """Headers before the first paced sample: taking the server's bucket as full when we

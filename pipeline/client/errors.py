@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import httpx
 import openai
 
 from pipeline.client.durations import retry_after_s
@@ -29,6 +30,7 @@ from pipeline.errors import (
     FatalAPIError,
     PermanentAPIError,
     RateLimited,
+    RequestTooLarge,
     RetryableAPIError,
 )
 
@@ -77,11 +79,17 @@ def translate(exc: openai.OpenAIError, *, secrets: Iterable[str] = ()) -> APIErr
     if isinstance(exc, openai.APIStatusError):
         return _from_status(exc, secrets)
     if isinstance(exc, openai.APITimeoutError):
-        return RetryableAPIError("request timed out")
+        if isinstance(exc.__cause__, httpx.ConnectTimeout | httpx.PoolTimeout):
+            return RetryableAPIError("connection timed out")
+        return RetryableAPIError(
+            "request timed out: the server took it and sent no answer", maybe_billed=True
+        )
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__
         detail = f": {type(cause).__name__}" if cause is not None else ""
-        return RetryableAPIError(scrub(f"connection failed{detail}", secrets))
+        # Refused before a byte went out: never billed. Anything later may have been.
+        billed = not isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout)
+        return RetryableAPIError(scrub(f"connection failed{detail}", secrets), maybe_billed=billed)
     if isinstance(exc, openai.APIError):
         # An error raised mid-stream (an SSE payload with a top-level "error"), or a body the
         # SDK could not validate: the server had trouble, so it is worth another try.
@@ -96,7 +104,8 @@ def _from_status(exc: openai.APIStatusError, secrets: tuple[str, ...]) -> APIErr
     message = scrub(
         f"HTTP {status}" + (f" {exc.code}" if exc.code else "") + f": {api_message}", secrets
     )
-    common: dict[str, Any] = {"status": status, "code": exc.code, "request_id": exc.request_id}
+    request_id = scrub(exc.request_id, secrets) if exc.request_id else None
+    common: dict[str, Any] = {"status": status, "code": exc.code, "request_id": request_id}
     hint = retry_after_s(headers, api_message if status == 429 else None)
 
     retryable = status in (408, 409, 429) or status >= 500
@@ -113,6 +122,8 @@ def _from_status(exc: openai.APIStatusError, secrets: tuple[str, ...]) -> APIErr
         kind, advice = fatal
         return FatalAPIError(message, kind=kind, advice=advice, **common)
     if not retryable:
+        if status == 429 and "request too large" in api_message.lower():
+            return RequestTooLarge(message, **common)
         return PermanentAPIError(message, **common)
     if status == 429:
         return RateLimited(message, retry_after_s=hint, **common)
@@ -144,6 +155,7 @@ def response_error(
     text = scrub(
         f"{event}" + (f" {code}" if code else "") + f": {message or 'no message'}", secrets
     )
+    request_id = scrub(request_id, secrets) if request_id else None
     if code in PERMANENT_RESPONSE_CODES:
         return PermanentAPIError(text, code=code, request_id=request_id)
     if code == "rate_limit_exceeded":

@@ -41,6 +41,7 @@ from typing import Any
 from pipeline.client.calibration import Calibration, Sends
 from pipeline.client.clock import SYSTEM_CLOCK, Clock
 from pipeline.client.durations import parse_go_duration
+from pipeline.errors import RequestTooLarge
 
 log = logging.getLogger("contentgen.limiter")
 
@@ -105,7 +106,10 @@ class _Bucket:
         # Shared, the account's level is everyone's: ours is our share of it.
         expected = account * self.share - since
         alone = self.share >= 1.0 - 1e-9
-        if alone and self.calibration.samples >= 2 and now - sent_at <= FRESH_HEADER_S:
+        # Alone, the server's level is trusted once the factor is measured, or while the
+        # factor is found too high (a level held down by a wrong factor would keep it so).
+        trusted = self.calibration.samples >= 2 or self.calibration.contradicted
+        if alone and trusted and now - sent_at <= FRESH_HEADER_S:
             self.level = min(self.capacity, expected)
         else:
             self.level = min(self.level, expected)
@@ -179,8 +183,10 @@ class RateLimiter:
         Returns the admission time, to pass back to ``observe`` with the answer's headers."""
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, got {tokens}")
+        self._refuse_too_large(tokens)
         self._waiting += 1
         paced = False
+        tokens_bound = False  # the wait was for the token bucket itself
         try:
             async with self._fifo():
                 while True:
@@ -189,11 +195,30 @@ class RateLimiter:
                     if wait <= 0:
                         break
                     paced = True
+                    if self._tokens is not None:
+                        factor = self._tokens.calibration.factor
+                        tokens_bound = tokens_bound or self._tokens.wait_s(tokens * factor) > 0
                     await self._clock.sleep(wait)
-                self._take(now, tokens, paced)
+                self._take(now, tokens, paced, tokens_bound)
         finally:
             self._waiting -= 1
         return now
+
+    def _refuse_too_large(self, tokens: int) -> None:
+        """A request the account's whole TPM cannot hold is never admitted by the server: fail
+        it now (``RequestTooLarge``) rather than wait for a bucket that never holds it, or take
+        it and leave every later request behind its debt. Judged in our own count (or the
+        server's where it counts less), so a factor learnt too high never fails a request."""
+        bucket = self._tokens
+        if bucket is None:
+            return
+        counted = tokens * min(1.0, bucket.calibration.factor)
+        if counted > bucket.limit:
+            raise RequestTooLarge(
+                f"request of {tokens:,} tokens (prompt + max_output_tokens) is larger than the "
+                f"account's {bucket.limit:,.0f} tokens per minute: it can never be sent; lower "
+                "max_output_tokens or the article's token budget"
+            )
 
     def _fifo(self) -> asyncio.Lock:
         # asyncio.Lock wakes waiters in FIFO order. A lock belongs to one event loop; a limiter
@@ -237,6 +262,10 @@ class RateLimiter:
         for bucket in (self._requests, self._tokens):
             if bucket is not None and bucket.share != share:
                 bucket.set_limit(bucket.limit, share)
+                if share < 1.0 and bucket.calibration.shared(bucket.limit):
+                    # The debt was run up at the dropped factor: start from empty, and let
+                    # the next header bring the level to the server's.
+                    bucket.level = max(bucket.level, 0.0)
         self._share = share
 
     @property
@@ -311,9 +340,9 @@ class RateLimiter:
             wait = max(wait, self._tokens.wait_s(tokens * self._tokens.calibration.factor))
         return wait
 
-    def _take(self, now: float, tokens: int, paced: bool = False) -> None:
+    def _take(self, now: float, tokens: int, paced: bool = False, bound: bool = False) -> None:
         self._request_sends.add(now, 1, paced)
-        self._token_sends.add(now, tokens, paced)
+        self._token_sends.add(now, tokens, paced, bound)
         if self._requests is not None:
             self._requests.level -= self._requests.calibration.factor
         if self._tokens is not None:
@@ -342,6 +371,8 @@ class RateLimiter:
         remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
         if limit is not None and limit > 0:
             if bucket is None:
+                # Sent before the limit was known: any request above it was turned away.
+                sends.reject_larger_than(limit)
                 bucket = _Bucket(limit, sends, remaining, self._share)
             elif bucket.limit != limit:
                 log.info("server %s limit is %d per minute (was %d)", kind, limit, bucket.limit)

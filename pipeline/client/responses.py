@@ -37,6 +37,7 @@ from pipeline.client.breaker import OutageBreaker, RunStopping, Stopping, is_out
 from pipeline.client.cache import ResultCache
 from pipeline.client.clock import SYSTEM_CLOCK, Clock
 from pipeline.client.flex import FlexPolicy, fallback_body, is_flex, is_flex_unavailable
+from pipeline.client.hooks import AttemptHooks, AttemptTally
 from pipeline.client.limiter import ModelLimiters, RateLimiter
 from pipeline.client.result import APIResult
 from pipeline.client.retry import Attempted, RetryPolicy, describe
@@ -56,7 +57,8 @@ class Outcome:
 
     Exactly one of ``result`` and ``error`` is set. ``from_cache`` results keep the usage of
     the original call for reference; the caller records them at zero cost. ``attempts`` counts
-    API calls made for this request (0 when served from the cache).
+    API calls made for this request (0 when served from the cache); ``abandoned`` those of
+    them that may have been billed although no answer came back (``AttemptTally``).
     """
 
     result: APIResult | None
@@ -64,6 +66,7 @@ class Outcome:
     attempts: int
     from_cache: bool = False
     cache_key: str | None = None
+    abandoned: int = 0
 
     @property
     def ok(self) -> bool:
@@ -130,14 +133,17 @@ class ResponsesClient:
         cache_ttl_s: int | None,
         cache_enabled: bool,
         job_id: int,
+        hooks: AttemptHooks | None = None,
     ) -> Outcome:
         """Generate one request: from the cache when possible, else through the API.
 
         ``estimated_tokens`` is what the request weighs against the TPM limit (prompt tokens
-        plus ``max_output_tokens``, see ``RenderedRequest.estimated_tokens``).
+        plus ``max_output_tokens``, see ``RenderedRequest.estimated_tokens``). ``hooks`` hear
+        of each attempt (``client.hooks``).
         """
+        tally = AttemptTally(hooks)
         if not cache_enabled:  # no key to compute: it is only the cache's
-            return await self._send(request_body, None, estimated_tokens, stream, job_id)
+            return await self._send(request_body, None, estimated_tokens, stream, job_id, tally)
         key = response_cache_key(dict(request_body))
 
         while True:
@@ -153,12 +159,12 @@ class ResponsesClient:
                 if leader.cancelled():  # the first sender was cancelled, not us: go again
                     continue
                 raise
-            return replace(first, attempts=0, from_cache=first.result is not None)
+            return replace(first, attempts=0, from_cache=first.result is not None, abandoned=0)
 
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            outcome = await self._send(request_body, key, estimated_tokens, stream, job_id)
+            outcome = await self._send(request_body, key, estimated_tokens, stream, job_id, tally)
             if outcome.result is not None:
                 self._cache.put(key, outcome.result, cache_ttl_s)
         except BaseException:
@@ -176,13 +182,20 @@ class ResponsesClient:
         estimated_tokens: int,
         stream: bool,
         job_id: int,
+        tally: AttemptTally,
     ) -> Outcome:
         if is_flex(body):
-            return await self._send_flex(body, key, estimated_tokens, stream, job_id)
+            return await self._send_flex(body, key, estimated_tokens, stream, job_id, tally)
         attempted = await self._retry.run(
-            self._attempt(body, estimated_tokens, stream, self._timeout_s), job_id=job_id
+            self._attempt(body, estimated_tokens, stream, self._timeout_s, tally), job_id=job_id
         )
-        return Outcome(attempted.value, attempted.error, attempted.attempts, cache_key=key)
+        return Outcome(
+            attempted.value,
+            attempted.error,
+            attempted.attempts,
+            cache_key=key,
+            abandoned=tally.abandoned,
+        )
 
     async def _send_flex(
         self,
@@ -191,6 +204,7 @@ class ResponsesClient:
         estimated_tokens: int,
         stream: bool,
         job_id: int,
+        tally: AttemptTally,
     ) -> Outcome:
         """The flex stage until the deadline, then the same body at the default tier."""
         flex = self._flex
@@ -198,10 +212,12 @@ class ResponsesClient:
             max_total_s=flex.fallback_after_s, max_attempts=flex.max_attempts
         )
         first = await stage.run(
-            self._attempt(body, estimated_tokens, stream, flex.timeout_s), job_id=job_id
+            self._attempt(body, estimated_tokens, stream, flex.timeout_s, tally), job_id=job_id
         )
         if first.ok or not isinstance(first.error, RetryableAPIError):
-            return Outcome(first.value, first.error, first.attempts, cache_key=key)
+            return Outcome(
+                first.value, first.error, first.attempts, cache_key=key, abandoned=tally.abandoned
+            )
         assert first.error is not None
         log.warning(
             "flex fallback job=%s after attempts=%d cause=%s: resending at the default tier",
@@ -212,33 +228,56 @@ class ResponsesClient:
         )
         fallback = fallback_body(body, flex.fallback_tier)
         second: Attempted[APIResult] = await self._retry.run(
-            self._attempt(fallback, estimated_tokens, stream, self._timeout_s), job_id=job_id
+            self._attempt(fallback, estimated_tokens, stream, self._timeout_s, tally),
+            job_id=job_id,
         )
         attempts = first.attempts + second.attempts
-        return Outcome(second.value, second.error, attempts, cache_key=key)
+        return Outcome(
+            second.value, second.error, attempts, cache_key=key, abandoned=tally.abandoned
+        )
 
     def _attempt(
-        self, body: Mapping[str, Any], estimated_tokens: int, stream: bool, timeout_s: float
+        self,
+        body: Mapping[str, Any],
+        estimated_tokens: int,
+        stream: bool,
+        timeout_s: float,
+        tally: AttemptTally,
     ) -> Callable[[int], Awaitable[APIResult]]:
         """One attempt at ``body``: wait for the limiter, call, follow the headers."""
         limiter = self._limiter_for(body)
+        hooks = tally.hooks
+
+        def on_headers(headers: Mapping[str, str], sent_at: float) -> None:
+            limiter.observe(headers, sent_at=sent_at)
+            if hooks is not None and not stream:
+                hooks.answering()
 
         async def attempt(number: int) -> APIResult:
             stopping = self.stopping
             while True:
                 if stopping.is_set:
                     raise RunStopping("the run is stopping")
+                await tally.clear()  # an abandoned attempt before this one: may it go?
                 probe = await self._breaker.before(stopping)
+                sent_at: float | None = None
                 try:
                     sent_at = await stopping.race(limiter.acquire(estimated_tokens))
-                    result = await self._api.call(
-                        body,
-                        stream=stream,
-                        timeout_s=timeout_s,
-                        on_headers=functools.partial(limiter.observe, sent_at=sent_at),
-                    )
+                    if hooks is not None:
+                        await hooks.sending()
+                    try:
+                        result = await self._api.call(
+                            body,
+                            stream=stream,
+                            timeout_s=timeout_s,
+                            on_headers=functools.partial(on_headers, sent_at=sent_at),
+                        )
+                    finally:
+                        if hooks is not None:
+                            hooks.ended()
                 except RateLimited as exc:
                     self._breaker.answered(probe)
+                    assert sent_at is not None  # a 429 is an answer to a request we sent
                     limiter.rejected(sent_at, estimated_tokens)
                     if is_flex(body) and is_flex_unavailable(exc):
                         raise  # flex capacity, not our rate: other requests need not wait
@@ -248,7 +287,11 @@ class ResponsesClient:
                     limiter.penalize(pause)
                     raise
                 except APIError as exc:
-                    self._breaker.failed(exc, probe)
+                    if exc.status == 429 and sent_at is not None:
+                        limiter.rejected(sent_at, estimated_tokens)  # "Request too large"
+                    if isinstance(exc, RetryableAPIError) and exc.maybe_billed:
+                        tally.abandon()
+                    self._breaker.failed(exc, probe, sent_at)
                     if is_outage(exc) and self._breaker.open:
                         continue  # the API is down: wait for it here, not on the retries
                     raise

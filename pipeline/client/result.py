@@ -37,6 +37,8 @@ class APIResult:
     latency_s: float = 0.0
     ttft_s: float | None = None
     request_id: str | None = None
+    # Set on a response-cache hit: the ledger (database) of the run that paid for it.
+    paid_by: str | None = field(default=None, compare=False)
 
     def to_json_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (see ``from_json_dict``)."""

@@ -21,7 +21,7 @@ from pipeline.client.limiter import ModelLimiters
 from pipeline.client.responses import ResponsesClient
 from pipeline.client.retry import RetryPolicy
 from pipeline.errors import ConfigError
-from pipeline.settings import Settings
+from pipeline.settings import Settings, ledger_id
 
 
 @dataclass
@@ -49,7 +49,26 @@ def _api_key(settings: Settings) -> str:
             "OPENAI_API_KEY is not set (to rehearse offline, run `contentgen simulate` and set "
             "OPENAI_BASE_URL=http://127.0.0.1:8000/v1 OPENAI_API_KEY=sk-simulator)"
         )
+    problem = key_problem(key)
+    if problem is not None:
+        raise ConfigError(f"OPENAI_API_KEY {problem}: no request could carry it; set it again")
     return key
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` cannot go in an HTTP ``Authorization`` header (None: it can).
+
+    An API key is printable ASCII without spaces; a blank one, or one pasted with a newline or
+    a space, is refused by the HTTP client on every request, which would otherwise read as
+    an outage after the outage window. The key itself is never quoted.
+    """
+    if not key.strip():
+        return "is blank"
+    if key != key.strip():
+        return "has spaces or a line break around it"
+    if any(not ("!" <= ch <= "~") for ch in key):
+        return "contains a character that is not printable ASCII (a space, a line break, ...)"
+    return None
 
 
 def make_sdk_client(settings: Settings) -> openai.AsyncOpenAI:
@@ -100,7 +119,11 @@ def build_client_stack(
     if retry is None:
         retry = RetryPolicy(clock=clock, sleep=lambda s: stopping.sleep(s, clock.sleep))
     cache: ResultCache = (
-        ResponseCache(settings.cache_dir, scope=cache_scope(sdk)) if use_cache else NullCache()
+        ResponseCache(
+            settings.cache_dir, scope=cache_scope(sdk), origin=ledger_id(settings.database_url)
+        )
+        if use_cache
+        else NullCache()
     )
     secrets = [settings.openai_api_key.get_secret_value()] if settings.openai_api_key else []
     client = ResponsesClient(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from pipeline.db import jobs, leases, queue
 from pipeline.db.engine import MISSING_DRIVER, is_sqlite, make_engine, session_factory
-from pipeline.db.jobs import ClaimedJob
+from pipeline.db.jobs import Claim, ClaimedJob
 from pipeline.db.learning import (
     BillFigures,
     bill_history,
@@ -57,7 +57,7 @@ from pipeline.db.models import (
 )
 from pipeline.db.outcomes import OutcomeRow, insert_unseen, record_outcomes
 from pipeline.db.prices import sync_prices
-from pipeline.db.procs import owner_alive, pid_alive
+from pipeline.db.procs import host_id, owner_alive, pid_alive
 from pipeline.db.queries import (
     claimed_job,
     output_history,
@@ -68,7 +68,7 @@ from pipeline.db.queries import (
 from pipeline.db.queue import queued_count
 from pipeline.db.regeneration import RegenerateFilter, regenerate, stale_condition
 from pipeline.db.reviews import RejectionNote, add_review, rejection_notes
-from pipeline.db.runs import RunTotals, close_run, open_run, run_totals
+from pipeline.db.runs import RunTotals, beat, close_run, open_run, run_totals
 from pipeline.db.types import SCALE
 from pipeline.db.versions import (
     StoredVersion,
@@ -94,6 +94,7 @@ __all__ = [
     "Batch",
     "BatchItem",
     "BillFigures",
+    "Claim",
     "ClaimedJob",
     "Generation",
     "Job",
@@ -109,12 +110,14 @@ __all__ = [
     "StoredVersion",
     "VersionRow",
     "add_review",
+    "beat",
     "bill_history",
     "claimed_job",
     "close_run",
     "delete_members",
     "find_version",
     "head_revision",
+    "host_id",
     "insert_unseen",
     "is_sqlite",
     "jobs",

@@ -18,6 +18,10 @@ MISSING_DRIVER = (
 )
 
 
+# The databases the claims, migrations and views are written and tested for.
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
 def is_sqlite(engine: Engine) -> bool:
     """True for SQLite engines (claims and locking differ)."""
     return engine.dialect.name == "sqlite"
@@ -51,6 +55,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise DatabaseError(f"invalid database URL {url!r}: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        shown = parsed.render_as_string(hide_password=True)
+        raise DatabaseError(
+            f"CONTENTGEN_DATABASE_URL: {backend} is not supported ({shown}); use "
+            "sqlite:///FILE or postgresql://USER@HOST/DATABASE"
+        )
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -58,6 +59,16 @@ def _claim_candidates(
     return query
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What one claim took: the jobs, the fencing token of each (``lease_token``), and the
+    jobs under suspicion of killing their workers (to be sent apart from any other)."""
+
+    jobs: list[ClaimedJob]
+    tokens: dict[int, int] = field(default_factory=dict)
+    suspects: frozenset[int] = frozenset()
+
+
 def claim(
     session: Session,
     owner: str,
@@ -75,8 +86,37 @@ def claim(
     attempt is counted when its outcome is recorded, unless ``count_attempt``: batch mode
     sends at claim time, counts here, and numbers its requests with the new count.
     """
+    return claim_leases(
+        session,
+        owner,
+        n,
+        lease_s=lease_s,
+        tasks=tasks,
+        batch_label=batch_label,
+        now=now,
+        count_attempt=count_attempt,
+    ).jobs
+
+
+def claim_leases(
+    session: Session,
+    owner: str,
+    n: int,
+    *,
+    lease_s: float,
+    tasks: Sequence[str] | None = None,
+    batch_label: str | None = None,
+    now: dt.datetime | None = None,
+    count_attempt: bool = False,
+) -> Claim:
+    """``claim``, with each job's fencing token and the suspects among them.
+
+    Every claim increments the job's ``lease_token``: a result changes the job only under the
+    token of the claim that sent it (``outcomes.record_outcomes``), so the late answer of a
+    claim that was declared dead and handed on is stored as paid but completes nothing.
+    """
     if n <= 0:
-        return []
+        return Claim([])
     now = now or utcnow()
     postgres = session.get_bind().dialect.name == "postgresql"
     candidates = _claim_candidates(n, tasks, batch_label, for_update=postgres)
@@ -84,6 +124,7 @@ def claim(
         "state": "running",
         "lease_owner": owner,
         "lease_expires_at": now + dt.timedelta(seconds=lease_s),
+        "lease_token": Job.lease_token + 1,
         "updated_at": now,
     }
     if count_attempt:
@@ -92,10 +133,11 @@ def claim(
         update(Job)
         .where(Job.id.in_(candidates.scalar_subquery()))
         .values(values)
-        .returning(Job.id)
+        .returning(Job.id, Job.lease_token, Job.death_suspect)
         .execution_options(synchronize_session=False)
     )
-    ids = sorted(row[0] for row in claimed)
+    taken = sorted(claimed.all())
+    ids = [row[0] for row in taken]
     rows: list[Any] = []
     if ids:
         # Columns, not entities: a Job already in this session's identity map would come back
@@ -124,7 +166,11 @@ def claim(
             )
         )
     session.commit()
-    return [ClaimedJob(*row) for row in rows]
+    return Claim(
+        [ClaimedJob(*row) for row in rows],
+        {job_id: token for job_id, token, _ in taken},
+        frozenset(job_id for job_id, _, suspect in taken if suspect),
+    )
 
 
 JOBS = _JOBS
@@ -357,8 +403,10 @@ def recover(
 
     The generation is stored with its real usage and cost unless a generation with the same
     response id is already there (the run did record it). A successful answer completes its
-    job when the job is not done yet, whoever holds it (it may have gone back to the queue),
-    with its followers released as ``complete`` does. Returns 1 when something was recorded.
+    job when the job is not done yet, whoever holds it (it may have gone back to the queue,
+    or failed since), with its followers released as ``complete`` does; when the job was
+    completed by another answer meanwhile, it is stored as ``lost`` (paid, not the output).
+    Returns 1 when something was recorded.
     """
     response_id = generation.response_id
     if response_id is not None:
@@ -368,22 +416,75 @@ def recover(
         if seen is not None:
             session.commit()
             return 0
-    insert_generation(session, generation)
     if succeeded:
         c = JOBS.c
         done = session.execute(
             JOBS.update()
-            .where(c.id == generation.job_id, c.state.in_(("queued", "running")))
+            .where(c.id == generation.job_id, c.state.in_(("queued", "running", "failed")))
             .values(
                 state="succeeded",
                 lease_owner=None,
                 lease_expires_at=None,
                 last_error=None,
+                failure_reason=None,
+                worker_deaths=0,
+                death_suspect=False,
                 attempts=c.attempts + 1,
                 updated_at=utcnow(),
             )
         )
+        if not done.rowcount and generation.status == "completed":  # type: ignore[attr-defined]
+            generation.status = "lost"
         if done.rowcount and followers and article_id is not None:  # type: ignore[attr-defined]
             queue_followers(session, article_id, followers, utcnow())
+    insert_generation(session, generation)
     session.commit()
     return 1
+
+
+WORKER_LOST = "worker_lost"
+
+
+def record_death(
+    session: Session, job_ids: Sequence[int], *, alone: bool, max_deaths: int
+) -> list[int]:
+    """A worker died while ``job_ids`` were being sent or answered; the jobs failed for it.
+
+    ``alone``: they were one job, so the death is counted against it, and at ``max_deaths``
+    it fails for good with reason ``worker_lost`` (a poison job: every worker that sends it
+    dies) whoever holds it; the queue goes on without it. Several jobs are each only marked
+    ``death_suspect``: their next sends are kept apart, so a later death names one of them.
+    Done jobs are left as they are.
+    """
+    if not job_ids:
+        return []
+    c = JOBS.c
+    open_states = c.state.in_(("queued", "running"))
+    ids = list(job_ids)
+    if not alone:
+        session.execute(JOBS.update().where(c.id.in_(ids), open_states).values(death_suspect=True))
+        session.commit()
+        return []
+    session.execute(
+        JOBS.update()
+        .where(c.id.in_(ids), open_states)
+        .values(worker_deaths=c.worker_deaths + 1, death_suspect=True)
+    )
+    failed = list(
+        session.execute(
+            JOBS.update()
+            .where(c.id.in_(ids), open_states, c.worker_deaths >= max_deaths)
+            .values(
+                state="failed",
+                lease_owner=None,
+                lease_expires_at=None,
+                failure_reason=WORKER_LOST,
+                last_error=f"{max_deaths} workers died while this job alone was being sent or "
+                "answered (an answer that exhausts the worker's memory, say); not sent again",
+                updated_at=utcnow(),
+            )
+            .returning(c.id)
+        ).scalars()
+    )
+    session.commit()
+    return sorted(failed)

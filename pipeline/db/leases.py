@@ -1,14 +1,17 @@
 """Leases that outlived their owner: expired leases, dead workers on this host, who holds what.
 
-A claim's lease is renewed while its run lives. When it is not (the worker was killed, hung or
-lost its database), ``reclaim_dead`` takes back at once what dead workers on this host held,
-``requeue_expired`` returns expired leases to the queue (failing jobs on their last attempt),
-and ``release_stale`` does the same for other hosts without failing anything.
+A claim's lease is renewed while its run lives, and the run beats in its row. When it does not
+(the worker was killed, hung or lost its database), ``reclaim_dead`` takes back at once what
+dead workers held: a worker whose pid this process can check (same kernel and pid namespace,
+``procs.host_id``) as soon as its process is gone, any other once its run's heartbeat is
+stale. ``requeue_expired`` returns expired leases to the queue (failing jobs on their last
+attempt), and ``release_stale`` does the same without failing anything.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +20,21 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.db.articles import batched
-from pipeline.db.models import Job, utcnow
-from pipeline.db.procs import Worker, parse_owner, parse_worker
-from pipeline.db.runs import abandon_run, running_runs
+from pipeline.db.models import Job, Run, utcnow
+from pipeline.db.procs import Worker, host_id, parse_owner, parse_worker, pid_alive
+from pipeline.db.runs import LiveRun, abandon_run, running_runs
 
 _OWNERS_PER_STATEMENT = 500  # owners per IN (...)
+# A run beats in its row this often (``runs.beat``); others take it for dead when its beat is
+# older than ``stale_after_s`` (at least RUN_STALE_S, and longer than a database outage the
+# run rides out, so a live run is never declared dead for an outage it survives).
+RUN_BEAT_S = 5.0
+RUN_STALE_S = 30.0
+
+
+def stale_after_s(db_outage_s: float) -> float:
+    """How old a run's heartbeat must be before other runners take it for dead."""
+    return max(RUN_STALE_S, db_outage_s + 2 * RUN_BEAT_S)
 
 
 def requeue_expired(session: Session, *, max_attempts: int, now: dt.datetime | None = None) -> int:
@@ -94,37 +107,77 @@ class ReclaimResult:
         }
 
 
+@dataclass(frozen=True)
+class Liveness:
+    """How this process judges whether another worker still runs.
+
+    ``host`` and ``is_alive`` check a pid where pids mean the same as here: a run row with our
+    ``host_id`` (same kernel boot and pid namespace), or, for rows written before host ids were
+    stored, our host name. Any other run is dead once its heartbeat is older than ``stale_s``
+    (None: such runs are left to their leases' expiry). ``host_id`` None judges by host name
+    alone (as before heartbeats existed).
+    """
+
+    host: str
+    is_alive: Callable[[int], bool]
+    host_id: str | None = None
+    stale_s: float | None = None
+
+    def dead(self, worker: Worker | None, run: LiveRun | None, now: dt.datetime) -> bool:
+        """Whether ``worker`` (of ``run``, when its row is still running) is gone."""
+        if worker is None:
+            return False
+        if run is not None and run.host_id is not None and self.host_id is not None:
+            if run.host_id == self.host_id:
+                return not self.is_alive(worker.pid)
+            return self._stale(run, now)
+        if worker.host == self.host:
+            return not self.is_alive(worker.pid)
+        return run is not None and self._stale(run, now)
+
+    def _stale(self, run: LiveRun, now: dt.datetime) -> bool:
+        if self.stale_s is None or run.heartbeat_at is None:
+            return False
+        return run.heartbeat_at < now - dt.timedelta(seconds=self.stale_s)
+
+
+def run_liveness(db_outage_s: float) -> Liveness:
+    """How this process judges other runs: pids in its own pid namespace, heartbeats
+    elsewhere (``stale_after_s``)."""
+    return Liveness(socket.gethostname(), pid_alive, host_id(), stale_after_s(db_outage_s))
+
+
 def reclaim_dead(
     session: Session,
     *,
     host: str,
     is_alive: Callable[[int], bool],
+    host_id: str | None = None,
+    stale_s: float | None = None,
     now: dt.datetime | None = None,
 ) -> ReclaimResult:
-    """Take back at once what workers on ``host`` that no longer run left behind.
+    """Take back at once what workers that no longer run left behind.
 
-    Jobs leased to ``"{host}:{pid}:run{id}"`` with ``is_alive(pid)`` False go back to the
-    queue, attempts as they were; runs still ``running`` whose worker is such a dead
-    ``"{host}:{pid}"``, or whose id such an owner names, are closed ``abandoned`` with their
-    totals. Owners on other hosts and names that do not parse (batches, older rows) are left
-    alone. ``is_alive`` is ``procs.pid_alive`` in production.
+    Jobs leased to ``"{host}:{pid}:run{id}"`` whose worker is dead (``Liveness``: its pid
+    checked where pids mean the same as here, else its run's heartbeat older than
+    ``stale_s``) go back to the queue, attempts as they were; runs still ``running`` whose
+    worker is dead, or whose id such an owner names, are closed ``abandoned`` with their
+    totals. Names that do not parse (batches, older rows) are left alone. ``is_alive`` is
+    ``procs.pid_alive`` and ``host_id`` ``procs.host_id()`` in production.
     """
     now = now or utcnow()
-    alive: dict[int, bool] = {}
-
-    def dead(worker: Worker | None) -> bool:
-        if worker is None or worker.host != host:
-            return False
-        if worker.pid not in alive:
-            alive[worker.pid] = is_alive(worker.pid)
-        return not alive[worker.pid]
-
-    owners = session.scalars(
-        select(Job.lease_owner)
-        .where(Job.state == "running", Job.lease_owner.startswith(f"{host}:", autoescape=True))
-        .distinct()
-    ).all()
-    dead_owners = sorted(o for o in owners if o is not None and dead(parse_owner(o)))
+    judge = Liveness(host, _cached(is_alive), host_id, stale_s)
+    live = {run.id: run for run in running_runs(session)}
+    query = select(Job.lease_owner).where(Job.state == "running")
+    if stale_s is None:  # only pids can be judged: only this host's owners
+        query = query.where(Job.lease_owner.startswith(f"{host}:", autoescape=True))
+    owners = session.scalars(query.distinct()).all()
+    dead_owners = []
+    for owner in owners:
+        worker = parse_owner(owner)
+        if worker is not None and judge.dead(worker, live.get(worker.run_id or 0), now):
+            dead_owners.append(str(owner))
+    dead_owners.sort()
     released = 0
     for chunk in batched(dead_owners, _OWNERS_PER_STATEMENT):
         result = session.execute(
@@ -142,15 +195,56 @@ def reclaim_dead(
         assert worker is not None and worker.run_id is not None
         died.setdefault(worker.run_id, worker)
     abandoned = []
-    for run_id, worker_name in running_runs(session):
-        worker = parse_worker(worker_name)
-        culprit = worker if dead(worker) else died.get(run_id)
+    for run in live.values():
+        worker = parse_worker(run.worker)
+        culprit = worker if judge.dead(worker, run, now) else died.get(run.id)
         if culprit is None:
             continue
         reason = f"worker {culprit.name} died"
-        if abandon_run(session, run_id, stop_reason=reason, finished_at=now):
-            abandoned.append(run_id)
+        if abandon_run(session, run.id, stop_reason=reason, finished_at=now):
+            abandoned.append(run.id)
     return ReclaimResult(released, tuple(abandoned), tuple(dead_owners))
+
+
+def owner_dead(
+    session: Session, owner: str, liveness: Liveness, now: dt.datetime | None = None
+) -> bool | None:
+    """Whether the run owning ``owner`` (``host:pid:runN``) is gone; None: cannot be judged.
+
+    A run still ``running`` is judged as ``reclaim_dead`` judges it; a closed run by its pid
+    where it can be checked, else it is gone (it closed, so it writes nothing more)."""
+    worker = parse_owner(owner)
+    if worker is None or worker.run_id is None:
+        return None
+    row = session.execute(
+        select(Run.id, Run.worker, Run.host_id, Run.heartbeat_at, Run.state).where(
+            Run.id == worker.run_id
+        )
+    ).first()
+    session.commit()
+    if row is None:
+        return None
+    run = LiveRun(row[0], row[1], row[2], row[3])
+    if run.host_id is None and worker.host != liveness.host:
+        return None  # a row from before host ids, on another host: nothing to go by
+    if row[4] == "running":
+        return liveness.dead(worker, run, now or utcnow())
+    checkable = (run.host_id is not None and run.host_id == liveness.host_id) or (
+        run.host_id is None and worker.host == liveness.host
+    )
+    return not liveness.is_alive(worker.pid) if checkable else True
+
+
+def _cached(is_alive: Callable[[int], bool]) -> Callable[[int], bool]:
+    """``is_alive`` asked at most once per pid."""
+    seen: dict[int, bool] = {}
+
+    def alive(pid: int) -> bool:
+        if pid not in seen:
+            seen[pid] = is_alive(pid)
+        return seen[pid]
+
+    return alive
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,11 @@ Rate = ExactDecimal()
 
 JOB_STATES = ("waiting", "queued", "running", "succeeded", "failed", "cancelled")
 # `retried`: a paid answer that failed its checks and was followed up (`pipeline.run.checking`);
-# kept and counted in every cost, never an output.
-GENERATION_STATUSES = ("completed", "incomplete", "failed", "retried")
+# kept and counted in every cost, never an output. `lost`: a paid answer that came back after
+# its job's lease had passed to another claim (kept for the bill, never the job's output).
+GENERATION_STATUSES = ("completed", "incomplete", "failed", "retried", "lost")
+# Why a job failed for good, as a machine reads it (``jobs.failure_reason``).
+FAILURE_REASONS = ("worker_lost", "too_large")
 # An editor's decisions on an output (`reviews.decision`); history is append-only.
 DECISIONS = ("approved", "edited", "rejected")
 # Review states of an output (`v_outputs.review_state`): a decision, else flagged (a check or
@@ -113,6 +116,12 @@ class Job(Base):
     wait_reason: Mapped[str | None] = mapped_column(Text)
     # Added by 0005: times `jobs regenerate` re-queued it; part of its response-cache key.
     regenerations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Added by 0008: why it failed for good (``FAILURE_REASONS``), deaths of workers it alone
+    # was being sent on, whether it was among several at a death, the claim's fencing token.
+    failure_reason: Mapped[str | None] = mapped_column(String(32))
+    worker_deaths: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    death_suspect: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    lease_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -147,6 +156,9 @@ class Run(Base):
     forecast_cost_usd: Mapped[Decimal | None] = mapped_column(Money)
     forecast_cached_ratio: Mapped[float | None] = mapped_column(Float)
     budget_usd: Mapped[Decimal | None] = mapped_column(Money)
+    # Added by 0008: the machine and pid namespace of its process, and its last beat.
+    host_id: Mapped[str | None] = mapped_column(String(64))
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class Generation(Base):
@@ -158,13 +170,14 @@ class Generation(Base):
         Index("ix_generations_run", "run_id"),
         Index("ix_generations_created", "created_at"),
         Index("ix_generations_graded", "graded_generation_id"),
+        Index("ix_generations_response_id", "response_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     task: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))  # completed | incomplete | failed
+    status: Mapped[str] = mapped_column(String(16))  # completed | incomplete | failed | lost
     incomplete_reason: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
     response_id: Mapped[str | None] = mapped_column(String(128))

@@ -15,11 +15,11 @@ lease was gone), or ``None`` for a generation that belongs to no job's outcome (
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, Table, bindparam, select
+from sqlalchemy import JSON, ColumnElement, Table, bindparam, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from pipeline.db.jobs import GENERATIONS, JOBS, hold_followers, queue_followers
@@ -30,7 +30,13 @@ _IN_CHUNK = 500  # ids per IN (...)
 
 @dataclass(frozen=True)
 class OutcomeRow:
-    """One result to record. ``job_outcome`` False: store the generation only (a prewarm)."""
+    """One result to record. ``job_outcome`` False: store the generation only (a prewarm).
+
+    ``lease_token``: the fencing token of the claim that sent it (None: fenced by ``owner``
+    alone). ``reason``: the job's ``failure_reason`` if this fails it for good. ``paid``: for
+    an answer served by the response cache, its real usage and cost, recorded instead of zero
+    when no generation holds its response id yet (the run that paid for it never recorded it).
+    """
 
     generation: Generation
     succeeded: bool
@@ -41,6 +47,9 @@ class OutcomeRow:
     job_outcome: bool = True
     # Paid answers this outcome replaced (a check's retry): stored with it, no job effect.
     earlier: tuple[Generation, ...] = ()
+    lease_token: int | None = None
+    reason: str | None = None
+    paid: Mapping[str, Any] | None = None
 
 
 def _defaults(table: Table) -> dict[str, Any]:
@@ -107,30 +116,84 @@ def insert_unseen(session: Session, generations: Sequence[Generation]) -> int:
     return added
 
 
+def _fenced(outcomes: Sequence[OutcomeRow]) -> ColumnElement[bool]:
+    """The jobs of ``outcomes`` under the claims that sent them: by (id, token) where a token
+    is known, by id alone otherwise."""
+    c = JOBS.c
+    pairs = [(o.generation.job_id, o.lease_token) for o in outcomes if o.lease_token is not None]
+    bare = [o.generation.job_id for o in outcomes if o.lease_token is None]
+    conditions = []
+    if pairs:
+        conditions.append(tuple_(c.id, c.lease_token).in_(pairs))
+    if bare:
+        conditions.append(c.id.in_(bare))
+    return or_(*conditions) if len(conditions) > 1 else conditions[0]
+
+
+def unrecorded_answers(session: Session, response_ids: Sequence[str]) -> set[str]:
+    """The response ids among ``response_ids`` that no generation holds yet."""
+    found: set[str] = set()
+    unique = sorted(set(response_ids))
+    for start in range(0, len(unique), _IN_CHUNK):
+        chunk = unique[start : start + _IN_CHUNK]
+        found.update(
+            session.scalars(
+                select(GENERATIONS.c.response_id).where(GENERATIONS.c.response_id.in_(chunk))
+            )
+        )
+    return set(unique) - found
+
+
+def _charge_unrecorded(session: Session, outcomes: Sequence[OutcomeRow]) -> None:
+    """Record at its cost a response-cache hit whose paid answer was never recorded (the run
+    that paid died between the answer and its journal): the first such hit of a response id
+    carries its usage and cost, later ones stay at zero."""
+    hits = [o for o in outcomes if o.paid is not None and o.generation.response_id]
+    if not hits:
+        return
+    paid_here = {
+        o.generation.response_id for o in outcomes if o.paid is None and o.generation.response_id
+    }
+    unrecorded = unrecorded_answers(session, [str(o.generation.response_id) for o in hits])
+    unrecorded -= paid_here
+    for o in hits:
+        if o.generation.response_id in unrecorded:
+            unrecorded.discard(o.generation.response_id)
+            assert o.paid is not None
+            for key, value in o.paid.items():
+                setattr(o.generation, key, value)
+
+
 def record_outcomes(
     session: Session, owner: str, outcomes: Sequence[OutcomeRow], *, max_attempts: int
 ) -> list[str | None]:
-    """Store ``outcomes`` in one transaction; their jobs' new states, in order (see above)."""
+    """Store ``outcomes`` in one transaction; their jobs' new states, in order (see above).
+
+    A successful answer whose job is no longer its claim's is stored with status ``lost``:
+    paid for, never the job's output, so a job is completed once whoever answers late.
+    """
     if not outcomes:
         return []
     now = utcnow()
-    insert_generations(session, [g for o in outcomes for g in (*o.earlier, o.generation)])
     c = JOBS.c
     owned = (c.lease_owner == owner) & (c.state == "running")
-    succeeded_ids = [o.generation.job_id for o in outcomes if o.job_outcome and o.succeeded]
+    succeeded = [o for o in outcomes if o.job_outcome and o.succeeded]
     completed: set[int] = set()
-    for start in range(0, len(succeeded_ids), _IN_CHUNK):
-        ids = succeeded_ids[start : start + _IN_CHUNK]
+    for start in range(0, len(succeeded), _IN_CHUNK):
+        chunk = succeeded[start : start + _IN_CHUNK]
         completed.update(
             session.execute(
                 JOBS.update()
-                .where(c.id.in_(ids), owned)
+                .where(_fenced(chunk), owned)
                 .values(
                     state="succeeded",
                     attempts=c.attempts + 1,
                     lease_owner=None,
                     lease_expires_at=None,
                     last_error=None,
+                    failure_reason=None,
+                    worker_deaths=0,
+                    death_suspect=False,
                     updated_at=now,
                 )
                 .returning(c.id)
@@ -139,10 +202,10 @@ def record_outcomes(
     failed = [o for o in outcomes if o.job_outcome and not o.succeeded]
     attempts: dict[int, int] = {}
     for start in range(0, len(failed), _IN_CHUNK):
-        ids = [o.generation.job_id for o in failed[start : start + _IN_CHUNK]]
+        chunk = failed[start : start + _IN_CHUNK]
         attempts.update(
             session.execute(
-                select(c.id, c.attempts).where(c.id.in_(ids), owned).with_for_update()
+                select(c.id, c.attempts).where(_fenced(chunk), owned).with_for_update()
             ).all()
         )
     failures: list[dict[str, Any]] = []
@@ -160,9 +223,11 @@ def record_outcomes(
                 "new_state": state,
                 "new_attempts": count,
                 "error": (o.error or "failed")[:4000],
+                "reason": o.reason if state == "failed" else None,
             }
         )
     if failures:
+        # The rows were selected under their fence and are locked until the commit.
         session.execute(
             JOBS.update()
             .where(c.id == bindparam("job_id"), owned)
@@ -172,10 +237,17 @@ def record_outcomes(
                 lease_owner=None,
                 lease_expires_at=None,
                 last_error=bindparam("error"),
+                failure_reason=bindparam("reason"),
                 updated_at=now,
             ),
             failures,
         )
+    for o in succeeded:
+        if o.generation.job_id not in completed and o.generation.status == "completed":
+            o.generation.status = "lost"
+    _charge_unrecorded(session, outcomes)
+    # A check's retry replaced earlier paid answers: stored with it, no job effect.
+    insert_generations(session, [g for o in outcomes for g in (*o.earlier, o.generation)])
     states: list[str | None] = []
     for o in outcomes:
         job_id = o.generation.job_id

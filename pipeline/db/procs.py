@@ -3,15 +3,24 @@
 A run leases jobs as ``"{host}:{pid}:run{run_id}"`` and its run row names its worker
 ``"{host}:{pid}"`` (rows written before pids were recorded hold the host name only). A name
 that does not parse (a batch's ``batch:17``, an old row, a hand-written owner) is never
-judged: only a process on this host can be checked, and only by its pid.
+judged.
+
+A host name does not name a process table: containers on the host network share one host
+name, each with its own pids. So a run row also stores ``host_id()``, the boot id of the
+kernel and the inode of the process's pid namespace: a pid is checked only by a process with
+the same ``host_id``. Any other run is judged by its heartbeat in the database (``leases``).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 _OWNER = re.compile(r"(?P<host>[^:]+):(?P<pid>[1-9][0-9]{0,9}):run(?P<run_id>[0-9]{1,18})")
 _WORKER = re.compile(r"(?P<host>[^:]+):(?P<pid>[1-9][0-9]{0,9})")
@@ -73,3 +82,20 @@ def owner_alive(
     if worker is None or worker.host != host:
         return None
     return is_alive(worker.pid)
+
+
+@functools.cache
+def host_id() -> str:
+    """Where this process's pids mean something: kernel boot id and pid-namespace inode.
+
+    Two processes with the same ``host_id`` see the same pids, so one can check the other with
+    ``pid_alive``; containers sharing a host name (and even the kernel) get different ids.
+    Without /proc (not Linux) it falls back to the host name. 16 hex digits.
+    """
+    parts = [socket.gethostname()]
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip())
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:
+        pass
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]

@@ -53,8 +53,13 @@ def open_run(
     batch_label: str | None = None,
     parameters: dict[str, Any] | None = None,
     budget_usd: Decimal | None = None,
+    host_id: str | None = None,
 ) -> int:
-    """Insert a run in state ``running`` and return its id."""
+    """Insert a run in state ``running`` and return its id.
+
+    ``host_id`` (``procs.host_id()``) says where its worker's pid can be checked; the run's
+    first heartbeat is now (``beat``)."""
+    now = utcnow()
     run = Run(
         kind=kind,
         trigger=trigger,
@@ -65,7 +70,9 @@ def open_run(
         parameters=parameters,
         budget_usd=budget_usd,
         state="running",
-        started_at=utcnow(),
+        started_at=now,
+        host_id=host_id,
+        heartbeat_at=now,
     )
     session.add(run)
     session.commit()
@@ -150,12 +157,35 @@ def close_run(
     return totals
 
 
-def running_runs(session: Session) -> list[tuple[int, str | None]]:
-    """(id, worker) of every run still in state ``running``, oldest first."""
-    rows = session.execute(
-        select(Run.id, Run.worker).where(Run.state == "running").order_by(Run.id)
+def beat(session: Session, run_id: int, now: dt.datetime | None = None) -> bool:
+    """The run is alive: store its heartbeat (False once someone closed it as dead)."""
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.state == "running")
+        .values(heartbeat_at=now or utcnow())
     )
-    return [(run_id, worker) for run_id, worker in rows]
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    """A run still ``running``: its worker's name, where its pid means something, its beat."""
+
+    id: int
+    worker: str | None
+    host_id: str | None
+    heartbeat_at: dt.datetime | None
+
+
+def running_runs(session: Session) -> list[LiveRun]:
+    """Every run still in state ``running``, oldest first."""
+    rows = session.execute(
+        select(Run.id, Run.worker, Run.host_id, Run.heartbeat_at)
+        .where(Run.state == "running")
+        .order_by(Run.id)
+    )
+    return [LiveRun(*row) for row in rows]
 
 
 def abandon_run(

@@ -71,8 +71,8 @@ class SharedLimits:
             return
         try:
             shares: dict[str, float] = await self._db_call(self._share.beat, demand)
-        except DatabaseError as exc:
-            log.warning("could not share the rate limit: %s", exc)
+        except DatabaseError as exc:  # the run meets the outage itself and says so once
+            log.info("could not share the rate limit: %s", exc)
             return
         for model, share in shares.items():
             if share > 0:
@@ -91,5 +91,5 @@ class SharedLimits:
         """Give the share back at once (rows of a killed run expire on their own)."""
         try:
             await self._db_call(self._share.leave)
-        except DatabaseError as exc:
-            log.warning("could not give the rate limit share back: %s", exc)
+        except DatabaseError as exc:  # the run meets the outage itself and says so once
+            log.info("could not give the rate limit share back: %s", exc)

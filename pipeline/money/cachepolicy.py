@@ -60,6 +60,14 @@ class CachePolicySpec(BaseModel):
         default=(), description="prompt_cache_options.ttl values (breakpoints regime)."
     )
     max_writes: int = Field(default=4, ge=1, description="Cache writes per request (breakpoints).")
+    # The model's own limits, where published: a profile asking for more output is a config
+    # error, a request longer than the context window fails its job at once (``too_large``).
+    max_output_tokens: int | None = Field(
+        default=None, ge=16, description="Most output (reasoning included) one response may have."
+    )
+    context_window: int | None = Field(
+        default=None, ge=1, description="Prompt plus output tokens one request may have."
+    )
 
     @field_validator("write", mode="before")
     @classmethod
@@ -97,6 +105,8 @@ class PromptCachePolicy:
     retention: tuple[str, ...]
     ttl: tuple[str, ...]
     max_writes: int
+    max_output_tokens: int | None = None
+    context_window: int | None = None
 
     @property
     def explicit(self) -> bool:
@@ -165,4 +175,6 @@ def resolve_policy(model: str, spec: CachePolicySpec, read: Decimal) -> PromptCa
         retention=tuple(spec.retention) or (() if explicit else ("in_memory",)),
         ttl=tuple(spec.ttl) or (("30m",) if explicit else ()),
         max_writes=spec.max_writes,
+        max_output_tokens=spec.max_output_tokens,
+        context_window=spec.context_window,
     )

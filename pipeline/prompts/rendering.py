@@ -3,13 +3,14 @@
 The order comes from the profile (``parts``) or its layout. ``instructions_first`` shares the
 task's instructions and contexts across all articles; ``article_first`` puts the contexts and
 the article before the task's instructions, so several tasks of one article share the article
-in the prompt cache. Over-long articles are trimmed to the profile's budget, and that is
-recorded on the request, never silent.
+in the prompt cache. Over-long articles are trimmed to the profile's budget, and over-long
+titles to ``TITLE_TOKEN_BUDGET``; that is recorded on the request, never silent.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import lru_cache
 
 from pipeline.prompts.articlejob import ArticleJob
@@ -25,6 +26,9 @@ from pipeline.prompts.requests import (
     job_metadata,
 )
 from pipeline.prompts.tokens import count_tokens, fit
+
+# Tokens a title may take in a prompt; a longer one is trimmed and the cut recorded.
+TITLE_TOKEN_BUDGET = 256
 
 
 @lru_cache(maxsize=1024)
@@ -108,6 +112,20 @@ def parts_for(profile: Profile, layout: Layout) -> tuple[Part, ...]:
     return profile.parts if profile.parts is not None else DEFAULT_PARTS[layout]
 
 
+def _short_title(job: ArticleJob, model: str) -> tuple[ArticleJob, dict[str, int]]:
+    """``job`` with its title cut to ``TITLE_TOKEN_BUDGET`` tokens, and what was cut
+    (``title_tokens_removed``): a title a million characters long is trimmed like a body, not
+    sent whole. (Intake caps the other free-text fields, URL and section, already.)"""
+    title = job.title
+    # Tokens never outnumber UTF-8 bytes: a short title needs no tokenising.
+    if len(title) <= TITLE_TOKEN_BUDGET // 4 or len(title.encode()) <= TITLE_TOKEN_BUDGET:
+        return job, {}
+    cut, _, removed = fit(title, TITLE_TOKEN_BUDGET, model)
+    if not removed:
+        return job, {}
+    return replace(job, title=cut), {"title_tokens_removed": removed}
+
+
 def render(
     job: ArticleJob,
     profile: Profile,
@@ -120,9 +138,11 @@ def render(
     ``article_budget`` overrides the profile's article token budget (chains trim with it).
     """
     model = profile.model
+    job, trimmed = _short_title(job, model)
     budget = profile.article_token_budget if article_budget is None else article_budget
     body, body_tokens, removed = fit(job.body, budget, model)
-    trimmed = {"article_tokens_removed": removed} if removed else None
+    if removed:
+        trimmed["article_tokens_removed"] = removed
     segments: list[Segment] = [format_segment(profile)]
     for part in parts_for(profile, layout):
         if part == "instructions":
@@ -145,7 +165,7 @@ def render(
         profile=profile,
         layout=layout,
         segments=tuple(segments),
-        trimmed=trimmed,
+        trimmed=trimmed or None,
         metadata=job_metadata(job),
         content_hash=job.content_hash,
     )

@@ -2,8 +2,9 @@
 
 ``load_config`` refuses, before any request is sent, a model without a price or a prompt-cache
 policy, a profile asking for flex where its model has no flex price, a model whose price only
-takes effect after today (its responses could not be recorded), and a prompt-cache lifetime the
-model does not accept; each error names the file and key.
+takes effect after today (its responses could not be recorded), a prompt-cache lifetime the
+model does not accept, and a ``max_output_tokens`` over what the model can write; each error
+names the file and key.
 """
 
 from __future__ import annotations
@@ -41,9 +42,17 @@ def cache_policies(
     """
     policies = {p.model: prices.policy(p.model) for p in profiles.values()}
     for task, profile in profiles.items():
-        problem = lifetime_problem(profile, policies[profile.model])
+        policy = policies[profile.model]
+        problem = lifetime_problem(profile, policy)
         if problem is not None:
             raise ConfigError(f"{where}: profiles.{task}.prompt_cache_lifetime: {problem}")
+        most = policy.max_output_tokens
+        if most is not None and profile.max_output_tokens > most:
+            raise ConfigError(
+                f"{where}: profiles.{task}.max_output_tokens: {profile.max_output_tokens:,} is "
+                f"more than {profile.model} can write ({most:,}, [models] in "
+                f"{prices.source}); lower it"
+            )
     return policies
 
 

@@ -37,6 +37,8 @@ from pipeline.settings import Settings
 log = logging.getLogger("contentgen.run")
 # After a stop, requests on the wire get this long to answer before they are cancelled.
 STOP_GRACE_S = 10.0
+# A suspect job's send is kept this far from any other send (more than a journal tick).
+SUSPECT_GAP_S = 0.25
 
 
 def owner_name(run_id: int) -> str:
@@ -62,6 +64,9 @@ class RunState:
     stop_reason: str | None = None
     fatal: str | None = None
     prewarms: int = 0
+    # The fencing token of each held job's claim, and the jobs to send apart (suspects).
+    tokens: dict[int, int] = field(default_factory=dict)
+    suspects: set[int] = field(default_factory=set)
     # Expected output tokens per (task, model): recent history, then this run's own means.
     outputs: dict[tuple[str, str], float] = field(default_factory=dict)
     output_counts: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -185,6 +190,18 @@ class RunContext:
             log.info("stopping: %s", st.fatal)
         self.stop(f"fatal {error.kind}")
 
+    def journal_failed(self, error: OSError) -> None:
+        """The journal cannot be written (a full disk): stop the run with one line. What is
+        already paid for is still recorded; only the crash safety of new answers is gone."""
+        st = self.st
+        if st.fatal is None:
+            st.fatal = (
+                f"the journal of paid results cannot be written ({error.strerror or error}): "
+                "free space in CONTENTGEN_JOURNAL_DIR; what was paid for is recorded"
+            )
+            log.info("stopping: %s", st.fatal)
+        self.stop("journal unwritable")
+
     def db_down(self, error: DatabaseError) -> None:
         """The database stayed away: stop the run with one line; nothing paid is lost."""
         st = self.st
@@ -204,8 +221,9 @@ class RunContext:
         try:
             released: int = await self.db_call(release)
         except DatabaseError as exc:
-            # Their leases stay: the next run on this machine takes them back at once.
-            log.warning("could not hand %d jobs back: %s", len(job_ids), exc)
+            # Their leases stay: the next run on this machine takes them back at once (and
+            # any other once this run's heartbeat is stale). Said once, in the run's fatal line.
+            log.info("could not hand %d jobs back: %s", len(job_ids), exc)
             return
         self.st.released += released
         self.st.held.difference_update(job_ids)

@@ -16,7 +16,7 @@ import logging
 import time
 from decimal import Decimal
 
-from pipeline.db import ClaimedJob, jobs, queue
+from pipeline.db import Claim, ClaimedJob, jobs, queue
 from pipeline.errors import DatabaseError
 from pipeline.planning import (
     KeyBook,
@@ -43,11 +43,11 @@ class Feed:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
 
-    def claim(self, n: int) -> list[ClaimedJob]:
+    def claim(self, n: int) -> Claim:
         """Claim up to ``n`` queued jobs for this run (on the database thread)."""
         ctx = self.ctx
         with ctx.config.sessions() as session:
-            return jobs.claim(
+            return jobs.claim_leases(
                 session,
                 ctx.st.owner,
                 n,
@@ -152,10 +152,13 @@ class Feed:
                     ctx.chained and (dispatcher.in_flight or dispatcher.pending)
                 )
                 try:
-                    claimed: list[ClaimedJob] = await ctx.db_call(self.claim, n)
+                    claim: Claim = await ctx.db_call(self.claim, n)
                 except DatabaseError as exc:
                     ctx.db_down(exc)
                     break
+                claimed = claim.jobs
+                st.tokens.update(claim.tokens)  # each result is fenced by its claim's token
+                st.suspects |= claim.suspects
                 if not claimed:
                     if more_may_come:
                         # A result being recorded may send its job back to the queue, and a

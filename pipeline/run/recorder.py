@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from pipeline.db import OutcomeRow
 from pipeline.errors import DatabaseError
-from pipeline.run.dbthread import DatabaseThread
+from pipeline.run.dbthread import DatabaseThread, Outage
 
 log = logging.getLogger("contentgen.recorder")
 
@@ -58,11 +58,12 @@ class Recorder:
         outage_s: float,
         max_delay_s: float = MAX_DELAY_S,
         max_group: int = MAX_GROUP,
+        outage: Outage | None = None,
     ) -> None:
         self._write = write
         self._on_recorded = on_recorded
         self._on_error = on_error
-        self._db = DatabaseThread(outage_s=outage_s, name="contentgen-recorder")
+        self._db = DatabaseThread(outage_s=outage_s, name="contentgen-recorder", outage=outage)
         self.max_delay_s = max_delay_s
         self.max_group = max_group
         self._pending: list[Pending] = []
@@ -107,7 +108,18 @@ class Recorder:
         self._full.set()
         try:
             if self._task is not None:
-                await self._task
+                try:
+                    await self._task
+                except asyncio.CancelledError:
+                    if not self._task.cancelled():
+                        raise  # we are the ones being cancelled
+                    # The loop alone was cancelled (the event loop shutting down on a cancel):
+                    # commit what waits here, so the jobs are done before they are released.
+                    while self._pending and self._failed is None:
+                        group = self._pending[: self.max_group]
+                        del self._pending[: self.max_group]
+                        if not await self._commit(group):
+                            break
         finally:
             self._db.shutdown()
 
@@ -131,8 +143,20 @@ class Recorder:
 
     async def _commit(self, group: list[Pending]) -> bool:
         self._committing = True
+        # The commit runs on its own thread and goes on whatever happens to us: a cancel waits
+        # for it (and its bookkeeping) before it is passed on, or the group would be lost or
+        # committed twice.
+        call = asyncio.ensure_future(self._db.call(self._write, [p.outcome for p in group]))
+        cancelled = False
         try:
-            states: list[str | None] = await self._db.call(self._write, [p.outcome for p in group])
+            while True:
+                try:
+                    states: list[str | None] = await asyncio.shield(call)
+                    break
+                except asyncio.CancelledError:
+                    if call.cancelled():
+                        raise
+                    cancelled = True
         except DatabaseError as exc:
             self._failed = exc
             self._pending.clear()
@@ -144,4 +168,6 @@ class Recorder:
         self.recorded += len(group)
         for pending, state in zip(group, states, strict=True):
             self._on_recorded(pending, state)
+        if cancelled:
+            raise asyncio.CancelledError
         return True

@@ -2,7 +2,9 @@
 
 Token counts are stored as the API reported them; cost is derived from them with the price
 in effect today, at the tier the API says it used. A response-cache hit consumed no tokens
-and is stored at zero cost with ``from_cache``. ``list_cost_usd`` is what the same tokens
+and is stored at zero cost with ``from_cache``, unless the answer it holds was paid for by a
+run of this database that never recorded it (it died first): then the first hit carries the
+real usage and cost (``Verdict.paid``). ``list_cost_usd`` is what the same tokens
 would have cost at the standard price with no prompt cache at all (every input token, read
 from or written to the cache, at the plain input rate): the base for savings. Savings can be
 negative: a request that paid a write premium (GPT-5.6+) and read nothing cost more.
@@ -34,6 +36,10 @@ class Verdict:
     article_id: int | None = None
     # The output's checks (None: its task declares none, or there was no answer to check).
     checks: CheckReport | None = None
+    reason: str | None = None  # the job's failure_reason if this fails it for good
+    # A response-cache hit's real usage and cost: recorded instead of zero if no generation
+    # holds its response id yet (``db.outcomes.OutcomeRow.paid``).
+    paid: dict[str, Any] | None = None
 
 
 def list_price(price: TierPrice) -> TierPrice:
@@ -97,14 +103,36 @@ def judge(
     tier_override: Tier | None = None,
     batch_id: str | None = None,
     today: dt.date | None = None,
+    ledger: str | None = None,
 ) -> Verdict:
-    """Price and classify a response: completed (schema-valid) succeeds, anything else fails."""
+    """Price and classify a response: completed (schema-valid) succeeds, anything else fails.
+
+    ``ledger`` (``settings.ledger_id``): a response-cache hit this ledger's own run paid for
+    carries its real cost in ``Verdict.paid`` (recorded if that run never recorded it)."""
     today = today or dt.datetime.now(dt.UTC).date()
     model = result.model or request.model
     tier: Tier = tier_override or tier_of(result.service_tier)
     usage = Usage() if from_cache else result.usage
     price = prices.price(model, tier, today)
     standard = prices.price(model, "standard", today)
+    paid = None
+    if (
+        from_cache
+        and result.response_id
+        and result.paid_by is not None
+        and result.paid_by == ledger
+    ):
+        real = result.usage
+        paid = {
+            "input_tokens": real.input_tokens,
+            "cached_tokens": real.cached_tokens,
+            "cache_write_tokens": real.cache_write_tokens,
+            "output_tokens": real.output_tokens,
+            "reasoning_tokens": real.reasoning_tokens,
+            "cost_usd": cost_usd(real, price),
+            "list_cost_usd": cost_usd(real, list_price(standard)),
+            "from_cache": False,
+        }
     output_json = None
     error = None
     status: str = result.status
@@ -167,6 +195,7 @@ def judge(
         error=error,
         article_id=request.article_id,
         checks=report,
+        paid=paid,
     )
 
 
@@ -178,8 +207,11 @@ def failure(
     attempts: int,
     cache_key: str | None,
     permanent: bool,
+    reason: str | None = None,
 ) -> Verdict:
-    """A request that got no usable response (nothing billed): a failed generation."""
+    """A request that got no usable response (nothing billed): a failed generation.
+
+    ``reason`` names a permanent failure for the job's ``failure_reason`` (``too_large``)."""
     generation = Generation(
         job_id=request.job_id,
         run_id=run_id,
@@ -201,6 +233,7 @@ def failure(
         permanent=permanent,
         error=message,
         article_id=request.article_id,
+        reason=reason,
     )
 
 

@@ -17,11 +17,13 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from pipeline.client import ClientStack, build_client_stack, cache_scope
 from pipeline.db import (
     OutcomeRow,
     RunTotals,
+    beat,
     bill_history,
     close_run,
     jobs,
@@ -36,7 +38,7 @@ from pipeline.db import (
     record_versions,
     save_key_rates,
 )
-from pipeline.errors import DatabaseError
+from pipeline.errors import ConfigError, DatabaseError
 from pipeline.limits import LimitShare, SharedLimits, account_key
 from pipeline.prompts import followers_of
 from pipeline.run.config import Config, expects_followers, load_config, version_rows
@@ -44,11 +46,11 @@ from pipeline.run.context import STOP_GRACE_S as STOP_GRACE_S
 from pipeline.run.context import RunContext, RunState, owner_name
 from pipeline.run.dryrun import choose_pace
 from pipeline.run.feed import Feed, pace_rate
-from pipeline.run.journal import Journal, journal_dir
+from pipeline.run.journal import Journal, check_writable, journal_dir
 from pipeline.run.learning import bill_factors
 from pipeline.run.progress import Progress
 from pipeline.run.recorder import Pending, Recorder
-from pipeline.run.recovery import drain_journals
+from pipeline.run.recovery import Drained, drain_journals
 from pipeline.run.send import Sender
 from pipeline.run.summary import RunOptions as RunOptions
 from pipeline.run.summary import RunSummary as RunSummary
@@ -57,6 +59,20 @@ from pipeline.settings import Settings
 log = logging.getLogger("contentgen.run")
 HISTORY_WEIGHT = 20
 EMIT_EVERY_S = 0.1
+
+
+def usable_journal(folder: Path, configured: Path | None) -> None:
+    """Refuse to start, in one line, when the journal of paid results cannot be written: a
+    run must never pay for an answer it could lose."""
+    try:
+        check_writable(folder)
+    except OSError as exc:
+        where = "CONTENTGEN_JOURNAL_DIR" if configured is not None else "the journal folder"
+        raise ConfigError(
+            f"{where}: cannot write the journal of paid results in {folder} "
+            f"({exc.strerror or exc}); point CONTENTGEN_JOURNAL_DIR at a writable folder with "
+            "free space"
+        ) from None
 
 
 class Runner:
@@ -114,7 +130,10 @@ class Runner:
         """A committed outcome: its journal entry is done, its job no longer ours."""
         ctx = self.ctx
         if pending.entry is not None and ctx.journal is not None:
-            ctx.journal.done(pending.entry)
+            try:
+                ctx.journal.done(pending.entry)
+            except OSError as exc:  # recorded; the entry stays and the next drain skips it
+                ctx.journal_failed(exc)
         st = ctx.st
         outcome = pending.outcome
         g = outcome.generation
@@ -152,6 +171,30 @@ class Runner:
             except DatabaseError as exc:
                 ctx.db_down(exc)
 
+    async def _beat(self) -> None:
+        """Beat in the run's row, the liveness other runners judge it by (``db.leases``).
+
+        A run another runner took for dead (its row closed as abandoned) has lost its leases:
+        it stops, and its late answers are recorded as paid without completing any job."""
+        ctx = self.ctx
+        while True:
+            await asyncio.sleep(leases.RUN_BEAT_S)
+
+            def beat_once(run_id: int = ctx.st.run_id) -> bool:
+                with self.config.sessions() as session:
+                    return beat(session, run_id)
+
+            try:
+                alive: bool = await ctx.db_call(beat_once)
+            except DatabaseError as exc:
+                ctx.db_down(exc)
+                continue
+            if not alive and not ctx.stop_event.is_set():
+                ctx.st.fatal = ctx.st.fatal or (
+                    "another runner took this run for dead (no heartbeat) and took its jobs"
+                )
+                ctx.stop("taken for dead")
+
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(0.5)
@@ -171,15 +214,26 @@ class Runner:
         """Execute the run and return its summary (read back from the database)."""
         started = time.monotonic()
         ctx = self.ctx
-        recovered = await ctx.db_call(
+        folder = journal_dir(self.settings.journal_dir, self.settings.database_url)
+        usable_journal(folder, self.settings.journal_dir)
+        liveness = leases.run_liveness(self.settings.db_outage_s)
+        drained: Drained = await ctx.db_call(
             drain_journals,
             self.config.sessions,
-            journal_dir(self.settings.journal_dir, self.settings.database_url),
+            folder,
+            liveness=liveness,
+            max_deaths=self.settings.max_worker_deaths,
         )
-        if recovered:
-            log.warning("recorded %d paid results a stopped run had not recorded", recovered)
+        if drained.recorded:
+            log.warning("recorded %d paid results a stopped run had not recorded", drained.recorded)
         with self.config.sessions() as session:
-            reclaimed = leases.reclaim_dead(session, host=socket.gethostname(), is_alive=pid_alive)
+            reclaimed = leases.reclaim_dead(
+                session,
+                host=liveness.host,
+                is_alive=pid_alive,
+                host_id=liveness.host_id,
+                stale_s=liveness.stale_s,
+            )
             if reclaimed.jobs_released:
                 log.info(
                     "took back %d jobs leased by dead runs %s",
@@ -203,6 +257,7 @@ class Runner:
                 parameters=self.options.parameters,
                 budget_usd=self.options.budget_usd,
                 worker=f"{socket.gethostname()}:{os.getpid()}",
+                host_id=liveness.host_id,
             )
         ctx.state = RunState(run_id=run_id, owner=owner_name(run_id))
         account = None if self.stack.sdk is None else account_key(cache_scope(self.stack.sdk))
@@ -211,15 +266,17 @@ class Runner:
             on_recorded=self._recorded,
             on_error=ctx.db_down,
             outage_s=self.settings.db_outage_s,
+            outage=ctx.db.outage,  # one outage clock for the run, whichever thread meets it
         )
         recorder.start()
         if self.stack.sdk is not None:
             assert account is not None
             share = LimitShare(self.config.sessions, account=account, worker=ctx.st.owner)
             ctx.shared = SharedLimits(share, self.stack.limiter, ctx.db_call)
-        ctx.journal = Journal(
-            journal_dir(self.settings.journal_dir, self.settings.database_url), ctx.st.owner
-        )
+        try:
+            ctx.journal = Journal(folder, ctx.st.owner, on_error=ctx.journal_failed)
+        except OSError as exc:  # the folder was fine a moment ago: stop before sending
+            ctx.journal_failed(exc)
         with self.config.sessions() as session:
             history = output_history(session)
             ctx.st.bills = bill_factors(bill_history(session))
@@ -243,6 +300,7 @@ class Runner:
         self.progress.paced_rpm = ctx.paced_rpm
         background = [
             asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._beat()),
             asyncio.create_task(self._tick()),
         ]
         shared = ctx.shared
@@ -252,9 +310,17 @@ class Runner:
             )
         feeder = asyncio.create_task(self.feed.run())
         failure: BaseException | None = None
+        cancelled = False
         try:
             try:
                 await ctx.dispatcher.run()
+            except asyncio.CancelledError:
+                # The task running us was cancelled (a Prefect Cancel, the loop shutting down
+                # on a signal): record it as such, hand the jobs back below, then go on being
+                # cancelled.
+                cancelled = True
+                ctx.stop("cancelled")
+                raise
             except Exception as exc:  # a bug in sending or recording: stop, keep the cause
                 failure = exc
             finally:
@@ -283,6 +349,8 @@ class Runner:
             if failure is not None:
                 state = "failed"
                 st.stop_reason = f"error: {type(failure).__name__}"[:64]
+            elif cancelled:
+                state = "cancelled"
             else:
                 state = "stopped" if st.stop_reason else "finished"
             expected_ratio = st.expected_cached / st.prompt_tokens if st.prompt_tokens else 0.0
