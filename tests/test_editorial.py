@@ -345,8 +345,8 @@ def test_a_crash_during_a_retry_loses_nothing_and_bills_once(
     journal.write({"generation": second, "succeeded": True, "earlier": [first]})
     journal.close()  # killed before done(first): both entries pending
     sessions = session_factory(engine)
-    assert drain_journals(sessions, folder) >= 2
-    assert drain_journals(sessions, folder) == 0
+    assert drain_journals(sessions, folder).recorded >= 2
+    assert drain_journals(sessions, folder).recorded == 0
     gens = generations(engine)
     assert sorted(g.response_id or "" for g in gens) == ["resp_first", "resp_second"]
     assert sum((g.cost_usd for g in gens), Decimal(0)) == Decimal("0.0005")

@@ -69,8 +69,19 @@ def drain_journals(
     poisoned: list[int] = []
     files = dead_files(directory, host=host, is_alive=judge.is_alive, owner_dead=owner_dead)
     for path, journal in files:
+        # An answer a check's retry replaced is journalled twice: alone before the retry (as
+        # the job's answer) and as an ``earlier`` of the retry's entry. The later entry says
+        # what it became, so the first is left to it.
+        replaced = {
+            g.get("response_id")
+            for entry in journal.pending
+            for g in entry.get("earlier") or ()
+            if g.get("response_id")
+        }
         with sessions() as session:
             for entry in journal.pending:
+                if entry["generation"].get("response_id") in replaced:
+                    continue
                 # Answers a check's retry replaced: stored first, each once (by response id).
                 earlier = [Generation(**g) for g in entry.get("earlier") or ()]
                 recorded += insert_unseen(session, earlier)
