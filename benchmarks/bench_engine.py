@@ -92,7 +92,8 @@ def start_simulator(port: int, args: argparse.Namespace) -> subprocess.Popen[byt
         str(args.cache_machines),
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    for _ in range(200):
+    deadline = time.monotonic() + 60  # a loaded machine imports slowly
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             http_json(f"http://127.0.0.1:{port}/_sim/config")
             return proc
