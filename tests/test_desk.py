@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +20,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
+from pipeline.cli.desk_cmd import is_loopback
 from pipeline.cli.main import app as cli_app
 from pipeline.db import Editor, Job, Review, make_engine, session_factory
 from pipeline.desk import add_editor, create_app
@@ -281,3 +286,45 @@ def test_failed_checks_mark_their_phrases_and_edits_diff_by_word() -> None:
         ("added", "board "),
         ("same", "voted"),
     ]
+
+
+def test_serving_says_what_it_listens_on_and_refuses_a_busy_port(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loopback by default; any other address gets the proxy note; a port in use is one
+    line and exit 2, not a traceback."""
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("desk.example")
+    monkeypatch.setenv("CONTENTGEN_DATABASE_URL", sqlite_url)
+    get_settings.cache_clear()
+    try:
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            taken = CliRunner().invoke(cli_app, ["desk", "--port", str(port)])
+        assert taken.exit_code == 2 and "cannot listen on 127.0.0.1" in taken.stderr
+    finally:
+        get_settings.cache_clear()
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {**os.environ, "CONTENTGEN_DATABASE_URL": sqlite_url}
+    command = [str(Path(sys.executable).with_name("contentgen")), "desk", "--host", "0.0.0.0"]
+    proc = subprocess.Popen(
+        [*command, "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    assert lines[0].startswith(f"Review desk on http://0.0.0.0:{port}")
+    assert "behind the newsroom's HTTPS proxy" in lines[1]
+    assert "no editors yet" in lines[2]
