@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli.desk_cmd import is_loopback
 from pipeline.cli.main import app as cli_app
-from pipeline.db import Editor, Job, Review, make_engine, session_factory
+from pipeline.db import Editor, Generation, Job, Review, make_engine, session_factory
 from pipeline.desk import add_editor, create_app
 from pipeline.desk.marks import Segment, marked, phrases, word_diff
 from pipeline.settings import get_settings
@@ -130,6 +130,13 @@ def test_session_cookie_is_httponly_strict_and_forms_need_the_token(empty_desk: 
     out = empty_desk.client.post("/logout", data={"csrf": token}, follow_redirects=False)
     assert out.status_code == 303
     assert empty_desk.client.get("/queue", follow_redirects=False).status_code == 303
+    page = empty_desk.client.get("/login?next=//evil.example/x")
+    elsewhere = empty_desk.client.post(
+        "/login",
+        data={"csrf": csrf_of(page.text), "token": empty_desk.token, "next": "//evil.example/x"},
+        follow_redirects=False,
+    )
+    assert elsewhere.headers["location"] == "/queue"  # never off the site
 
 
 def test_decisions_from_the_desk_are_recorded_with_the_editor(desk: Desk) -> None:
@@ -328,3 +335,53 @@ def test_serving_says_what_it_listens_on_and_refuses_a_busy_port(
     assert lines[0].startswith(f"Review desk on http://0.0.0.0:{port}")
     assert "behind the newsroom's HTTPS proxy" in lines[1]
     assert "no editors yet" in lines[2]
+
+
+def test_a_graders_reason_marks_the_phrase_it_quotes(desk: Desk) -> None:
+    """A failed grade flags the output; the phrase its reason quotes is marked in the text,
+    and the grader's verdict and reasons are listed (escaped)."""
+    engine = make_engine(desk.url)
+    article = desk.ids["nm-2025-0001"]
+    try:
+        with session_factory(engine)() as session:
+            gen, text = session.execute(
+                select(Generation.id, Generation.output_text)
+                .join(Job, Job.id == Generation.job_id)
+                .where(Job.article_id == article, Job.task == "summary")
+            ).one()
+            quoted = " ".join(text.split()[1:4])
+            grader_job = Job(
+                article_id=article, task="grade_summary", state="succeeded", content_hash="h"
+            )
+            session.add(grader_job)
+            session.flush()
+            session.add(
+                Generation(
+                    job_id=grader_job.id,
+                    task="grade_summary",
+                    status="completed",
+                    request_model="gpt-4.1-mini",
+                    graded_generation_id=gen,
+                    flagged=True,
+                    needs_review=False,
+                    checks=[
+                        {"check": "accurate", "passed": True, "reason": "matches"},
+                        {
+                            "check": "neutral",
+                            "passed": False,
+                            "reason": f'"{quoted}" takes a side <b>',
+                        },
+                    ],
+                )
+            )
+            session.commit()
+    finally:
+        engine.dispose()
+    desk.login()
+    html = desk.client.get(f"/article/{article}").text
+    card = html[html.index(f'id="out-{gen}"') :]
+    card = card[: card.index("</article>")]
+    assert 'class="state state-flagged"' in card
+    assert "grader grade_summary: flagged" in card
+    assert "takes a side &lt;b&gt;" in card
+    assert re.search(r'<mark title="neutral: [^"]*">' + re.escape(quoted) + "</mark>", card)
