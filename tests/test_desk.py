@@ -214,6 +214,18 @@ def test_queue_shows_flagged_first_with_counts_and_filters(desk: Desk) -> None:
     only = desk.client.get("/queue?task=headline&section=").text
     rows = re.findall(r"<td>(summary|headline)</td>", only)
     assert rows and set(rows) == {"headline"}
+    engine = make_engine(desk.url)
+    try:
+        with session_factory(engine)() as session:
+            second = session.scalar(
+                select(Generation.run_id)
+                .join(Job, Job.id == Generation.job_id)
+                .where(Job.article_id == desk.ids["xss-1"])
+            )
+    finally:
+        engine.dispose()
+    by_run = desk.client.get(f"/queue?run={second}").text
+    assert "xss-1" in by_run and "nm-2025-0001" not in by_run
     bad = desk.client.get("/queue?run=1;drop")
     assert bad.status_code == 400 and "not a run id" in bad.text
 

@@ -167,8 +167,9 @@ def test_an_editor_works_through_the_queue(server: Server, browser: Browser) -> 
     page.reload()
     expect(_card(page, "headline")).to_contain_text("approved by ana")
     summary = _card(page, "summary")
-    summary.locator("summary", has_text="Reject").click()
-    summary.locator("textarea[name=note]").fill("Say what the council decided")
+    page.keyboard.press("r")  # opens the first waiting output's reject form, note focused
+    page.keyboard.type("Say what the council decided")
+    expect(summary.locator("textarea[name=note]")).to_have_value("Say what the council decided")
     summary.locator("input[name=regenerate]").check()
     with page.expect_navigation():
         summary.get_by_role("button", name="Reject").click()
