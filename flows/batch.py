@@ -4,7 +4,9 @@ Each flow is thin: it turns its typed parameters into ``RunOptions`` chunk by ch
 (``flows.chunks``), runs every chunk as one Prefect task (``generate_chunk``: one ``run_batch``
 call, asyncio inside, hundreds of requests), keeps a progress artifact moving while it runs,
 and publishes a per-profile table, a Markdown summary and the results table; the flow run ends
-with a state message that says the outcome (``1,000 generated, 0 failed, $0.42``).
+with a state message that says the outcome (``1,000 generated, 0 failed, $0.42``); the
+nightly run's message and summary also link to its queue on the review desk (``412 to review,
+23 flagged: http://...``).
 Every run row it creates carries the flow-run id, so the database leads back to the Prefect run
 and the flow-run name (``adhoc-<batch label>``, ``nightly-<date>``) leads to the batch.
 """
@@ -36,7 +38,14 @@ from flows.artifacts import (
 from flows.chunks import RunChunk, RunContext, TokenGate, chunk_options, run_chunks
 from flows.gate import DEFAULT_TOKEN_LIMIT, open_token_gate
 from flows.parameters import BatchParameters
-from flows.reporting import by_profile, outcome_message, results_table, run_markdown, table
+from flows.reporting import (
+    by_profile,
+    outcome_message,
+    results_table,
+    review_link,
+    run_markdown,
+    table,
+)
 from pipeline.db import make_engine, queued_count, session_factory
 from pipeline.errors import RunStopped
 from pipeline.run import Progress, RunOptions, choose_pace, run_batch
@@ -163,6 +172,16 @@ def forecast(settings: Settings, batch: BatchParameters, context: RunContext) ->
     return {"dry_run": True, **report.as_dict()}
 
 
+def desk_review(settings: Settings, run_ids: list[int], batch_label: str | None) -> dict[str, Any]:
+    """What the nightly run left for editors, and its queue on the review desk."""
+    engine = make_engine(settings.database_url)
+    try:
+        with session_factory(engine)() as session:
+            return review_link(session, settings.desk_url, run_ids, batch_label)
+    finally:
+        engine.dispose()
+
+
 def publish_run(settings: Settings, kind: str, outcome: dict[str, Any], publish: Publisher) -> None:
     """Publish the per-profile table, the Markdown summary and the results of a flow run."""
     engine = make_engine(settings.database_url)
@@ -233,6 +252,8 @@ def execute_batch(
     outcome = chunks.as_dict()
     outcome["pacing"] = pacing.line()
     outcome["flow_run_id"] = context.flow_run_id
+    if context.kind == "nightly":
+        outcome["review"] = desk_review(settings, outcome["run_ids"], batch.batch_label)
     publish_run(settings, context.kind, outcome, publish)
     fatal = next((c["fatal"] for c in chunks.chunks if c.get("fatal")), None)
     if fatal:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from pipeline.desk import queue_url, run_counts
 from pipeline.reports import (
     CostFigures,
     CostReport,
@@ -113,6 +114,7 @@ def run_markdown(title: str, outcome: dict[str, Any], rows: Sequence[Row]) -> st
         f"- Input tokens: {f.input_tokens:,}, cached {f.cached_tokens:,} "
         f"(**{_percent(f.cached_ratio)}%**); output tokens: {f.output_tokens:,}",
         f"- Run rows in the job database: {run_ids}",
+        *_review_lines(outcome.get("review")),
         "",
         "## Per profile",
         "",
@@ -192,4 +194,28 @@ def outcome_message(outcome: dict[str, Any]) -> str:
     if cost and cost < Decimal("0.01"):
         text = f"{generated:,} generated, {failed:,} failed, ${usd_text(cost)}"
     stop = outcome.get("stop_reason")
-    return text + (f" (stopped: {stop})" if stop else "")
+    text += f" (stopped: {stop})" if stop else ""
+    review = outcome.get("review")
+    if review:
+        text += f"; {review['line']}: {review['url']}"
+    return text
+
+
+def review_link(
+    session: Session, desk_url: str, run_ids: Sequence[int], batch_label: str | None
+) -> dict[str, Any]:
+    """What a flow run left for editors and the desk's queue for it: ``{"to_review",
+    "flagged", "line": "412 to review, 23 flagged", "url"}``."""
+    counts = run_counts(session, run_ids)
+    return {
+        "to_review": counts.waiting,
+        "flagged": counts.flagged,
+        "line": counts.line(),
+        "url": queue_url(desk_url, runs=list(run_ids), batch=batch_label),
+    }
+
+
+def _review_lines(review: dict[str, Any] | None) -> list[str]:
+    if not review:
+        return []
+    return [f"- Review desk: [{review['line']}]({review['url']})"]

@@ -142,6 +142,12 @@ class Settings(BaseSettings):
         max_length=128,
         description="Who `contentgen review` records as the editor (default: the OS user).",
     )
+    desk_url: str = Field(
+        default="http://127.0.0.1:8765",
+        max_length=2000,
+        description="Where editors reach the review desk (`contentgen desk`): the nightly "
+        "run's message and artifact link to its queue there.",
+    )
     batch_max_requests: int = Field(default=50_000, ge=1, le=50_000, description="Per file.")
     batch_max_bytes: int = Field(
         default=200 * 1024 * 1024, ge=1024, le=200 * 1024 * 1024, description="Per file."

@@ -43,6 +43,8 @@ def test_the_wheel_ships_config_samples_and_migrations(wheel: Path) -> None:
     shipped = {n.removeprefix("pipeline/data/") for n in names if n.startswith("pipeline/data/")}
     assert _tracked("config", "migrations", "samples/articles.jsonl") <= shipped
     assert "pipeline/run/runner.py" in names and "pipeline/py.typed" in names
+    templates = {p.name for p in (REPO / "pipeline" / "desk" / "templates").glob("*.html")}
+    assert templates and {f"pipeline/desk/templates/{t}" for t in templates} <= names
 
 
 @pytest.mark.slow

@@ -46,6 +46,8 @@ def next_steps(database_url: str) -> list[str]:
     steps = [
         f"{env} {program} results -o demo-results.csv   # every text, its version and checks",
         f"{env} {program} review list   # what waits for an editor: flagged and pending",
+        f"{env} {program} desk editors add you   # a login token for the review desk; then "
+        f"`{env} {program} desk` and open http://127.0.0.1:8765",
         f"{env} {program} report --by model",
         f"{env} {program} jobs",
     ]

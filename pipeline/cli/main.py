@@ -13,6 +13,7 @@ from pipeline.cli import (
     cache_cmd,
     db_cmd,
     demo_cmd,
+    desk_cmd,
     enqueue_cmd,
     init_cmd,
     jobs_cmd,
@@ -53,6 +54,7 @@ for module in (
     report_cmd,
     results_cmd,
     review_cmd,
+    desk_cmd,
     cache_cmd,
     serve_cmd,
 ):

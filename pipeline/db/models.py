@@ -409,3 +409,29 @@ class RunForecast(Base):
     billed_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     billed_cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     billed_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Editor(Base):
+    """A person who may sign outputs off on the review desk. The login token is shown once
+    (``contentgen desk editors add``); only its SHA-256 is stored."""
+
+    __tablename__ = "editors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class DeskSession(Base):
+    """A logged-in browser: the cookie's SHA-256, its editor, the form token (CSRF) and when it
+    ends. Removing an editor ends their sessions with them."""
+
+    __tablename__ = "desk_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    editor_id: Mapped[int] = mapped_column(ForeignKey("editors.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)

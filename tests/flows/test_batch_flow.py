@@ -181,3 +181,30 @@ def test_a_nightly_flow_paces_every_chunk_when_pacing_pays(
     )
     assert [o.paced_rpm is not None for o in run.options] == [paced]
     assert result["pacing"].startswith("paced: " if paced else "full speed (--no-pace)")
+
+
+def test_the_nightly_run_links_to_its_queue_on_the_review_desk(settings: Settings) -> None:
+    """The nightly run's state message and summary say what waits for editors and link to
+    the desk's queue for the run's own outputs (CONTENTGEN_DESK_URL)."""
+    run = RowWritingRun(settings.database_url, [[SUMMARY, HEADLINE], [SUMMARY, FAILED]])
+    publish = RecordingPublisher()
+    result = execute_batch(
+        settings.model_copy(update={"flow_chunk_size": 2, "desk_url": "https://desk.example/"}),
+        BatchParameters(batch_label="spring"),
+        RunContext(kind="nightly", trigger="schedule", flow_run_id="x"),
+        run_chunk=run,
+        publish=publish,
+    )
+    runs = ",".join(str(r) for r in result["run_ids"])
+    url = f"https://desk.example/queue?batch=spring&run={runs.replace(',', '%2C')}"
+    assert result["review"] == {
+        "to_review": 3,
+        "flagged": 0,
+        "line": "3 to review, 0 flagged",
+        "url": url,
+    }
+    assert result["message"] == f"3 generated, 1 failed, $0.0026; 3 to review, 0 flagged: {url}"
+    assert (
+        f"- Review desk: [3 to review, 0 flagged]({url})"
+        in publish.markdowns["nightly-run-summary"]
+    )
