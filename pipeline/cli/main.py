@@ -12,6 +12,7 @@ from pipeline.cli import (
     batches_cmd,
     cache_cmd,
     db_cmd,
+    deliver_cmd,
     demo_cmd,
     enqueue_cmd,
     init_cmd,
@@ -53,6 +54,7 @@ for module in (
     report_cmd,
     results_cmd,
     review_cmd,
+    deliver_cmd,
     cache_cmd,
     serve_cmd,
 ):

@@ -12,7 +12,10 @@
 - ``versions``: profile versions and their texts; ``reviews``: editors' decisions, appended;
   ``views``: the editorial views of migration 0007 (``v_outputs``, ``v_current_outputs``);
   ``learning``: what a run learns for the next one (the cache-key rate per account and model,
-  its plan against its bill per model and layout).
+  its plan against its bill per model and layout);
+- ``outbox``: the delivery outbox (``deliveries``): each version of an (article, task) item an
+  editor's decision makes for the CMS, added in the decision's transaction, claimed with a
+  lease by the deliverer, recorded sent or failing.
 
 ``jobs``, ``queue`` and ``leases`` are exported as modules: their functions read best with
 their namespace (``jobs.claim``, ``queue.enqueue``).
@@ -55,6 +58,23 @@ from pipeline.db.models import (
     Run,
     utcnow,
 )
+from pipeline.db.outbox import (
+    DELIVERY_STATES,
+    Delivery,
+    DeliveryFacts,
+    DeliveryRow,
+    add_delivery,
+    claim_deliveries,
+    deliverer_owner,
+    delivery_counts,
+    item_uri,
+    list_deliveries,
+    mark_failed,
+    mark_sent,
+    next_due_at,
+    release_dead,
+    webhook_id,
+)
 from pipeline.db.outcomes import OutcomeRow, insert_unseen, record_outcomes
 from pipeline.db.prices import sync_prices
 from pipeline.db.procs import host_id, owner_alive, pid_alive
@@ -84,6 +104,7 @@ __all__ = [
     "AI_GENERATED",
     "CURRENT_OUTPUTS",
     "DECISIONS",
+    "DELIVERY_STATES",
     "GENERATION_STATUSES",
     "JOB_STATES",
     "MISSING_DRIVER",
@@ -96,6 +117,9 @@ __all__ = [
     "BillFigures",
     "Claim",
     "ClaimedJob",
+    "Delivery",
+    "DeliveryFacts",
+    "DeliveryRow",
     "Generation",
     "Job",
     "Member",
@@ -109,21 +133,30 @@ __all__ = [
     "RunTotals",
     "StoredVersion",
     "VersionRow",
+    "add_delivery",
     "add_review",
     "beat",
     "bill_history",
+    "claim_deliveries",
     "claimed_job",
     "close_run",
     "delete_members",
+    "deliverer_owner",
+    "delivery_counts",
     "find_version",
     "head_revision",
     "host_id",
     "insert_unseen",
     "is_sqlite",
+    "item_uri",
     "jobs",
     "leases",
+    "list_deliveries",
     "load_key_rates",
     "make_engine",
+    "mark_failed",
+    "mark_sent",
+    "next_due_at",
     "open_run",
     "output_history",
     "owner_alive",
@@ -141,6 +174,7 @@ __all__ = [
     "record_versions",
     "regenerate",
     "rejection_notes",
+    "release_dead",
     "require_migrated",
     "run_totals",
     "save_key_rates",
@@ -151,4 +185,5 @@ __all__ = [
     "upgrade",
     "upsert_members",
     "utcnow",
+    "webhook_id",
 ]
