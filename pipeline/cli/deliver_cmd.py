@@ -66,6 +66,11 @@ def deliver_cmd(
     poll_s: float = typer.Option(
         5.0, "--poll", min=0.05, help="With --watch: seconds between looks at the outbox."
     ),
+    now: bool = typer.Option(
+        False,
+        "--retry-now",
+        help="Send failing versions now instead of at their next attempt (the CMS is back).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No line per send."),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -102,6 +107,7 @@ def deliver_cmd(
             on_event=on_event,
             stop=stop,
             config=config,
+            retry_failing_now=now,
         )
     if json_out:
         print_json(summary.as_dict())

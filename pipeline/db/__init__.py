@@ -73,6 +73,7 @@ from pipeline.db.outbox import (
     mark_sent,
     next_due_at,
     release_dead,
+    retry_now,
     webhook_id,
 )
 from pipeline.db.outcomes import OutcomeRow, insert_unseen, record_outcomes
@@ -176,6 +177,7 @@ __all__ = [
     "rejection_notes",
     "release_dead",
     "require_migrated",
+    "retry_now",
     "run_totals",
     "save_key_rates",
     "session_factory",

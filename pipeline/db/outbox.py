@@ -29,7 +29,6 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import (
-    JSON,
     DateTime,
     ForeignKey,
     Index,
@@ -312,7 +311,7 @@ def delivery_facts(session: Session, ids: Sequence[int]) -> list[DeliveryFacts]:
         .correlate(Delivery)
         .scalar_subquery()
     )
-    rows = session.execute(
+    rows: Any = session.execute(
         select(
             Delivery.id,
             Delivery.uri,
@@ -465,16 +464,15 @@ def list_deliveries(
     )
     if states:
         query = query.where(Delivery.state.in_(list(states)))
-    return [DeliveryRow(*row) for row in session.execute(query)]
+    rows: Any = session.execute(query)
+    return [DeliveryRow(*row) for row in rows]
 
 
 def delivery_counts(session: Session, *, now: dt.datetime | None = None) -> dict[str, int]:
     """Versions per state, plus ``due`` (pending or failing whose next attempt has come)."""
     now = now or utcnow()
     counts = {state: 0 for state in DELIVERY_STATES}
-    for state, n in session.execute(
-        select(Delivery.state, func.count()).group_by(Delivery.state)
-    ):
+    for state, n in session.execute(select(Delivery.state, func.count()).group_by(Delivery.state)):
         counts[str(state)] = int(n)
     counts["due"] = int(
         session.scalar(
@@ -485,6 +483,20 @@ def delivery_counts(session: Session, *, now: dt.datetime | None = None) -> dict
         or 0
     )
     return counts
+
+
+def retry_now(session: Session, *, now: dt.datetime | None = None) -> int:
+    """Make every failing version due now (the CMS is back: do not wait for the backoff);
+    commits; the count."""
+    now = now or utcnow()
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.state == "failing", Delivery.next_attempt_at > now)
+        .values(next_attempt_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def next_due_at(session: Session) -> dt.datetime | None:

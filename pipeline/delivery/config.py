@@ -88,7 +88,8 @@ class DeliveryConfig:
     def retry_delay_s(self, attempts: int) -> float:
         """The wait after the ``attempts``-th failed send: ``backoff_s`` doubled each time,
         at most ``backoff_max_s`` (30 s, 1 min, 2 min, ... 1 h by default; never given up)."""
-        return min(self.backoff_max_s, self.backoff_s * 2 ** min(max(attempts - 1, 0), 40))
+        doublings = min(max(attempts - 1, 0), 40)
+        return float(min(self.backoff_max_s, self.backoff_s * 2.0**doublings))
 
 
 def decode_secret(value: str) -> bytes:
@@ -99,9 +100,7 @@ def decode_secret(value: str) -> bytes:
     try:
         key = base64.b64decode(value.removeprefix(SECRET_PREFIX), validate=True)
     except (binascii.Error, ValueError):
-        raise ConfigError(
-            f"{SECRET_VARIABLE}: the part after whsec_ is not valid base64"
-        ) from None
+        raise ConfigError(f"{SECRET_VARIABLE}: the part after whsec_ is not valid base64") from None
     if len(key) < 24:
         raise ConfigError(f"{SECRET_VARIABLE}: the key must be 24 to 64 bytes (it is shorter)")
     if len(key) > 64:
@@ -130,10 +129,12 @@ def load_delivery_config(settings: Settings, *, require_target: bool = True) -> 
     webhook and a folder are, or when a webhook has no valid secret.
     """
     section = read_section(settings)
-    url = settings.delivery_webhook_url or section.webhook_url
+    # A target named by a variable replaces the file's target (webhook or folder) as a whole.
+    url, folder = settings.delivery_webhook_url, settings.delivery_folder
+    if url is None and folder is None:
+        url, folder = section.webhook_url, section.folder
     if url and not url.startswith(("http://", "https://")):
         raise ConfigError("CONTENTGEN_DELIVERY_WEBHOOK_URL: must be an http:// or https:// URL")
-    folder = settings.delivery_folder or section.folder
     if url and folder:
         raise ConfigError(
             "delivery: set a webhook_url or a folder, not both (one target per outbox)"

@@ -38,6 +38,7 @@ from pipeline.db import (
     next_due_at,
     release_dead,
     require_migrated,
+    retry_now,
     session_factory,
     utcnow,
 )
@@ -129,11 +130,13 @@ def deliver(
     stop: threading.Event | None = None,
     config: DeliveryConfig | None = None,
     target: Target | None = None,
+    retry_failing_now: bool = False,
 ) -> DeliverySummary:
     """Send what is due (see the module docstring); ``limit`` caps the sends of this call.
 
-    ``config`` and ``target`` default to the settings' (``load_delivery_config``,
-    ``make_target``); a ``ConfigError`` names what is missing.
+    ``retry_failing_now`` makes failing versions due at once instead of at their next
+    attempt (the CMS is back). ``config`` and ``target`` default to the settings'
+    (``load_delivery_config``, ``make_target``); a ``ConfigError`` names what is missing.
     """
     config = config or load_delivery_config(settings)
     stop = stop or threading.Event()
@@ -145,6 +148,8 @@ def deliver(
         sessions = session_factory(engine)
         target = target or make_target(config)
         with sessions() as session, ThreadPoolExecutor(config.concurrency) as pool:
+            if retry_failing_now:
+                retry_now(session)
             _loop(session, pool, target, config, summary, watch, limit, poll_s, on_event, stop)
             summary.counts = delivery_counts(session)
             summary.next_due_at = next_due_at(session)
