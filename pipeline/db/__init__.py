@@ -15,7 +15,8 @@
   its plan against its bill per model and layout);
 - ``outbox``: the delivery outbox (``deliveries``): each version of an (article, task) item an
   editor's decision makes for the CMS, added in the decision's transaction, claimed with a
-  lease by the deliverer, recorded sent or failing.
+  lease by the deliverer, recorded sent or failing; ``deliverylog``: the outbox as
+  ``contentgen deliveries`` lists it.
 
 ``jobs``, ``queue`` and ``leases`` are exported as modules: their functions read best with
 their namespace (``jobs.claim``, ``queue.enqueue``).
@@ -24,6 +25,13 @@ their namespace (``jobs.claim``, ``queue.enqueue``).
 from __future__ import annotations
 
 from pipeline.db import jobs, leases, queue
+from pipeline.db.deliverylog import (
+    DeliveryRow,
+    delivery_counts,
+    list_deliveries,
+    next_due_at,
+    retry_now,
+)
 from pipeline.db.engine import MISSING_DRIVER, is_sqlite, make_engine, session_factory
 from pipeline.db.jobs import Claim, ClaimedJob
 from pipeline.db.learning import (
@@ -62,18 +70,13 @@ from pipeline.db.outbox import (
     DELIVERY_STATES,
     Delivery,
     DeliveryFacts,
-    DeliveryRow,
     add_delivery,
     claim_deliveries,
     deliverer_owner,
-    delivery_counts,
     item_uri,
-    list_deliveries,
     mark_failed,
     mark_sent,
-    next_due_at,
     release_dead,
-    retry_now,
     webhook_id,
 )
 from pipeline.db.outcomes import OutcomeRow, insert_unseen, record_outcomes
