@@ -108,7 +108,7 @@ def test_ten_kills_mid_batch_deliver_every_version_once_per_webhook_id(
         for _ in range(KILLS):
             proc = start()
             seen = _requests(cms)
-            _wait(lambda: _requests(cms) >= seen + 2, proc, timeout_s=30)  # mid-batch
+            _wait(lambda seen=seen: _requests(cms) >= seen + 2, proc, timeout_s=30)  # mid-batch
             proc.send_signal(signal.SIGKILL)
             proc.communicate(timeout=10)
             held, unsent = _held_by(database_url, proc.pid)
