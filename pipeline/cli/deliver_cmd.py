@@ -33,7 +33,7 @@ from pipeline.errors import InputError
 from pipeline.settings import get_settings
 
 # Exit codes of `contentgen deliver` (docs/delivery.md).
-EXIT_FAILING = 1  # some sends of this pass failed; they stay queued and are retried later
+EXIT_FAILING = 1  # versions are failing after this pass; they stay queued for their retry
 
 
 @contextmanager
@@ -80,9 +80,10 @@ def deliver_cmd(
 
     Each version of an (article, task) goes under one webhook-id, so a receiver drops
     repeats; failed sends are retried with backoff (30 s doubling to 1 h), never dropped.
-    Prints a line per send and a summary. Exit 0: every send of this pass was accepted (or
-    nothing was due); 1: some failed and wait for their retry (`contentgen deliveries
-    --state failing`); 2: configuration or database error.
+    Prints a line per send and a summary. Exit 0: nothing is failing (every version sent,
+    or waiting for its first send); 1: versions are failing, each waiting for its retry
+    (`contentgen deliveries --state failing`); 2: configuration or database error. With
+    --watch, exit 0 when stopped.
 
     Example: `contentgen deliver --watch`
     """
@@ -113,7 +114,7 @@ def deliver_cmd(
         print_json(summary.as_dict())
     else:
         say(summary.line())
-    if summary.failed and not watch:
+    if summary.failing and not watch:
         raise typer.Exit(EXIT_FAILING)
 
 

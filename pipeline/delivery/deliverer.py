@@ -86,9 +86,15 @@ class DeliverySummary:
     counts: dict[str, int] = field(default_factory=dict)
     next_due_at: dt.datetime | None = None
 
+    @property
+    def failing(self) -> int:
+        """Versions failing after this call (refused or unanswered; waiting for a retry)."""
+        return self.counts.get("failing", 0)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
         data = asdict(self)
+        data["failing"] = self.failing
         data["next_due_at"] = self.next_due_at.isoformat() if self.next_due_at else None
         return data
 
