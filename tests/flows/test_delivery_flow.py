@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 from pydantic import SecretStr
 
-from flows.deployments import NIGHTLY_ENDED, build_deployments
 from flows.delivery import run_delivery
+from flows.deployments import NIGHTLY_ENDED, build_deployments
 from pipeline.settings import Settings
 from tests.delivery_support import SECRET, approve_all, generate, receiver
 from tests.flows.support import REPO, RecordingPublisher
