@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import stat
 import threading
 from pathlib import Path
 
@@ -152,6 +154,23 @@ def test_the_drop_folder_gets_one_json_file_per_version_written_atomically(
         assert item["provenance"]["decision"] == "approved" and item["language"] == "en"
         assert item["provenance"]["checks"] and item["source"]["id"]
     assert deliver(dropping).sent == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o666 & ~umask}  # importable
+
+
+def test_a_drop_folder_that_cannot_be_written_leaves_the_versions_failing(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A folder that is not a folder: each version failing with the path and the OS error."""
+    settings = generate(sqlite_url, tmp_path, n=1, tasks=("summary",))
+    approve_all(sqlite_url)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    summary = deliver(settings.model_copy(update={"delivery_folder": blocker / "cms"}))
+    assert (summary.sent, summary.failing) == (0, 1)
+    (row,) = outbox(sqlite_url)
+    assert row.state == "failing" and str(blocker / "cms") in (row.last_error or "")
 
 
 def test_a_failing_receiver_is_retried_with_backoff_and_the_error_kept(

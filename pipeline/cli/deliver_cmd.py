@@ -129,7 +129,8 @@ def deliveries_cmd(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """The delivery log: every version queued for the CMS, newest first, with its state
-    (pending, failing, sent, superseded), webhook-id, attempts and the last error.
+    (pending, failing, sent, superseded), attempts, when it was sent or is next tried, and the
+    last error (webhook-ids on a wide terminal, and with --json).
 
     Example: `contentgen deliveries --state failing`
     """
@@ -150,21 +151,23 @@ def deliveries_cmd(
         print_json({"counts": counts, "deliveries": [r.as_dict() for r in rows]})
         return
     if rows:
-        table = Table("id", "item", "v", "action", "state", "tries", "webhook-id", "when")
+        wide = console.width >= 140  # the webhook-ids fit beside the errors
+        table = Table("item", "v", "state", "tries", "when (UTC)")
+        if wide:
+            table.add_column("webhook-id", no_wrap=True)
         table.add_column("last error", overflow="fold")
         for r in rows:
             when = r.sent_at if r.state == "sent" else r.next_attempt_at
-            table.add_row(
-                str(r.id),
+            cells = [
                 f"{r.source_id}:{r.task}",
                 str(r.version),
-                r.action,
-                r.state,
+                r.state + (" (withdrawal)" if r.action == "canceled" else ""),
                 str(r.attempts),
-                r.webhook_id,
-                f"{when:%Y-%m-%d %H:%M:%S}" if when and r.state in ("sent", "failing") else "",
-                r.last_error or "",
-            )
+                f"{when:%m-%d %H:%M:%S}" if when and r.state != "superseded" else "",
+            ]
+            if wide:
+                cells.append(r.webhook_id)
+            table.add_row(*cells, r.last_error or "")
         console.print(table)
     else:
         say("no deliveries" + (f" {' or '.join(states)}" if states else " yet"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,9 +99,11 @@ class FolderTarget:
     def send(self, message_id: str, body: bytes) -> Sent:
         """One file, written atomically."""
         final = self._folder / f"{message_id}.json"
+        # Not mkstemp: its files are private (0600), and an importer may run as another user.
+        tmp = self._folder / f".{message_id}.{secrets.token_hex(6)}.tmp"
         try:
             self._folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{message_id}.", suffix=".tmp", dir=self._folder)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(body)
