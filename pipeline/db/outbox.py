@@ -5,8 +5,8 @@ ninjs ``uri``. Every decision that changes what the CMS should show adds a **ver
 item, one row here, in the same transaction as the decision (``add_delivery``, called by
 ``pipeline.review.decide``): an approval or an edit a version with the text, a rejection of an
 item the CMS already has a version that withdraws it (``canceled``). The row's ``webhook_id``
-is derived from (uri, version), so every send of one version carries the same id and a
-receiver drops repeats. A newer version supersedes the older ones not yet sent: they are
+is made once, with the row, so every send of one version carries the same id and a receiver
+drops repeats. A newer version supersedes the older ones not yet sent: they are
 never sent (the newest carries the current text).
 
 Sending (``pipeline.delivery``) claims due rows with a lease (``claim_deliveries``: PostgreSQL
@@ -22,7 +22,7 @@ States: ``pending`` (never tried) -> ``sent`` | ``failing`` (tried; retried at
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -91,11 +91,11 @@ def item_uri(source_id: str, task: str) -> str:
     return f"{URI_PREFIX}{quote(source_id, safe='')}:{quote(task, safe='')}"
 
 
-def webhook_id(uri: str, version: int) -> str:
-    """The Standard Webhooks message id of one version of an item: every send of it carries
-    this id, so a receiver that saw it drops the repeat."""
-    digest = hashlib.sha256(f"{uri}\n{version}".encode()).hexdigest()[:32]
-    return f"msg_{digest}"
+def webhook_id() -> str:
+    """A new Standard Webhooks message id for one version, stored with it, so every send of
+    the version carries it and a receiver drops repeats. Random, not derived from the item:
+    another database (a rehearsal, a rebuilt one) never reuses an id the CMS has seen."""
+    return f"msg_{secrets.token_hex(16)}"
 
 
 def _item(article_id: int, task: str) -> Any:
@@ -147,7 +147,7 @@ def add_delivery(
         task=task,
         version=version,
         uri=uri,
-        webhook_id=webhook_id(uri, version),
+        webhook_id=webhook_id(),
         generation_id=generation_id,
         review_id=review_id,
         action=action,
