@@ -28,6 +28,7 @@ from pipeline.errors import ConfigError
 from pipeline.review import decide, find
 from pipeline.settings import Settings
 from tests.delivery_support import SECRET, approve_all, generate, outbox, receiver
+from tests.engine_support import run_engine, simulator
 
 AI = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 AI_EDITED = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
@@ -130,6 +131,56 @@ def test_a_correction_is_delivered_as_an_update_of_the_same_item(
     states = {(d.generation_id, d.version): d.state for d in outbox(database_url)}
     assert sorted(states.values()) == ["sent", "sent", "sent", "sent", "superseded"]
     assert len(cms.processed) == 4 and set(cms.accepted.values()) == {1}
+
+
+def test_a_new_approval_after_a_regenerate_updates_the_same_item(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Approved and sent, then rejected with --regenerate (a withdrawal, v2), regenerated and
+    approved again: the new text is v3 of the same uri."""
+    settings = generate(sqlite_url, tmp_path, n=1, tasks=("summary",))
+    engine = make_engine(sqlite_url)
+    sessions = session_factory(engine)
+    ref = "nm-2025-0001:summary"
+    folder = tmp_path / "cms"
+    dropping = settings.model_copy(update={"delivery_folder": folder})
+    try:
+        with sessions() as session:
+            decide(session, find(session, ref), "approved", editor="ana")
+            session.commit()
+        assert deliver(dropping).sent == 1
+        with sessions() as session:
+            decide(
+                session,
+                find(session, ref),
+                "rejected",
+                editor="bo",
+                note="Too long",
+                regenerate_job=True,
+            )
+            session.commit()
+        assert deliver(dropping).sent == 1  # the withdrawal goes out before the new text
+        with simulator() as sim:
+            run_engine(settings.model_copy(update={"openai_base_url": sim.base_url}))
+        with sessions() as session:
+            output = find(session, ref)
+            assert output.review_state == "pending" and output.generation_id != 1
+            assert decide(session, output, "approved", editor="bo").delivery_version == 3
+            session.commit()
+        assert deliver(dropping).sent == 1
+    finally:
+        engine.dispose()
+    items = sorted(
+        (json.loads(f.read_text(encoding="utf-8")) for f in folder.iterdir()),
+        key=lambda i: int(i["version"]),
+    )
+    assert [(i["version"], i["pubstatus"]) for i in items] == [
+        ("1", "usable"),
+        ("2", "canceled"),
+        ("3", "usable"),
+    ]
+    assert len({i["uri"] for i in items}) == 1
+    assert items[2]["body_text"] and items[2]["provenance"]["generation_id"] == output.generation_id
 
 
 def test_the_drop_folder_gets_one_json_file_per_version_written_atomically(
