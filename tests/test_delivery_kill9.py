@@ -118,12 +118,10 @@ def test_ten_kills_mid_batch_deliver_every_version_once_per_webhook_id(
         killed_s = time.monotonic() - started
         last = start()
         _wait(lambda: len(cms.processed) == approved, last, timeout_s=60)
-        print(f"last deliverer: all processed after {time.monotonic() - started - killed_s:.1f} s")
         _wait(lambda: _held_by(database_url, -1)[1] == 0 or bool(time.sleep(0.2)), last, 30)
         last.send_signal(signal.SIGTERM)
         out, err = last.communicate(timeout=30)
         assert last.returncode == 0, err[-3000:]
-        print(f"last deliverer: exited after {time.monotonic() - started - killed_s:.1f} s")
     elapsed = time.monotonic() - started
 
     rows = outbox(database_url)
@@ -137,7 +135,9 @@ def test_ten_kills_mid_batch_deliver_every_version_once_per_webhook_id(
     assert cms.repeats <= sum(held_at_kills) <= KILLS * CONCURRENCY
     refused = [m for m, n in cms.failures_sent.items() if n]
     assert refused, "the receiver never refused a send: the retries were not tested"
-    assert all(by_id[m].attempts >= 3 for m in refused)  # two 500s, then accepted
+    assert set(refused) <= set(cms.processed)  # refused twice each, then accepted
+    # Their 500s were recorded as failed attempts (unless a kill cut the recording off).
+    assert sum(by_id[m].attempts >= 3 for m in refused) >= len(refused) - KILLS
     assert "sent nm-" in out and "outbox: " in out
     shown = subprocess.run(
         [str(CONTENTGEN), "deliveries", "--state", "failing", "--json"],
