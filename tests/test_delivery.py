@@ -276,6 +276,28 @@ def test_concurrent_claims_take_each_version_once(database_url: str, tmp_path: P
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 6
 
 
+def test_two_deliverers_at_once_send_each_version_once(database_url: str, tmp_path: Path) -> None:
+    """Two deliverers draining one outbox together: every version sent by one of them, none
+    twice (no repeat reaches the receiver)."""
+    settings = generate(database_url, tmp_path, n=8, tasks=("summary", "headline"))
+    assert approve_all(database_url) == 16
+    sent: list[int] = []
+    with receiver(delay_s=0.05) as cms:
+        hook = webhook_settings(settings, cms.url)
+
+        def one() -> None:
+            sent.append(deliver(hook).sent)
+
+        threads = [threading.Thread(target=one) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert sum(sent) == 16 and len(sent) == 2
+    assert len(cms.processed) == 16 and cms.repeats == 0 and cms.bad_signatures == 0
+    assert {r.state for r in outbox(database_url)} == {"sent"}
+
+
 def test_delivery_settings_errors_are_one_line_and_never_show_the_secret(
     tmp_path: Path,
 ) -> None:
