@@ -328,6 +328,14 @@ def test_delivery_settings_errors_are_one_line_and_never_show_the_secret(
         load_delivery_config(base)
     (config / "delivery.toml").write_text('[delivery]\nfolder = "out"\n')
     assert load_delivery_config(base).folder == Path("out")
+    secret_url = "https://bot:pw@cms.example:8443/hooks?token=t0k3n"
+    shown = load_delivery_config(
+        hook.model_copy(
+            update={"delivery_webhook_url": secret_url, "delivery_secret": SecretStr(SECRET)}
+        )
+    )
+    assert shown.target == "webhook https://***@cms.example:8443/hooks?***"
+    assert "pw" not in repr(shown) and "t0k3n" not in repr(shown)
     assert "whsec" not in repr(
         load_delivery_config(hook.model_copy(update={"delivery_secret": SecretStr(SECRET)}))
     )

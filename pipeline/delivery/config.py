@@ -11,6 +11,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -74,7 +75,8 @@ class DeliveryConfig:
     def __repr__(self) -> str:
         secret = "set" if self.secret else "unset"
         return (
-            f"DeliveryConfig(webhook_url={self.webhook_url!r}, folder={self.folder!r}, "
+            f"DeliveryConfig(webhook_url={shown_url(self.webhook_url or '')!r}, "
+            f"folder={self.folder!r}, "
             f"secret={secret})"
         )
 
@@ -82,7 +84,7 @@ class DeliveryConfig:
     def target(self) -> str:
         """The target in words, for progress lines (never the secret)."""
         if self.webhook_url:
-            return f"webhook {self.webhook_url}"
+            return f"webhook {shown_url(self.webhook_url)}"
         return f"folder {self.folder}"
 
     def retry_delay_s(self, attempts: int) -> float:
@@ -90,6 +92,18 @@ class DeliveryConfig:
         at most ``backoff_max_s`` (30 s, 1 min, 2 min, ... 1 h by default; never given up)."""
         doublings = min(max(attempts - 1, 0), 40)
         return float(min(self.backoff_max_s, self.backoff_s * 2.0**doublings))
+
+
+def shown_url(url: str) -> str:
+    """``url`` as printed: without user, password or query string (a CMS may put its token
+    there), which are replaced by ``***``."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    if parts.username or parts.password:
+        host = f"***@{host}"
+    return urlunsplit((parts.scheme, host, parts.path, "***" if parts.query else "", ""))
 
 
 def decode_secret(value: str) -> bytes:
