@@ -109,6 +109,7 @@ def deliver_cmd(
             stop=stop,
             config=config,
             retry_failing_now=now,
+            on_note=lambda text: say(text, err=True),
         )
     if json_out:
         print_json(summary.as_dict())

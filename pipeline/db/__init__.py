@@ -77,6 +77,7 @@ from pipeline.db.outbox import (
     mark_failed,
     mark_sent,
     release_dead,
+    release_leases,
     webhook_id,
 )
 from pipeline.db.outcomes import OutcomeRow, insert_unseen, record_outcomes
@@ -179,6 +180,7 @@ __all__ = [
     "regenerate",
     "rejection_notes",
     "release_dead",
+    "release_leases",
     "require_migrated",
     "retry_now",
     "run_totals",

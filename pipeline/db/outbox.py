@@ -206,6 +206,19 @@ def release_dead(session: Session, *, now: dt.datetime | None = None) -> int:
     return released
 
 
+def release_leases(session: Session, owner: str, *, now: dt.datetime | None = None) -> int:
+    """Give back every lease ``owner`` holds (commits); the count. A deliverer calls it when
+    none of its sends is in flight, after a database error cut its recording off."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None, updated_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 @dataclass(frozen=True)
 class DeliveryFacts:
     """Everything a payload is made of: the version, its decision, the text and provenance.

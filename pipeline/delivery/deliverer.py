@@ -17,14 +17,16 @@ its sends in flight.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from pipeline.db import (
@@ -37,6 +39,7 @@ from pipeline.db import (
     mark_sent,
     next_due_at,
     release_dead,
+    release_leases,
     require_migrated,
     retry_now,
     session_factory,
@@ -137,8 +140,12 @@ def deliver(
     config: DeliveryConfig | None = None,
     target: Target | None = None,
     retry_failing_now: bool = False,
+    on_note: Callable[[str], None] | None = None,
 ) -> DeliverySummary:
     """Send what is due (see the module docstring); ``limit`` caps the sends of this call.
+
+    With ``watch``, a database error (a restart, a dropped connection) is ridden out: the
+    deliverer says so through ``on_note``, waits, gives back what it held and goes on.
 
     ``retry_failing_now`` makes failing versions due at once instead of at their next
     attempt (the CMS is back). ``config`` and ``target`` default to the settings'
@@ -156,7 +163,21 @@ def deliver(
         with sessions() as session, ThreadPoolExecutor(config.concurrency) as pool:
             if retry_failing_now:
                 retry_now(session)
-            _loop(session, pool, target, config, summary, watch, limit, poll_s, on_event, stop)
+            while True:
+                try:
+                    _loop(
+                        session, pool, target, config, summary, watch, limit, poll_s, on_event, stop
+                    )
+                    break
+                except DBAPIError as exc:
+                    if not watch or stop.is_set():
+                        raise
+                    with contextlib.suppress(DBAPIError):
+                        session.rollback()
+                    wait_s = max(poll_s, 1.0)
+                    if on_note is not None:
+                        on_note(f"database error ({exc.orig or exc}); trying again in {wait_s} s")
+                    stop.wait(wait_s)
             summary.counts = delivery_counts(session)
             summary.next_due_at = next_due_at(session)
             session.rollback()
@@ -181,6 +202,7 @@ def _loop(
 ) -> None:
     owner = deliverer_owner(os.getpid())
     release_dead(session)
+    release_leases(session, owner)  # what an earlier pass held when the database failed
     while not stop.is_set():
         done = summary.sent + summary.failed
         n = config.concurrency if limit is None else min(config.concurrency, limit - done)
@@ -196,14 +218,17 @@ def _loop(
         futures: dict[Future[Sent], DeliveryFacts] = {
             pool.submit(_send, target, facts, config.language): facts for facts in claimed
         }
-        for future in as_completed(futures):
-            event = _record(session, owner, config, futures[future], future.result())
-            if event.outcome == "sent":
-                summary.sent += 1
-            elif event.outcome == "failing":
-                summary.failed += 1
-            if on_event is not None:
-                on_event(event)
+        try:
+            for future in as_completed(futures):
+                event = _record(session, owner, config, futures[future], future.result())
+                if event.outcome == "sent":
+                    summary.sent += 1
+                elif event.outcome == "failing":
+                    summary.failed += 1
+                if on_event is not None:
+                    on_event(event)
+        finally:
+            wait(futures)  # a database error while recording: no send of ours left in flight
 
 
 def _idle_wait(session: Session, poll_s: float) -> float:
