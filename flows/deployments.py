@@ -5,6 +5,9 @@
   and a concurrency limit of 1 so a run that overruns is never overlapped by the next one.
 - ``contentgen-adhoc/adhoc``: unscheduled, started from the UI's Custom run (or the API).
 - ``contentgen-cost-report/cost-report``: unscheduled, the cost report as artifacts.
+- ``contentgen-deliver/deliver``: triggered when a nightly run ends (completed or failed: the
+  approvals and retries it sends do not depend on the night's generation), one at a time;
+  also started from the UI.
 
 Served with ``pause_on_shutdown=False``: by default a stopped ``serve`` pauses its schedules, and
 the nightly run would silently stop after a restart. ``prefect.yaml`` declares the same
@@ -16,18 +19,23 @@ from __future__ import annotations
 from prefect import serve
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.deployments.runner import RunnerDeployment
+from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron, Schedule
 from prefect.types.entrypoint import EntrypointType
 from pydantic import ValidationError
 
 from flows.batch import adhoc_batch, nightly_run
 from flows.cost_report import cost_report_flow
+from flows.delivery import deliver_flow
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 
 NIGHTLY = "contentgen-nightly/nightly"
 ADHOC = "contentgen-adhoc/adhoc"
 COST_REPORT = "contentgen-cost-report/cost-report"
+DELIVER = "contentgen-deliver/deliver"
+# The nightly flow's end, as Prefect's events name it: the delivery runs after it.
+NIGHTLY_ENDED = ("prefect.flow-run.Completed", "prefect.flow-run.Failed")
 TAGS = ["contentgen"]
 
 
@@ -44,8 +52,20 @@ def nightly_schedule(settings: Settings) -> Schedule:
     return Cron(settings.nightly_cron, timezone=settings.timezone)
 
 
+def after_nightly() -> DeploymentEventTrigger:
+    """Start a deployment whenever a run of the nightly flow ends."""
+    return DeploymentEventTrigger(
+        name="after-nightly",
+        expect=set(NIGHTLY_ENDED),
+        match_related={
+            "prefect.resource.role": "flow",
+            "prefect.resource.name": nightly_run.name,
+        },
+    )
+
+
 def build_deployments(settings: Settings) -> list[RunnerDeployment]:
-    """The three deployments, loaded by module path (``flows`` is installed with the package)."""
+    """The four deployments, loaded by module path (``flows`` is installed with the package)."""
     # Module paths, not file paths: serve and workers then find the flows from any directory.
     module = EntrypointType.MODULE_PATH
     nightly = nightly_run.to_deployment(
@@ -71,7 +91,15 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
         tags=TAGS,
         entrypoint_type=module,
     )
-    return [_built(d) for d in (nightly, adhoc, report)]
+    delivery = deliver_flow.to_deployment(
+        name="deliver",
+        triggers=[after_nightly()],
+        concurrency_limit=1,
+        description="Approved texts to the CMS, after every nightly run (or now, from here).",
+        tags=TAGS,
+        entrypoint_type=module,
+    )
+    return [_built(d) for d in (nightly, adhoc, report, delivery)]
 
 
 def _built(deployment: object) -> RunnerDeployment:

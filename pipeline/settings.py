@@ -148,6 +148,27 @@ class Settings(BaseSettings):
         description="Where editors reach the review desk (`contentgen desk`): the nightly "
         "run's message and artifact link to its queue there.",
     )
+    # Delivery to the CMS (docs/delivery.md): these override config/delivery.toml's [delivery].
+    delivery_webhook_url: str | None = Field(
+        default=None, description="Where `contentgen deliver` posts approved texts (a webhook)."
+    )
+    delivery_secret: SecretStr | None = Field(
+        default=None,
+        description="The webhook's signing secret, whsec_<base64> (Standard Webhooks); only "
+        "from the environment, never from a file, never printed.",
+    )
+    delivery_folder: Path | None = Field(
+        default=None, description="A drop folder for approved texts as JSON files (instead)."
+    )
+    delivery_timeout_s: float | None = Field(
+        default=None, gt=0, description="Seconds one webhook send may take (default 10)."
+    )
+    delivery_backoff_s: float | None = Field(
+        default=None, gt=0, description="First wait before a failed send is retried (default 30)."
+    )
+    delivery_backoff_max_s: float | None = Field(
+        default=None, gt=0, description="Longest wait between retries (default 3600)."
+    )
     batch_max_requests: int = Field(default=50_000, ge=1, le=50_000, description="Per file.")
     batch_max_bytes: int = Field(
         default=200 * 1024 * 1024, ge=1024, le=200 * 1024 * 1024, description="Per file."

@@ -30,7 +30,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"db"}),
     frozenset({"limits"}),
     frozenset({"run", "reports", "review"}),
-    frozenset({"batchmode", "desk"}),
+    frozenset({"batchmode", "desk", "delivery"}),
     frozenset({"cli"}),
 )
 # The one door from the library to Prefect: `contentgen serve`, inside the command.

@@ -1,7 +1,7 @@
 """desk editors: who may sign off on the review desk, and their sessions
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-08 00:00:00.000000
 
 - ``editors``: one row per editor (name, unique) with the SHA-256 of their login token (the
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | Sequence[str] | None = "0010"
+down_revision: str | Sequence[str] | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -12,6 +12,7 @@ from pipeline.cli import (
     batches_cmd,
     cache_cmd,
     db_cmd,
+    deliver_cmd,
     demo_cmd,
     desk_cmd,
     enqueue_cmd,
@@ -55,6 +56,7 @@ for module in (
     results_cmd,
     review_cmd,
     desk_cmd,
+    deliver_cmd,
     cache_cmd,
     serve_cmd,
 ):

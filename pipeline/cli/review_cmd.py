@@ -250,6 +250,7 @@ def _record(
                     "review_id": d.review_id,
                     "editor": who,
                     "requeued": d.requeued,
+                    "delivery_version": d.delivery_version,
                     "warning": d.warning,
                 }
                 for d in done
@@ -260,7 +261,13 @@ def _record(
         again = (
             " and re-queued: `contentgen run` writes it again with the note" if d.requeued else ""
         )
-        say(f"{d.output.ref} (generation {d.output.generation_id}): {decision} by {who}{again}")
+        cms = ""
+        if d.delivery_version:
+            what = "its withdrawal" if decision == "rejected" else "it"
+            cms = f"; {what} queued for the CMS as v{d.delivery_version}"
+        say(
+            f"{d.output.ref} (generation {d.output.generation_id}): {decision} by {who}{again}{cms}"
+        )
         if d.warning:
             say(f"warning: {d.warning}", err=True)
 

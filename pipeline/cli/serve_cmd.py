@@ -1,4 +1,4 @@
-"""``contentgen serve``: serve the Prefect deployments (nightly, ad-hoc, cost report).
+"""``contentgen serve``: serve the Prefect deployments (nightly, ad-hoc, cost report, deliver).
 
 Prefect and ``flows`` are imported inside the command, so the rest of the CLI starts fast and
 works without a Prefect server.
@@ -23,12 +23,13 @@ def register(app: typer.Typer) -> None:
             None, "--limit", min=1, help="Flow runs this process executes at once (default: any)."
         ),
     ) -> None:
-        """Serve the nightly, ad-hoc and cost-report deployments on a Prefect server.
+        """Serve the nightly, ad-hoc, cost-report and deliver deployments on a Prefect server.
 
         Needs a running Prefect server (`prefect server start`) and PREFECT_API_URL pointing at
         it. The nightly schedule comes from CONTENTGEN_NIGHTLY_CRON in CONTENTGEN_TIMEZONE.
         Stopping this command does not pause the schedule. Start ad-hoc batches from the UI:
-        Deployments -> contentgen-adhoc/adhoc -> Run -> Custom run.
+        Deployments -> contentgen-adhoc/adhoc -> Run -> Custom run. The deliver deployment
+        runs whenever a nightly run ends and sends approved texts to the CMS.
 
         Example: PREFECT_API_URL=http://127.0.0.1:4200/api contentgen serve
         """
@@ -46,6 +47,7 @@ def register(app: typer.Typer) -> None:
         nightly_schedule(settings)  # a bad cron or time zone fails here, before anything prints
         console.print(
             f"Serving ContentGen deployments on {api_url}: nightly at "
-            f"{settings.nightly_cron!r} ({settings.timezone}), ad-hoc and cost report on demand."
+            f"{settings.nightly_cron!r} ({settings.timezone}), delivery after each nightly run, "
+            "ad-hoc and cost report on demand."
         )
         serve_deployments(settings, limit=limit)

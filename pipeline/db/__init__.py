@@ -12,7 +12,11 @@
 - ``versions``: profile versions and their texts; ``reviews``: editors' decisions, appended;
   ``views``: the editorial views of migration 0007 (``v_outputs``, ``v_current_outputs``);
   ``learning``: what a run learns for the next one (the cache-key rate per account and model,
-  its plan against its bill per model and layout).
+  its plan against its bill per model and layout);
+- ``outbox``: the delivery outbox (``deliveries``): each version of an (article, task) item an
+  editor's decision makes for the CMS, added in the decision's transaction, claimed with a
+  lease by the deliverer, recorded sent or failing; ``deliverylog``: the outbox as
+  ``contentgen deliveries`` lists it.
 
 ``jobs``, ``queue`` and ``leases`` are exported as modules: their functions read best with
 their namespace (``jobs.claim``, ``queue.enqueue``).
@@ -21,6 +25,13 @@ their namespace (``jobs.claim``, ``queue.enqueue``).
 from __future__ import annotations
 
 from pipeline.db import jobs, leases, queue
+from pipeline.db.deliverylog import (
+    DeliveryRow,
+    delivery_counts,
+    list_deliveries,
+    next_due_at,
+    retry_now,
+)
 from pipeline.db.engine import MISSING_DRIVER, is_sqlite, make_engine, session_factory
 from pipeline.db.jobs import Claim, ClaimedJob
 from pipeline.db.learning import (
@@ -57,6 +68,20 @@ from pipeline.db.models import (
     Run,
     utcnow,
 )
+from pipeline.db.outbox import (
+    DELIVERY_STATES,
+    Delivery,
+    DeliveryFacts,
+    add_delivery,
+    claim_deliveries,
+    deliverer_owner,
+    item_uri,
+    mark_failed,
+    mark_sent,
+    release_dead,
+    release_leases,
+    webhook_id,
+)
 from pipeline.db.outcomes import OutcomeRow, insert_unseen, record_outcomes
 from pipeline.db.prices import sync_prices
 from pipeline.db.procs import host_id, owner_alive, pid_alive
@@ -86,6 +111,7 @@ __all__ = [
     "AI_GENERATED",
     "CURRENT_OUTPUTS",
     "DECISIONS",
+    "DELIVERY_STATES",
     "GENERATION_STATUSES",
     "JOB_STATES",
     "MISSING_DRIVER",
@@ -98,6 +124,9 @@ __all__ = [
     "BillFigures",
     "Claim",
     "ClaimedJob",
+    "Delivery",
+    "DeliveryFacts",
+    "DeliveryRow",
     "DeskSession",
     "Editor",
     "Generation",
@@ -113,21 +142,30 @@ __all__ = [
     "RunTotals",
     "StoredVersion",
     "VersionRow",
+    "add_delivery",
     "add_review",
     "beat",
     "bill_history",
+    "claim_deliveries",
     "claimed_job",
     "close_run",
     "delete_members",
+    "deliverer_owner",
+    "delivery_counts",
     "find_version",
     "head_revision",
     "host_id",
     "insert_unseen",
     "is_sqlite",
+    "item_uri",
     "jobs",
     "leases",
+    "list_deliveries",
     "load_key_rates",
     "make_engine",
+    "mark_failed",
+    "mark_sent",
+    "next_due_at",
     "open_run",
     "output_history",
     "owner_alive",
@@ -145,7 +183,10 @@ __all__ = [
     "record_versions",
     "regenerate",
     "rejection_notes",
+    "release_dead",
+    "release_leases",
     "require_migrated",
+    "retry_now",
     "run_totals",
     "save_key_rates",
     "session_factory",
@@ -155,4 +196,5 @@ __all__ = [
     "upgrade",
     "upsert_members",
     "utcnow",
+    "webhook_id",
 ]

@@ -8,8 +8,13 @@ superseded by a correction of its article, replaced by a check's retry, or made 
 job's newest text, and only a completed one.
 
 ``decide`` adds its rows to the caller's transaction and does not commit, so a caller can
-commit the decision together with what must happen with it (the CLI commits at once; a
-delivery outbox row can join the same transaction).
+commit the decision together with what must happen with it (the CLI commits at once). The
+delivery outbox row is part of it: an approval or an edit adds the next version of its
+(article, task) item for the CMS (``pipeline.db.outbox``), and a rejection of an item the CMS
+already has adds a version that withdraws it, in the same transaction as the decision, so a
+decision is never saved without its delivery nor delivered without being saved. Outputs of
+tasks without review (``auto``: notes for the desk such as ``fact_check``) are not delivered:
+nothing reaches the CMS that no editor signed off (an editor who approves one anyway sends it).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from pipeline.db import RegenerateFilter, add_review, regenerate
+from pipeline.db import RegenerateFilter, add_delivery, add_review, regenerate
 from pipeline.errors import InputError
 from pipeline.review.outputs import Output, current_generation
 
@@ -28,14 +33,16 @@ MAX_NOTE = 4000
 
 @dataclass(frozen=True)
 class Decided:
-    """What a decision did: the output, the decision's row id, and whether the job was
-    re-queued (a rejection with ``regenerate``)."""
+    """What a decision did: the output, the decision's row id, whether the job was
+    re-queued (a rejection with ``regenerate``), and the delivery version it queued."""
 
     output: Output
     decision: str
     review_id: int
     requeued: bool
     warning: str | None = None
+    # The version of the (article, task) item this decision queued for the CMS (None: none).
+    delivery_version: int | None = None
 
 
 def _decidable(session: Session, output: Output) -> None:
@@ -108,6 +115,15 @@ def decide(
         edited_text=edited_text,
         regenerate=regenerate_job,
     )
+    delivery = add_delivery(
+        session,
+        article_id=output.article_id,
+        source_id=output.source_id,
+        task=output.task,
+        generation_id=output.generation_id,
+        review_id=review.id,
+        decision=decision,
+    )
     requeued = False
     if regenerate_job:
         result = regenerate(
@@ -119,4 +135,11 @@ def decide(
         requeued = result.jobs > 0
         if not requeued:
             warning = f"{output.ref}: its job is {output.job_state}, not re-queued"
-    return Decided(output, decision, review.id, requeued, warning)
+    return Decided(
+        output,
+        decision,
+        review.id,
+        requeued,
+        warning,
+        delivery_version=delivery.version if delivery is not None else None,
+    )

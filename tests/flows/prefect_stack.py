@@ -126,6 +126,11 @@ class PrefectStack:
         return f"{self.ui_url}/api"
 
     @property
+    def delivery_folder(self) -> Path:
+        """The drop folder the served deliver flow writes approved texts to."""
+        return self.root / "cms-drop"
+
+    @property
     def database_url(self) -> str:
         """The job database the served flows use."""
         return f"sqlite:///{self.root / 'jobs.db'}"
@@ -199,6 +204,8 @@ class PrefectStack:
             CONTENTGEN_FLOW_CHUNK_SIZE=str(FLOW_CHUNK_SIZE),
             OPENAI_BASE_URL=self.simulator.base_url,
             OPENAI_API_KEY="sk-test",
+            # The deliver flow (run after each nightly) drops approved texts here.
+            CONTENTGEN_DELIVERY_FOLDER=str(self.delivery_folder),
         )
         contentgen = str(Path(sys.executable).with_name("contentgen"))
         self.serve = self._spawn("serve", [contentgen, "serve"], env)
@@ -237,7 +244,7 @@ class PrefectStack:
         from prefect.client.orchestration import get_client
         from prefect.exceptions import ObjectNotFound
 
-        from flows.deployments import ADHOC, COST_REPORT, NIGHTLY
+        from flows.deployments import ADHOC, COST_REPORT, DELIVER, NIGHTLY
 
         deadline = time.monotonic() + SERVE_READY_TIMEOUT_S
         with get_client(sync_client=True) as client:
@@ -246,7 +253,7 @@ class PrefectStack:
                 if self.serve.poll() is not None:
                     raise RuntimeError(f"contentgen serve exited:\n{self.diagnostics()}")
                 try:
-                    for name in (NIGHTLY, ADHOC, COST_REPORT):
+                    for name in (NIGHTLY, ADHOC, COST_REPORT, DELIVER):
                         client.read_deployment_by_name(name)
                     return
                 except ObjectNotFound:
