@@ -92,6 +92,11 @@ def exit_status(parts: list[dict[str, Any]]) -> tuple[int, str | None]:
         if fatal:
             return EXIT_STOPPED, f"error: run stopped: {fatal}"
         reason = str(part.get("stop_reason") or "")
+        if reason == "budget" and part.get("budget_stop"):
+            return EXIT_STOPPED, (
+                f"run stopped by the budget {part['budget_stop']} (config/budgets.toml): "
+                "the remaining jobs are queued"
+            )
         if reason == "budget":
             return EXIT_STOPPED, "run stopped by --budget-usd: the remaining jobs are queued"
         if reason == "signal SIGINT":

@@ -12,7 +12,9 @@
 - ``versions``: profile versions and their texts; ``reviews``: editors' decisions, appended;
   ``views``: the editorial views of migration 0007 (``v_outputs``, ``v_current_outputs``);
   ``learning``: what a run learns for the next one (the cache-key rate per account and model,
-  its plan against its bill per model and layout).
+  its plan against its bill per model and layout);
+- ``budgets``: recurring budgets' spend per period and grants to running runs; ``alertlog``:
+  the alerts sent, one per event.
 
 ``jobs``, ``queue`` and ``leases`` are exported as modules: their functions read best with
 their namespace (``jobs.claim``, ``queue.enqueue``).
@@ -21,6 +23,13 @@ their namespace (``jobs.claim``, ``queue.enqueue``).
 from __future__ import annotations
 
 from pipeline.db import jobs, leases, queue
+from pipeline.db.alertlog import (
+    alerts_sent,
+    claim_alert,
+    note_alert_outcome,
+    runs_started_since,
+)
+from pipeline.db.budgets import BudgetUse, budget_use, grant, release_grants
 from pipeline.db.engine import MISSING_DRIVER, is_sqlite, make_engine, session_factory
 from pipeline.db.jobs import Claim, ClaimedJob
 from pipeline.db.learning import (
@@ -44,6 +53,7 @@ from pipeline.db.models import (
     GENERATION_STATUSES,
     JOB_STATES,
     REVIEW_STATES,
+    AlertSent,
     Article,
     Batch,
     BatchItem,
@@ -90,10 +100,12 @@ __all__ = [
     "OUTPUTS",
     "REVIEW_STATES",
     "SCALE",
+    "AlertSent",
     "Article",
     "Batch",
     "BatchItem",
     "BillFigures",
+    "BudgetUse",
     "Claim",
     "ClaimedJob",
     "Generation",
@@ -110,12 +122,16 @@ __all__ = [
     "StoredVersion",
     "VersionRow",
     "add_review",
+    "alerts_sent",
     "beat",
     "bill_history",
+    "budget_use",
+    "claim_alert",
     "claimed_job",
     "close_run",
     "delete_members",
     "find_version",
+    "grant",
     "head_revision",
     "host_id",
     "insert_unseen",
@@ -124,6 +140,7 @@ __all__ = [
     "leases",
     "load_key_rates",
     "make_engine",
+    "note_alert_outcome",
     "open_run",
     "output_history",
     "owner_alive",
@@ -141,8 +158,10 @@ __all__ = [
     "record_versions",
     "regenerate",
     "rejection_notes",
+    "release_grants",
     "require_migrated",
     "run_totals",
+    "runs_started_since",
     "save_key_rates",
     "session_factory",
     "stale_condition",

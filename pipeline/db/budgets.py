@@ -1,0 +1,161 @@
+"""Recurring budgets in the database: what a period has spent, and grants to running runs.
+
+The spend of a budget's period is the recorded cost of the generations it covers (by their
+job's batch label or task, or their article's section) created in the period. A running run
+spends against a *grant* (``budget_grants``): ``grant`` raises it in one transaction that
+first updates the budget's row in ``budget_locks`` (a row lock on PostgreSQL, the write lock on
+SQLite), so concurrent runners take turns and the limit holds for all of them:
+
+    spend of runs without a live grant + grants of running runs <= limit
+
+A run's own spend stays inside its grant (it reserves each request's worst case against it),
+so it is counted once, through the grant, until the run ends and ``release_grants`` deletes
+its rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import cast
+
+from sqlalchemy import ColumnElement, Table, and_, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from pipeline.db.articles import dialect_insert
+from pipeline.db.models import Article, BudgetGrant, BudgetLock, Generation, Job, Run
+from pipeline.money import BudgetSpec
+
+_LOCKS = cast(Table, BudgetLock.__table__)
+
+
+@dataclass(frozen=True)
+class BudgetUse:
+    """A budget in one period: recorded spend, what running runs hold, the limit."""
+
+    spec: BudgetSpec
+    period_start: dt.datetime
+    period_end: dt.datetime
+    spent_usd: Decimal
+    held_usd: Decimal
+
+    @property
+    def used_usd(self) -> Decimal:
+        """Spent plus held by running runs beyond what they spent."""
+        return self.spent_usd + self.held_usd
+
+    @property
+    def share(self) -> float:
+        """Spent as a share of the limit."""
+        return float(self.spent_usd / self.spec.limit_usd)
+
+
+def _covered(spec: BudgetSpec) -> ColumnElement[bool] | None:
+    if spec.scope == "batch_label":
+        return Job.batch_label == spec.match
+    if spec.scope == "task":
+        return Generation.task == spec.match
+    if spec.scope == "section":
+        return Article.section == spec.match
+    return None
+
+
+def period_spend(
+    session: Session,
+    spec: BudgetSpec,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    excluding_runs: list[int] | None = None,
+) -> Decimal:
+    """Recorded cost of the generations ``spec`` covers created in ``[start, end)``."""
+    query = (
+        select(func.coalesce(func.sum(Generation.cost_usd), 0))
+        .select_from(Generation)
+        .join(Job, Job.id == Generation.job_id)
+        .where(Generation.created_at >= start, Generation.created_at < end)
+    )
+    if spec.scope == "section":
+        query = query.join(Article, Article.id == Job.article_id)
+    covered = _covered(spec)
+    if covered is not None:
+        query = query.where(covered)
+    if excluding_runs:
+        query = query.where(
+            (Generation.run_id.is_(None)) | (Generation.run_id.not_in(excluding_runs))
+        )
+    return Decimal(session.scalar(query) or 0)
+
+
+def _live_grants(session: Session, budget: str, start: dt.datetime) -> dict[int, Decimal]:
+    rows = session.execute(
+        select(BudgetGrant.run_id, BudgetGrant.granted_usd)
+        .join(Run, Run.id == BudgetGrant.run_id)
+        .where(
+            BudgetGrant.budget == budget,
+            BudgetGrant.period_start == start,
+            Run.state == "running",
+        )
+    )
+    return {int(r.run_id): Decimal(r.granted_usd) for r in rows}
+
+
+def budget_use(
+    session: Session, spec: BudgetSpec, start: dt.datetime, end: dt.datetime
+) -> BudgetUse:
+    """What ``spec`` has spent in the period and what running runs hold beyond it."""
+    grants = _live_grants(session, spec.key, start)
+    spent = period_spend(session, spec, start, end)
+    others = period_spend(session, spec, start, end, excluding_runs=list(grants))
+    # A running run's grant covers its own spend: only the part not yet spent is held.
+    held = max(sum(grants.values(), Decimal(0)) - (spent - others), Decimal(0))
+    return BudgetUse(spec, start, end, spent, held)
+
+
+def grant(
+    session: Session,
+    spec: BudgetSpec,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    run_id: int,
+    wanted_usd: Decimal,
+) -> tuple[Decimal, Decimal]:
+    """Raise ``run_id``'s grant of ``spec`` in the period towards ``wanted_usd`` (its whole
+    grant, not an increment) as far as the limit allows, commit, and return the grant and
+    what the others use (recorded spend plus other running runs' grants).
+
+    Never lowers a grant: what the run reserved against it may be in flight.
+    """
+    values = {"budget": spec.key, "period_start": start, "grants": 0}
+    session.execute(dialect_insert(session, _LOCKS).values(values).on_conflict_do_nothing())
+    session.execute(
+        update(BudgetLock)
+        .where(and_(BudgetLock.budget == spec.key, BudgetLock.period_start == start))
+        .values(grants=BudgetLock.grants + 1)
+    )
+    grants = _live_grants(session, spec.key, start)
+    mine = grants.pop(run_id, Decimal(0))
+    others = sum(grants.values(), Decimal(0))
+    recorded = period_spend(session, spec, start, end, excluding_runs=[run_id, *grants])
+    room = spec.limit_usd - recorded - others
+    new = max(mine, min(wanted_usd, room))
+    if new != mine:
+        row = session.get(BudgetGrant, (spec.key, start, run_id))
+        if row is None:
+            session.add(
+                BudgetGrant(budget=spec.key, period_start=start, run_id=run_id, granted_usd=new)
+            )
+        else:
+            row.granted_usd = new
+            row.updated_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    session.commit()
+    return new, recorded + others
+
+
+def release_grants(session: Session, run_id: int) -> int:
+    """Delete ``run_id``'s grants (the run ended: its spend is recorded) and commit."""
+    deleted = session.execute(delete(BudgetGrant).where(BudgetGrant.run_id == run_id)).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    return int(deleted)
