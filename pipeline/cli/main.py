@@ -9,6 +9,7 @@ from importlib import metadata
 import typer
 
 from pipeline.cli import (
+    alerts_cmd,
     batches_cmd,
     cache_cmd,
     db_cmd,
@@ -55,6 +56,7 @@ for module in (
     review_cmd,
     cache_cmd,
     serve_cmd,
+    alerts_cmd,
 ):
     module.register(app)
 

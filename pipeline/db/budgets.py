@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.db.articles import dialect_insert
 from pipeline.db.models import Article, BudgetGrant, BudgetLock, Generation, Job, Run
-from pipeline.money import BudgetSpec
+from pipeline.money import BudgetFile, BudgetSpec, period_bounds
 
 _LOCKS = cast(Table, BudgetLock.__table__)
 
@@ -159,3 +159,12 @@ def release_grants(session: Session, run_id: int) -> int:
     deleted = session.execute(delete(BudgetGrant).where(BudgetGrant.run_id == run_id)).rowcount  # type: ignore[attr-defined]
     session.commit()
     return int(deleted)
+
+
+def budget_uses(session: Session, budgets: BudgetFile, now: dt.datetime) -> list[BudgetUse]:
+    """Every configured budget in the period containing ``now``."""
+    found = []
+    for spec in budgets.budgets:
+        start, end = period_bounds(spec.period, now, budgets.timezone)
+        found.append(budget_use(session, spec, start, end))
+    return found
