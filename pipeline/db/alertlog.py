@@ -27,11 +27,15 @@ def claim_alert(session: Session, key: str, *, event: str, run_id: int | None, t
         "text": text,
         "sent_at": utcnow(),
     }
+    # RETURNING, not rowcount: psycopg counts an INSERT that did nothing on conflict as 1.
     inserted = session.execute(
-        dialect_insert(session, _ALERTS).values(values).on_conflict_do_nothing()
-    ).rowcount  # type: ignore[attr-defined]
+        dialect_insert(session, _ALERTS)
+        .values(values)
+        .on_conflict_do_nothing()
+        .returning(_ALERTS.c.id)
+    ).scalar()
     session.commit()
-    return bool(inserted)
+    return inserted is not None
 
 
 def note_alert_outcome(session: Session, key: str, outcome: str) -> None:
