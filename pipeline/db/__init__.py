@@ -29,7 +29,14 @@ from pipeline.db.alertlog import (
     note_alert_outcome,
     runs_started_since,
 )
-from pipeline.db.budgets import BudgetUse, budget_use, budget_uses, grant, release_grants
+from pipeline.db.budgets import (
+    BudgetUse,
+    Grant,
+    budget_use,
+    budget_uses,
+    grant,
+    release_grants,
+)
 from pipeline.db.engine import MISSING_DRIVER, is_sqlite, make_engine, session_factory
 from pipeline.db.jobs import Claim, ClaimedJob
 from pipeline.db.learning import (
@@ -109,6 +116,7 @@ __all__ = [
     "Claim",
     "ClaimedJob",
     "Generation",
+    "Grant",
     "Job",
     "Member",
     "OutcomeRow",

@@ -31,6 +31,16 @@ _LOCKS = cast(Table, BudgetLock.__table__)
 
 
 @dataclass(frozen=True)
+class Grant:
+    """A run's grant after ``grant``: the grant, what the others use (recorded spend plus
+    running runs' grants) and the part of other runs' grants they have not spent yet."""
+
+    granted_usd: Decimal
+    others_usd: Decimal
+    others_unspent_usd: Decimal
+
+
+@dataclass(frozen=True)
 class BudgetUse:
     """A budget in one period: recorded spend, what running runs hold, the limit."""
 
@@ -68,8 +78,10 @@ def period_spend(
     end: dt.datetime,
     *,
     excluding_runs: list[int] | None = None,
+    only_runs: list[int] | None = None,
 ) -> Decimal:
-    """Recorded cost of the generations ``spec`` covers created in ``[start, end)``."""
+    """Recorded cost of the generations ``spec`` covers created in ``[start, end)`` (of
+    ``only_runs``, or of all runs but ``excluding_runs``)."""
     query = (
         select(func.coalesce(func.sum(Generation.cost_usd), 0))
         .select_from(Generation)
@@ -85,6 +97,8 @@ def period_spend(
         query = query.where(
             (Generation.run_id.is_(None)) | (Generation.run_id.not_in(excluding_runs))
         )
+    if only_runs is not None:
+        query = query.where(Generation.run_id.in_(only_runs))
     return Decimal(session.scalar(query) or 0)
 
 
@@ -121,12 +135,12 @@ def grant(
     *,
     run_id: int,
     wanted_usd: Decimal,
-) -> tuple[Decimal, Decimal]:
-    """Raise ``run_id``'s grant of ``spec`` in the period towards ``wanted_usd`` (its whole
-    grant, not an increment) as far as the limit allows, commit, and return the grant and
-    what the others use (recorded spend plus other running runs' grants).
-
-    Never lowers a grant: what the run reserved against it may be in flight.
+    floor_usd: Decimal = Decimal(0),
+) -> Grant:
+    """Set ``run_id``'s grant of ``spec`` in the period to ``wanted_usd`` (its whole grant,
+    not an increment) as far as the limit allows, never below ``floor_usd`` (what the run has
+    spent and reserved: it may be in flight), and commit. Headroom a run took earlier and did
+    not use goes back to the others this way.
     """
     values = {"budget": spec.key, "period_start": start, "grants": 0}
     session.execute(dialect_insert(session, _LOCKS).values(values).on_conflict_do_nothing())
@@ -139,8 +153,11 @@ def grant(
     mine = grants.pop(run_id, Decimal(0))
     others = sum(grants.values(), Decimal(0))
     recorded = period_spend(session, spec, start, end, excluding_runs=[run_id, *grants])
+    others_spent = (
+        period_spend(session, spec, start, end, only_runs=list(grants)) if grants else Decimal(0)
+    )
     room = spec.limit_usd - recorded - others
-    new = max(mine, min(wanted_usd, room))
+    new = max(floor_usd, min(wanted_usd, room))
     if new != mine:
         row = session.get(BudgetGrant, (spec.key, start, run_id))
         if row is None:
@@ -151,7 +168,7 @@ def grant(
             row.granted_usd = new
             row.updated_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     session.commit()
-    return new, recorded + others
+    return Grant(new, recorded + others, max(others - others_spent, Decimal(0)))
 
 
 def release_grants(session: Session, run_id: int) -> int:

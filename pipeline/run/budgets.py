@@ -20,13 +20,18 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.db import ClaimedJob, grant, release_grants, utcnow
+from pipeline.db import ClaimedJob, Grant, grant, release_grants, utcnow
 from pipeline.money import Budget, BudgetFile, BudgetSpec, period_bounds
 
 log = logging.getLogger("contentgen.run")
-# A grant asks for this many worst cases beyond the request at hand: fewer database calls,
-# while another runner may be refused what this one holds unspent (never more than this).
-GRANT_REQUESTS = 16
+# A grant asks for this many worst cases beyond the request at hand (at most GRANT_SHARE of
+# the limit): fewer database calls, while another runner may be refused what this one holds
+# unspent. A runner refused while others hold unspent grants waits for them to settle, up to
+# WAIT_OTHERS_S.
+GRANT_REQUESTS = 8
+GRANT_SHARE = Decimal("0.05")
+WAIT_OTHERS_S = 30.0
+OTHERS_POLL_S = 0.2
 
 Held = list[Budget]
 """The budgets one request reserved in (settled together)."""
@@ -42,6 +47,7 @@ class Recurring:
     budget: Budget
     lock: asyncio.Lock
     others_usd: Decimal = Decimal(0)  # other runs' spend and grants, at the last grant
+    others_unspent_usd: Decimal = Decimal(0)  # of which granted to running runs, not spent
 
 
 class Budgets:
@@ -98,10 +104,12 @@ class Budgets:
             b = rec.budget
             if b.spent_usd + b.reserved_usd + amount <= b.limit_usd:
                 return  # another request's top-up made room meanwhile
-            wanted = b.spent_usd + b.reserved_usd + amount * (1 + GRANT_REQUESTS)
+            floor = b.spent_usd + b.reserved_usd
+            headroom = min(amount * GRANT_REQUESTS, rec.spec.limit_usd * GRANT_SHARE)
+            wanted = floor + amount + headroom
             assert self.run_id is not None
 
-            def ask() -> tuple[Decimal, Decimal]:
+            def ask() -> Grant:
                 with self.sessions() as session:
                     return grant(
                         session,
@@ -110,9 +118,13 @@ class Budgets:
                         rec.end,
                         run_id=self.run_id or 0,
                         wanted_usd=wanted,
+                        floor_usd=floor,
                     )
 
-            b.limit_usd, rec.others_usd = await self.db_call(ask)
+            answer: Grant = await self.db_call(ask)
+            b.limit_usd = answer.granted_usd
+            rec.others_usd = answer.others_usd
+            rec.others_unspent_usd = answer.others_unspent_usd
 
     async def reserve(
         self,
@@ -124,7 +136,9 @@ class Budgets:
         stopping: Callable[[], bool],
     ) -> Held | None:
         """Reserve ``amount`` in every budget covering the job, or None (nothing reserved)
-        when one has no room even after in-flight requests settle: the run stops."""
+        when one has no room even after in-flight requests settle, this run's and, for up to
+        ``WAIT_OTHERS_S``, other runs': the run stops."""
+        waited = 0.0
         while True:
             held: Held = []
             blocked: Budget | None = None
@@ -145,8 +159,20 @@ class Budgets:
                 return held
             for budget in held:
                 budget.reserved_usd -= amount
+            rec = recurring.get(id(blocked))
+            if (
+                blocked.reserved_usd <= 0
+                and rec is not None
+                and rec.others_unspent_usd >= amount
+                and waited < WAIT_OTHERS_S
+                and not stopping()
+            ):
+                # Other runners hold grants they have not spent: what they do not use comes
+                # back when they settle or ask again.
+                await asyncio.sleep(OTHERS_POLL_S)
+                waited += OTHERS_POLL_S
+                continue
             if blocked.reserved_usd <= 0 or stopping():
-                rec = recurring.get(id(blocked))
                 if rec is not None and self.stopped_by is None:
                     self.stopped_by = rec.spec.key
                     log.info(
