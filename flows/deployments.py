@@ -5,6 +5,9 @@
   and a concurrency limit of 1 so a run that overruns is never overlapped by the next one.
 - ``contentgen-adhoc/adhoc``: unscheduled, started from the UI's Custom run (or the API).
 - ``contentgen-cost-report/cost-report``: unscheduled, the cost report as artifacts.
+- ``contentgen-deadline-check/deadline-check``: only when ``config/alerts.toml`` sets
+  ``nightly_deadline``, daily at that time (in its ``timezone``, else ``CONTENTGEN_TIMEZONE``):
+  alerts when no nightly run started by then.
 
 Served with ``pause_on_shutdown=False``: by default a stopped ``serve`` pauses its schedules, and
 the nightly run would silently stop after a restart. ``prefect.yaml`` declares the same
@@ -22,12 +25,15 @@ from pydantic import ValidationError
 
 from flows.batch import adhoc_batch, nightly_run
 from flows.cost_report import cost_report_flow
+from flows.deadline import deadline_check
+from pipeline.alerts import alerts_config
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 
 NIGHTLY = "contentgen-nightly/nightly"
 ADHOC = "contentgen-adhoc/adhoc"
 COST_REPORT = "contentgen-cost-report/cost-report"
+DEADLINE_CHECK = "contentgen-deadline-check/deadline-check"
 TAGS = ["contentgen"]
 
 
@@ -45,7 +51,8 @@ def nightly_schedule(settings: Settings) -> Schedule:
 
 
 def build_deployments(settings: Settings) -> list[RunnerDeployment]:
-    """The three deployments, loaded by module path (``flows`` is installed with the package)."""
+    """The deployments (three, four with a nightly deadline), loaded by module path (``flows``
+    is installed with the package)."""
     # Module paths, not file paths: serve and workers then find the flows from any directory.
     module = EntrypointType.MODULE_PATH
     nightly = nightly_run.to_deployment(
@@ -71,7 +78,20 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
         tags=TAGS,
         entrypoint_type=module,
     )
-    return [_built(d) for d in (nightly, adhoc, report)]
+    built = [_built(d) for d in (nightly, adhoc, report)]
+    rules = alerts_config(settings).rules
+    deadline = rules.deadline()
+    if deadline is not None:
+        zone = rules.timezone or settings.timezone
+        check = deadline_check.to_deployment(
+            name="deadline-check",
+            schedules=[Cron(f"{deadline.minute} {deadline.hour} * * *", timezone=zone)],
+            description=f"Alerts when no nightly run started by {rules.nightly_deadline} ({zone}).",
+            tags=TAGS,
+            entrypoint_type=module,
+        )
+        built.append(_built(check))
+    return built
 
 
 def _built(deployment: object) -> RunnerDeployment:
