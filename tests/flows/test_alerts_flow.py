@@ -9,8 +9,13 @@ config/budgets.toml from a config folder of this test's own.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,6 +28,7 @@ from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.models import Job, Run
 from tests.alerts_support import Received, WebhookReceiver, webhook_receiver, write_config
 from tests.flows.prefect_stack import PrefectStack
+from tests.flows.support import REPO
 
 pytestmark = [pytest.mark.prefect_server, pytest.mark.slow]
 
@@ -68,7 +74,7 @@ def alert_stack(
 
 def alerts_about(receiver: WebhookReceiver, run_ids: list[int]) -> list[Received]:
     """The alerts the receiver got about ``run_ids``."""
-    return [r for r in receiver.received if r.json()["figures"].get("run_id") in run_ids]
+    return [r for r in receiver.received if r.json().get("figures", {}).get("run_id") in run_ids]
 
 
 def rows(stack: PrefectStack, flow_run_id: str, label: str) -> tuple[list[Run], list[Job]]:
@@ -83,6 +89,40 @@ def rows(stack: PrefectStack, flow_run_id: str, label: str) -> tuple[list[Run], 
     finally:
         engine.dispose()
     return runs, jobs
+
+
+def test_the_documented_prefect_automations_are_accepted(
+    alert_stack: PrefectStack, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """docs/prefect-automations.yaml, with a webhook block pointing at the receiver, is taken
+    by `prefect automation create` on the real server (the next test sees it fire)."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    block = CustomWebhookNotificationBlock(
+        name="contentgen-test",
+        url=receiver.url,
+        json_data={"prefect": True, "subject": "{{subject}}", "body": "{{body}}"},
+        allow_private_urls=True,
+    )
+    block_id = block.save("contentgen-alerts", overwrite=True)
+    text = (REPO / "docs" / "prefect-automations.yaml").read_text()
+    path = tmp_path / "automations.yaml"
+    path.write_text(text.replace("BLOCK_DOCUMENT_ID", str(block_id)))
+    env = {**os.environ, "PREFECT_API_URL": alert_stack.api_url, "COLUMNS": "250"}
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    created = subprocess.run(
+        [prefect, "automation", "create", "--from-file", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    listed = subprocess.run(
+        [prefect, "automation", "ls"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "contentgen-flow-run-failed" in listed.stdout
+    assert "contentgen-nightly-late" in listed.stdout
 
 
 def test_a_nightly_run_with_a_refused_key_fails_and_alerts_once(
@@ -119,6 +159,16 @@ def test_a_nightly_run_with_a_refused_key_fails_and_alerts_once(
     assert body["figures"]["stop_reason"] == "fatal auth"
     assert "401" in body["figures"]["detail"] or "key" in body["figures"]["detail"].lower()
     assert body["figures"]["command"] == f"contentgen report --run {runs[0].id}"
+
+    # The documented Prefect automation saw the failed flow run too, and said so.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        told = [r.json() for r in receiver.received if r.json().get("prefect")]
+        if any(flow_run.name in t["subject"] and "Failed" in t["subject"] for t in told):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"no Prefect notification: {told}\n{alert_stack.diagnostics()}")
 
 
 def test_a_nightly_run_that_hits_its_daily_budget_stops_and_alerts_once(
