@@ -89,6 +89,7 @@ def settings_for(database_url: str, config_dir: Path) -> Settings:
         ('[alerts.webhook]\nurl = "hooks.slack.com/x"\n', "alerts.toml: alerts.webhook.url:"),
         ('[alerts]\ntimezone = "Mars/Base"\n', "unknown time zone 'Mars/Base'"),
         (GENERIC + 'url = "https://example.org/hook"\n', "alerts.webhook.format: a generic"),
+        (SLACK, "alerts.webhook.url: no URL: set CONTENTGEN_ALERT_WEBHOOK_URL"),
         (
             '[alerts.email]\nhost = "smtp"\nsender = "a@b.c"\nto = ["x@y.z"]\nusername = "u"\n',
             "alerts.email.username: set CONTENTGEN_SMTP_PASSWORD",

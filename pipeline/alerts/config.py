@@ -155,6 +155,10 @@ def load_alerts(config_dir: Path, environ: Mapping[str, str]) -> AlertsConfig:
     url = environ.get(WEBHOOK_URL_ENV) or (rules.webhook.url if rules.webhook else None)
     if url and not url.startswith(("http://", "https://")):
         raise ConfigError(f"{WEBHOOK_URL_ENV}: must be an http(s) URL")
+    if rules.webhook is not None and not url:
+        raise ConfigError(
+            f"{path}: alerts.webhook.url: no URL: set {WEBHOOK_URL_ENV} (or url in the file)"
+        )
     if url and rules.webhook is None:
         rules = rules.model_copy(update={"webhook": WebhookSpec()})
     secret = environ.get(WEBHOOK_SECRET_ENV) or None
