@@ -56,7 +56,7 @@ def stopped_run(engine: Engine, **values: object) -> int:
     fields: dict[str, object] = {
         "kind": "nightly",
         "trigger": "schedule",
-        "state": "stopped",
+        "state": "failed",
         "stop_reason": "fatal auth",
         "succeeded": 3,
         "failed": 0,
@@ -170,7 +170,7 @@ def test_slack_webhook_gets_text_with_the_runs_figures(
     payload = receiver.received[0].json()
     assert list(payload) == ["text"]
     text = payload["text"]
-    assert f"nightly run {run_id} stopped" in text
+    assert f"nightly run {run_id} failed: an error no request can get past" in text
     assert "Generated 3, failed 0" in text and "Cost $0.0123, forecast $0.0400" in text
     assert "Cause: 401 bad key" in text
     assert f"contentgen report --run {run_id}" in text
@@ -182,7 +182,7 @@ def test_generic_webhook_is_signed_and_the_signature_verifies(
 ) -> None:
     """The generic body carries event and figures; its HMAC header verifies with the secret
     and fails for a changed body, another secret or a stale timestamp."""
-    run_id = stopped_run(engine, stop_reason="budget", budget_usd=Decimal("0.05"))
+    run_id = stopped_run(engine, state="budget", stop_reason="budget", budget_usd=Decimal("0.05"))
     with webhook_receiver() as receiver:
         config = write_config(tmp_path, alerts=GENERIC)
         env = {
@@ -254,7 +254,7 @@ def test_a_finished_run_and_a_signal_stop_send_nothing(
 ) -> None:
     """A clean run and a stop the operator asked for (Ctrl-C) are not alerted."""
     clean = stopped_run(engine, state="finished", stop_reason=None)
-    interrupted = stopped_run(engine, stop_reason="signal SIGINT")
+    interrupted = stopped_run(engine, state="stopped", stop_reason="signal SIGINT")
     with webhook_receiver() as receiver:
         config = write_config(tmp_path, alerts=SLACK)
         env = {"CONTENTGEN_ALERT_WEBHOOK_URL": receiver.url}

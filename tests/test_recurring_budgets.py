@@ -75,7 +75,7 @@ def test_a_daily_budget_stops_the_run_and_leaves_the_rest_queued(
     database_url: str, engine: Engine, tmp_path: Path
 ) -> None:
     """Concurrency 32 under a $0.004 daily budget on one task: the bill stays within it, the
-    run says stopped/budget and which budget, the other jobs stay queued untouched, and the
+    run row says `budget` and which budget, the other jobs stay queued untouched, and the
     run's grant is gone once it ends."""
     ids = seed(engine, ["summary", "headline"], n=12)
     config = write_config(
@@ -87,12 +87,12 @@ def test_a_daily_budget_stops_the_run_and_leaves_the_rest_queued(
         billed = billed_usd(sim)
 
     assert (summary.state, summary.stop_reason, summary.budget_stop) == (
-        "stopped",
+        "budget",
         "budget",
         "summaries",
     )
     run = run_row(engine, summary.run_id)
-    assert (run.state, run.stop_reason) == ("stopped", "budget")
+    assert (run.state, run.stop_reason) == ("budget", "budget")
     assert recorded_cost(engine) == billed
     with Session(engine) as session:
         assert session.scalars(select(BudgetGrant)).all() == []  # given back at the end
@@ -121,7 +121,7 @@ def test_spend_of_earlier_runs_in_the_period_counts(
         second = run_engine(settings, RunOptions(concurrency=4))
         billed = billed_usd(sim)
     assert first.state == "finished"
-    assert (second.state, second.stop_reason) == ("stopped", "budget")
+    assert (second.state, second.stop_reason) == ("budget", "budget")
     assert billed <= Decimal("0.003")
     assert recorded_cost(engine) == billed
 
@@ -131,20 +131,26 @@ def test_two_concurrent_runners_share_one_daily_budget(
     database_url: str, engine: Engine, tmp_path: Path
 ) -> None:
     """Two worker processes on one PostgreSQL database under a $0.015 daily budget: together
-    they never pass it (the simulator's bill is the witness), both do work, the budget stops
-    them, and the jobs neither sent are queued."""
+    they never pass it (the simulator's bill is the witness), the budget stops them, and the
+    jobs neither sent are queued. (Which runner spends it is not promised: see NOTES.)"""
     seed(engine, ["summary", "headline"], n=30)
     config = write_config(tmp_path, budgets=budgets_toml("0.015"))
     with simulator(latency_scale=0.5) as sim:
         settings = engine_settings(database_url, sim, tmp_path, config_dir=config)
-        with worker(settings, concurrency=8) as a, worker(settings, concurrency=8) as b:
+        # Small claims, so neither runner holds most of the queue in its hands.
+        with (
+            worker(settings, concurrency=8, chunk_size=4) as a,
+            worker(settings, concurrency=8, chunk_size=4) as b,
+        ):
             first, second = finish(a), finish(b)
         billed = billed_usd(sim)
     assert billed <= Decimal("0.015"), billed
     assert recorded_cost(engine) == billed
     # One may run out of jobs first (the other holds the rest); the limit stops the other.
     assert "budget" in {first["stop_reason"], second["stop_reason"]}
-    assert first["succeeded"] > 0 and second["succeeded"] > 0, (first, second)
+    # The limit was used, not given up early (a request's worst case is ~$0.002 here).
+    assert billed > Decimal("0.015") - 3 * Decimal("0.002"), billed
+    assert first["succeeded"] + second["succeeded"] > 0
     rows = job_rows(engine)
     assert any(j.state == "queued" for j in rows)
     assert all(j.state in ("queued", "succeeded") for j in rows)

@@ -2,9 +2,9 @@
 for, each as one ``Message`` with its figures and the command to look closer. Values in,
 values out: ``notify`` reads the rows and sends.
 
-Events of a run: ``failed`` (state failed), ``fatal`` (stopped by an error no request gets
-past: bad key, no quota, unknown model, API unreachable), ``budget`` (stopped by
-``--budget-usd`` or a recurring budget), ``database`` (the database stayed away),
+Events of a run: ``failed`` (state failed), ``fatal`` (failed on an error no request gets
+past: bad key, no quota, unknown model, API unreachable), ``budget`` (state budget: stopped
+by ``--budget-usd`` or a recurring budget), ``database`` (the database stayed away),
 ``stopped`` (another stop a run cannot recover from by itself), ``cancelled``,
 ``failure_rate`` and ``over_forecast``. Stops asked by a signal (Ctrl-C, SIGTERM) are the
 operator's own and not alerted. Beyond runs: ``budget_soft`` (a recurring budget passed its
@@ -39,16 +39,16 @@ class Event:
 def stop_event(run: Run) -> str | None:
     """The stop or failure event of a closed run, or None (finished, or stopped by a signal)."""
     reason = run.stop_reason or ""
+    if reason.startswith("fatal"):
+        return "fatal"
     if run.state == "failed":
         return "failed"
     if run.state == "cancelled":
         return "cancelled"
+    if run.state == "budget" or (run.state == "stopped" and reason == "budget"):
+        return "budget"
     if run.state != "stopped" or reason.startswith("signal"):
         return None
-    if reason == "budget":
-        return "budget"
-    if reason.startswith("fatal"):
-        return "fatal"
     if reason == "database unreachable":
         return "database"
     return "stopped"
@@ -58,7 +58,7 @@ _TITLES = {
     "failed": "failed",
     "cancelled": "was cancelled",
     "budget": "stopped: out of budget",
-    "fatal": "stopped: an error no request can get past",
+    "fatal": "failed: an error no request can get past",
     "database": "stopped: the database stayed away",
     "stopped": "stopped",
     "failure_rate": "failed too many jobs",

@@ -358,7 +358,7 @@ class Runner:
             elif cancelled:
                 state = "cancelled"
             else:
-                state = "stopped" if st.stop_reason else "finished"
+                state = closed_state(st.stop_reason)
             expected_ratio = st.expected_cached / st.prompt_tokens if st.prompt_tokens else 0.0
 
             learnt = _learnt_rates(st)
@@ -409,6 +409,21 @@ class Runner:
             if st.book is None
             else {m: r.as_dict() for m, r in st.book.learnt().items()},
         )
+
+
+def closed_state(stop_reason: str | None) -> str:
+    """The state a run row ends in: ``finished``; ``budget`` when a budget stopped it (its own
+    or a recurring one); ``failed`` when an error no request gets past did (bad key, no quota,
+    unknown model, API unreachable: the stop reason says which); ``stopped`` for the other
+    stops (a signal, the database, the journal, taken for dead). Unsent jobs are queued in all.
+    """
+    if not stop_reason:
+        return "finished"
+    if stop_reason == "budget":
+        return "budget"
+    if stop_reason.startswith("fatal "):
+        return "failed"
+    return "stopped"
 
 
 def _learnt_rates(st: RunState) -> dict[str, tuple[float, int, int]]:

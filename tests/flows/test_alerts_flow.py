@@ -128,9 +128,9 @@ def test_the_documented_prefect_automations_are_accepted(
 def test_a_nightly_run_with_a_refused_key_fails_and_alerts_once(
     alert_stack: PrefectStack, receiver: WebhookReceiver
 ) -> None:
-    """401 from the API: the flow run fails, the run row says `fatal auth`, every job is still
-    queued with no attempt counted, and one signed alert names the run, the cause and the
-    command to look closer."""
+    """401 from the API: the flow run fails, the run row says `failed` (`fatal auth`), every
+    job is still queued with no attempt counted, and one signed alert names the run, the cause
+    and the command to look closer."""
     assert alert_stack.simulator is not None
     faults = f"{alert_stack.simulator.root_url}/_sim/faults"
     alert_stack.enqueue(BAD_KEY_LABEL, articles=6, tasks=["summary"])
@@ -148,7 +148,7 @@ def test_a_nightly_run_with_a_refused_key_fails_and_alerts_once(
         f"{flow_run.state}\n{alert_stack.diagnostics()}"
     )
     runs, jobs = rows(alert_stack, str(flow_run.id), BAD_KEY_LABEL)
-    assert [(r.state, r.stop_reason) for r in runs] == [("stopped", "fatal auth")]
+    assert [(r.state, r.stop_reason) for r in runs] == [("failed", "fatal auth")]
     assert {(j.state, j.attempts, j.lease_owner) for j in jobs} == {("queued", 0, None)}
     assert len(jobs) == 6
 
@@ -175,7 +175,7 @@ def test_a_nightly_run_that_hits_its_daily_budget_stops_and_alerts_once(
     alert_stack: PrefectStack, receiver: WebhookReceiver
 ) -> None:
     """A $0.003 daily budget on the batch label: the flow stops claiming, the last run row
-    says `budget`, the unsent jobs are queued untouched, and exactly one alert says so."""
+    ends in state `budget`, the unsent jobs are queued untouched, and exactly one alert says so."""
     alert_stack.enqueue(BUDGET_LABEL, articles=12, tasks=["summary"])
     flow_run = run_deployment(
         NIGHTLY,
@@ -185,7 +185,7 @@ def test_a_nightly_run_that_hits_its_daily_budget_stops_and_alerts_once(
     )
     assert flow_run.state is not None and flow_run.state.is_final(), alert_stack.diagnostics()
     runs, jobs = rows(alert_stack, str(flow_run.id), BUDGET_LABEL)
-    assert runs and (runs[-1].state, runs[-1].stop_reason) == ("stopped", "budget"), [
+    assert runs and (runs[-1].state, runs[-1].stop_reason) == ("budget", "budget"), [
         (r.state, r.stop_reason) for r in runs
     ]
     assert all(r.state == "finished" for r in runs[:-1])
