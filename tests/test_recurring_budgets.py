@@ -132,15 +132,17 @@ def test_two_concurrent_runners_share_one_daily_budget(
 ) -> None:
     """Two worker processes on one PostgreSQL database under a $0.015 daily budget: together
     they never pass it (the simulator's bill is the witness), the budget stops them, and the
-    jobs neither sent are queued. (Which runner spends it is not promised: see NOTES.)"""
+    jobs neither sent are queued; each got a share (equal shares among running runs)."""
     seed(engine, ["summary", "headline"], n=30)
     config = write_config(tmp_path, budgets=budgets_toml("0.015"))
-    with simulator(latency_scale=0.5) as sim:
+    # Slow answers and two requests in flight each: the first runner cannot spend the budget
+    # before the second has started (a process start takes a second or two here).
+    with simulator(latency_scale=0.3) as sim:
         settings = engine_settings(database_url, sim, tmp_path, config_dir=config)
         # Small claims, so neither runner holds most of the queue in its hands.
         with (
-            worker(settings, concurrency=8, chunk_size=4) as a,
-            worker(settings, concurrency=8, chunk_size=4) as b,
+            worker(settings, concurrency=2, chunk_size=4) as a,
+            worker(settings, concurrency=2, chunk_size=4) as b,
         ):
             first, second = finish(a), finish(b)
         billed = billed_usd(sim)
@@ -150,7 +152,7 @@ def test_two_concurrent_runners_share_one_daily_budget(
     assert "budget" in {first["stop_reason"], second["stop_reason"]}
     # The limit was used, not given up early (a request's worst case is ~$0.002 here).
     assert billed > Decimal("0.015") - 3 * Decimal("0.002"), billed
-    assert first["succeeded"] + second["succeeded"] > 0
+    assert first["succeeded"] > 0 and second["succeeded"] > 0, (first, second)
     rows = job_rows(engine)
     assert any(j.state == "queued" for j in rows)
     assert all(j.state in ("queued", "succeeded") for j in rows)

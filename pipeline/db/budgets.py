@@ -138,9 +138,10 @@ def grant(
     floor_usd: Decimal = Decimal(0),
 ) -> Grant:
     """Set ``run_id``'s grant of ``spec`` in the period to ``wanted_usd`` (its whole grant,
-    not an increment) as far as the limit allows, never below ``floor_usd`` (what the run has
-    spent and reserved: it may be in flight), and commit. Headroom a run took earlier and did
-    not use goes back to the others this way.
+    not an increment) as far as the limit and an equal share of it among the running runs
+    allow, never below ``floor_usd`` (what the run has spent and reserved: it may be in
+    flight), and commit. Headroom a run took earlier and did not use goes back to the others
+    this way.
     """
     values = {"budget": spec.key, "period_start": start, "grants": 0}
     session.execute(dialect_insert(session, _LOCKS).values(values).on_conflict_do_nothing())
@@ -157,16 +158,18 @@ def grant(
         period_spend(session, spec, start, end, only_runs=list(grants)) if grants else Decimal(0)
     )
     room = spec.limit_usd - recorded - others
-    new = max(floor_usd, min(wanted_usd, room))
-    if new != mine:
-        row = session.get(BudgetGrant, (spec.key, start, run_id))
-        if row is None:
-            session.add(
-                BudgetGrant(budget=spec.key, period_start=start, run_id=run_id, granted_usd=new)
-            )
-        else:
-            row.granted_usd = new
-            row.updated_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    # Equal shares among the running runs that asked (a run refused everything keeps a row at
+    # 0): a runner spending fast cannot keep taking the room a waiting one would get.
+    fair = (spec.limit_usd - recorded) / (len(grants) + 1)
+    new = max(floor_usd, min(wanted_usd, room, fair))
+    row = session.get(BudgetGrant, (spec.key, start, run_id))
+    if row is None:
+        session.add(
+            BudgetGrant(budget=spec.key, period_start=start, run_id=run_id, granted_usd=new)
+        )
+    elif new != mine:
+        row.granted_usd = new
+        row.updated_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     session.commit()
     return Grant(new, recorded + others, max(others - others_spent, Decimal(0)))
 

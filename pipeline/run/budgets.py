@@ -163,7 +163,7 @@ class Budgets:
             if (
                 blocked.reserved_usd <= 0
                 and rec is not None
-                and rec.others_unspent_usd >= amount
+                and rec.others_unspent_usd > 0
                 and waited < WAIT_OTHERS_S
                 and not stopping()
             ):
