@@ -46,6 +46,7 @@ from flows.reporting import (
     run_markdown,
     table,
 )
+from pipeline.alerts import alerts_config, flow_run_ids, notify_runs
 from pipeline.db import make_engine, queued_count, session_factory
 from pipeline.errors import RunStopped
 from pipeline.run import Progress, RunOptions, choose_pace, run_batch
@@ -263,21 +264,50 @@ def execute_batch(
     return outcome
 
 
+def send_alerts(settings: Settings, context: RunContext, error: BaseException | None) -> None:
+    """Alert on the flow run's run rows (config/alerts.toml), once per event; never raises.
+
+    ``error``: what ended the flow run early (a fatal stop's line goes into the alert).
+    """
+    if context.flow_run_id is None:
+        return
+    try:
+        run_ids = flow_run_ids(settings, context.flow_run_id)
+    except Exception as exc:  # an alert must never change the flow run's outcome
+        _logger().warning("alerts not evaluated: %s", exc)
+        return
+    details = {}
+    if error is not None and run_ids:
+        details[run_ids[-1]] = str(error).removeprefix("run stopped: ")
+    for sent in notify_runs(settings, run_ids, details=details):
+        _logger().info("alert %s", sent.line())
+
+
 def _run_flow(kind: str, batch: BatchParameters) -> State[dict[str, Any]]:
     context = current_context(kind)
+    settings = get_settings()
+    alerts_config(settings)  # a wrong alerts.toml fails the flow run before anything is sent
     # The shared token limit's name is infrastructure, not a choice for the form.
     gate = None if batch.dry_run else open_token_gate(DEFAULT_TOKEN_LIMIT)
     publish = ArtifactPublisher()
     progress = FlowProgress(publish, f"{kind}-progress")
-    result = execute_batch(
-        get_settings(),
-        batch,
-        context,
-        run_chunk=lambda index, options: generate_chunk(index, options, progress.chunk()),
-        publish=publish,
-        gate=gate,
-        progress=progress,
-    )
+    error: BaseException | None = None
+    try:
+        result = execute_batch(
+            settings,
+            batch,
+            context,
+            run_chunk=lambda index, options: generate_chunk(index, options, progress.chunk()),
+            publish=publish,
+            gate=gate,
+            progress=progress,
+        )
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if not batch.dry_run:
+            send_alerts(settings, context, error)
     message = result.get("message") or "dry run: forecast published, nothing sent"
     return Completed(message=str(message), data=result)
 

@@ -24,6 +24,9 @@ from pipeline.run import RunOptions
 # seen a chunk of its own; later blocks use the average observed so far.
 DEFAULT_TOKENS_PER_REQUEST = 2_000
 
+# The states of a chunk's run row that end the flow run's loop (``run.runner.closed_state``).
+STOPPED_STATES = ("stopped", "budget", "failed")
+
 RunChunk = Callable[[int, RunOptions], dict[str, Any]]
 """Run one chunk: ``(index, options) -> RunSummary.as_dict()`` (a Prefect task in the flows)."""
 
@@ -173,7 +176,7 @@ def run_chunks(
             requests = sum(int(c["requests"]) for c in outcome.chunks)
             tokens_per_request = max(1, round(outcome.tokens_used / requests))
         index += 1
-        if summary.get("state") == "stopped":
+        if summary.get("state") in STOPPED_STATES:
             outcome.stop_reason = summary.get("stop_reason") or "stopped"
             break
         if claimed < n:

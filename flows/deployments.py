@@ -8,6 +8,9 @@
 - ``contentgen-deliver/deliver``: triggered when a nightly run ends (completed or failed: the
   approvals and retries it sends do not depend on the night's generation), one at a time;
   also started from the UI.
+- ``contentgen-deadline-check/deadline-check``: only when ``config/alerts.toml`` sets
+  ``nightly_deadline``, daily at that time (in its ``timezone``, else ``CONTENTGEN_TIMEZONE``):
+  alerts when no nightly run started by then.
 
 Served with ``pause_on_shutdown=False``: by default a stopped ``serve`` pauses its schedules, and
 the nightly run would silently stop after a restart. ``prefect.yaml`` declares the same
@@ -26,7 +29,9 @@ from pydantic import ValidationError
 
 from flows.batch import adhoc_batch, nightly_run
 from flows.cost_report import cost_report_flow
+from flows.deadline import deadline_check
 from flows.delivery import deliver_flow
+from pipeline.alerts import alerts_config
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 
@@ -36,6 +41,7 @@ COST_REPORT = "contentgen-cost-report/cost-report"
 DELIVER = "contentgen-deliver/deliver"
 # The nightly flow's end, as Prefect's events name it: the delivery runs after it.
 NIGHTLY_ENDED = ("prefect.flow-run.Completed", "prefect.flow-run.Failed")
+DEADLINE_CHECK = "contentgen-deadline-check/deadline-check"
 TAGS = ["contentgen"]
 
 
@@ -65,7 +71,8 @@ def after_nightly() -> DeploymentEventTrigger:
 
 
 def build_deployments(settings: Settings) -> list[RunnerDeployment]:
-    """The four deployments, loaded by module path (``flows`` is installed with the package)."""
+    """The deployments (four, five with a nightly deadline), loaded by module path (``flows``
+    is installed with the package)."""
     # Module paths, not file paths: serve and workers then find the flows from any directory.
     module = EntrypointType.MODULE_PATH
     nightly = nightly_run.to_deployment(
@@ -99,7 +106,20 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
         tags=TAGS,
         entrypoint_type=module,
     )
-    return [_built(d) for d in (nightly, adhoc, report, delivery)]
+    built = [_built(d) for d in (nightly, adhoc, report, delivery)]
+    rules = alerts_config(settings).rules
+    deadline = rules.deadline()
+    if deadline is not None:
+        zone = rules.timezone or settings.timezone
+        check = deadline_check.to_deployment(
+            name="deadline-check",
+            schedules=[Cron(f"{deadline.minute} {deadline.hour} * * *", timezone=zone)],
+            description=f"Alerts when no nightly run started by {rules.nightly_deadline} ({zone}).",
+            tags=TAGS,
+            entrypoint_type=module,
+        )
+        built.append(_built(check))
+    return built
 
 
 def _built(deployment: object) -> RunnerDeployment:

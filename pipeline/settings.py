@@ -254,9 +254,18 @@ def describe_settings_error(exc: ValidationError) -> str:
 
 
 # CONTENTGEN_* variables read elsewhere than ``Settings``: the simulator's options (a prefix),
-# enqueue's body limit, the tests' PostgreSQL server, the Prefect workers' working directory.
+# enqueue's body limit, the tests' PostgreSQL server, the Prefect workers' working directory,
+# the alert channels' secrets.
 OTHER_VARIABLES = frozenset(
-    {"CONTENTGEN_MAX_BODY_CHARS", "CONTENTGEN_TEST_PG_URL", "CONTENTGEN_HOME"}
+    {
+        "CONTENTGEN_MAX_BODY_CHARS",
+        "CONTENTGEN_TEST_PG_URL",
+        "CONTENTGEN_HOME",
+        # Secrets of config/alerts.toml's channels (pipeline.alerts.config).
+        "CONTENTGEN_ALERT_WEBHOOK_URL",
+        "CONTENTGEN_ALERT_WEBHOOK_SECRET",
+        "CONTENTGEN_SMTP_PASSWORD",
+    }
 )
 OTHER_PREFIXES = ("CONTENTGEN_SIM_",)
 

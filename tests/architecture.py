@@ -29,7 +29,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"planning", "client", "simulator"}),
     frozenset({"db"}),
     frozenset({"limits"}),
-    frozenset({"run", "reports", "review"}),
+    frozenset({"run", "reports", "review", "alerts"}),
     frozenset({"batchmode", "desk", "delivery"}),
     frozenset({"cli"}),
 )

@@ -54,9 +54,9 @@ def test_budget_holds_with_many_requests_in_flight(
 
     assert billed <= budget
     assert recorded_cost(engine) == billed
-    assert (summary.state, summary.stop_reason) == ("stopped", "budget")
+    assert (summary.state, summary.stop_reason) == ("budget", "budget")
     run = run_row(engine, summary.run_id)
-    assert (run.state, run.stop_reason, run.budget_usd) == ("stopped", "budget", budget)
+    assert (run.state, run.stop_reason, run.budget_usd) == ("budget", "budget", budget)
     assert run.cost_usd == billed
 
     rows = job_rows(engine)
@@ -92,7 +92,7 @@ def test_attempts_abandoned_to_client_timeouts_stay_inside_the_budget(
 
     assert sent["completed"] >= 3, sent  # the server finished (and billed) what we abandoned
     assert billed <= budget, (billed, sent)
-    assert (summary.state, summary.stop_reason) == ("stopped", "budget")
+    assert (summary.state, summary.stop_reason) == ("budget", "budget")
     assert recorded_cost(engine) == 0  # no answer ever came back
     rows = job_rows(engine)
     assert {j.state for j in rows} == {"queued"} and len(rows) == len(ids)

@@ -87,7 +87,7 @@ def test_a_server_that_never_answers_stops_the_run_after_the_window(
     wall_s = time.monotonic() - started
 
     assert silent.accepted >= 1
-    assert summary.state == "stopped" and summary.stop_reason == "fatal unreachable"
+    assert summary.state == "failed" and summary.stop_reason == "fatal unreachable"
     fatal = summary.fatal or ""
     silent_s = re.search(r"did not answer for (\d+)s", fatal)
     assert silent_s is not None, fatal

@@ -105,6 +105,8 @@ def panel(v: ProgressView) -> Table:
             "budget left",
             f"${money_text(v.budget_left_usd)} of ${money_text(v.budget_usd)}",
         )
+    for name, spent, limit in v.budgets:
+        table.add_row(f"budget {name}", f"${money_text(spent)} of ${money_text(limit)}")
     return table
 
 

@@ -9,6 +9,7 @@ from importlib import metadata
 import typer
 
 from pipeline.cli import (
+    alerts_cmd,
     batches_cmd,
     cache_cmd,
     db_cmd,
@@ -59,6 +60,7 @@ for module in (
     deliver_cmd,
     cache_cmd,
     serve_cmd,
+    alerts_cmd,
 ):
     module.register(app)
 

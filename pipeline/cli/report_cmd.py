@@ -18,6 +18,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from pipeline.cli.budgets_view import budgets_json, print_budgets
 from pipeline.cli.common import (
     console,
     err_console,
@@ -26,7 +27,9 @@ from pipeline.cli.common import (
     print_json,
     run_id_of,
 )
+from pipeline.db import budget_uses, utcnow
 from pipeline.errors import InputError
+from pipeline.money import load_budgets
 from pipeline.reports import (
     CostFigures,
     CostReport,
@@ -395,15 +398,20 @@ def register(app: typer.Typer) -> None:
         cache writes, billed above the input rate on GPT-5.6+, were not read).
         With --by run or --run, each run's forecast is set against its
         actual cost and cached ratio. Days are UTC; --until is inclusive.
+        With config/budgets.toml, a Budgets section shows each daily or monthly
+        budget's spend against its limit (today's or this month's).
 
         Example: `contentgen report --since yesterday --chart cost.html`
         """
         today = dt.datetime.now(dt.UTC).date()
         first = parse_day(since, today) if since else None
         last = parse_day(until, today) if until else None
-        engine, sessions = open_db(get_settings())
+        settings = get_settings()
+        budgets = load_budgets(settings.config_dir)
+        engine, sessions = open_db(settings)
         try:
             with sessions() as session:
+                uses = budget_uses(session, budgets, utcnow())
                 flt = ReportFilter(since=first, until=last, run_id=run_id_of(session, run))
                 result = cost_report(session, _DIMENSION[by], flt)
                 chart_by = "task" if by is By.day else _DIMENSION[by]
@@ -426,8 +434,13 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"cannot write chart {chart}: {exc.strerror}") from exc
             err_console.print(f"wrote chart {chart}", markup=False, highlight=False)
         if as_json or fmt is Format.json:
-            print_json(report_json(result))
+            found = report_json(result)
+            if uses:
+                found["budgets"] = budgets_json(uses)
+            print_json(found)
         elif fmt is Format.csv:
             write_csv(result)
         else:
             print_table(result)
+            if uses:
+                print_budgets(uses, budgets.timezone)

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from pipeline.alerts import alerts_config, notify_runs
 from pipeline.batchmode import run_in_mode
 from pipeline.cli.common import (
     JSON_OPTION,
@@ -15,6 +16,7 @@ from pipeline.cli.common import (
     err_console,
     handle_errors,
     print_json,
+    say,
 )
 from pipeline.cli.display import print_summary, progress_display, with_usd
 from pipeline.errors import InputError
@@ -92,6 +94,11 @@ def exit_status(parts: list[dict[str, Any]]) -> tuple[int, str | None]:
         if fatal:
             return EXIT_STOPPED, f"error: run stopped: {fatal}"
         reason = str(part.get("stop_reason") or "")
+        if reason == "budget" and part.get("budget_stop"):
+            return EXIT_STOPPED, (
+                f"run stopped by the budget {part['budget_stop']} (config/budgets.toml): "
+                "the remaining jobs are queued"
+            )
         if reason == "budget":
             return EXIT_STOPPED, "run stopped by --budget-usd: the remaining jobs are queued"
         if reason == "signal SIGINT":
@@ -164,8 +171,10 @@ def register(app: typer.Typer) -> None:
         The dry run shows the choice, e.g. "paced: 7 min instead of 30 s, saves $0.0200".
 
         Exit codes: 0 every job done; 1 some jobs failed; 2 usage or config error; 3 stopped
-        by a fatal API error (bad key, no quota, unknown model, API unreachable) or by
-        --budget-usd; 130 Ctrl-C; 143 SIGTERM. Unsent jobs stay queued with their attempts.
+        by a fatal API error (bad key, no quota, unknown model, API unreachable), by
+        --budget-usd or by a daily or monthly budget of config/budgets.toml; 130 Ctrl-C; 143
+        SIGTERM. Unsent jobs stay queued with their attempts. After the run, config/alerts.toml's
+        channels are told of a failed, stopped or over-budget run (docs/alerts.md).
 
         Example: contentgen run --tasks summary,headline --limit 1000 --concurrency 64
         """
@@ -215,8 +224,13 @@ def register(app: typer.Typer) -> None:
                     title="Dry run: plan and forecast (nothing sent)",
                 )
             return
+        alerts_config(settings)  # a wrong alerts.toml is one line before anything is sent
         with progress_display(quiet or as_json) as on_progress:
             result = run_in_mode(settings, options, progress=on_progress, handle_signals=True)
+        run_ids = [int(part["run_id"]) for part in result.parts if part.get("run_id")]
+        fatal = {int(p["run_id"]): str(p["fatal"]) for p in result.parts if p.get("fatal")}
+        for sent in notify_runs(settings, run_ids, details=fatal):
+            say(f"alert {sent.line()}", err=True)
         if as_json:
             print_json(result.parts[0] if len(result.parts) == 1 else result.as_dict())
         elif result.parts and all(_claimed_nothing(part) for part in result.parts):

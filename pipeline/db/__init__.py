@@ -17,6 +17,8 @@
   editor's decision makes for the CMS, added in the decision's transaction, claimed with a
   lease by the deliverer, recorded sent or failing; ``deliverylog``: the outbox as
   ``contentgen deliveries`` lists it.
+- ``budgets``: recurring budgets' spend per period and grants to running runs; ``alertlog``:
+  the alerts sent, one per event.
 
 ``jobs``, ``queue`` and ``leases`` are exported as modules: their functions read best with
 their namespace (``jobs.claim``, ``queue.enqueue``).
@@ -25,6 +27,20 @@ their namespace (``jobs.claim``, ``queue.enqueue``).
 from __future__ import annotations
 
 from pipeline.db import jobs, leases, queue
+from pipeline.db.alertlog import (
+    alerts_sent,
+    claim_alert,
+    note_alert_outcome,
+    runs_started_since,
+)
+from pipeline.db.budgets import (
+    BudgetUse,
+    Grant,
+    budget_use,
+    budget_uses,
+    grant,
+    release_grants,
+)
 from pipeline.db.deliverylog import (
     DeliveryRow,
     delivery_counts,
@@ -55,6 +71,7 @@ from pipeline.db.models import (
     GENERATION_STATUSES,
     JOB_STATES,
     REVIEW_STATES,
+    AlertSent,
     Article,
     Batch,
     BatchItem,
@@ -118,10 +135,12 @@ __all__ = [
     "OUTPUTS",
     "REVIEW_STATES",
     "SCALE",
+    "AlertSent",
     "Article",
     "Batch",
     "BatchItem",
     "BillFigures",
+    "BudgetUse",
     "Claim",
     "ClaimedJob",
     "Delivery",
@@ -130,6 +149,7 @@ __all__ = [
     "DeskSession",
     "Editor",
     "Generation",
+    "Grant",
     "Job",
     "Member",
     "OutcomeRow",
@@ -144,8 +164,12 @@ __all__ = [
     "VersionRow",
     "add_delivery",
     "add_review",
+    "alerts_sent",
     "beat",
     "bill_history",
+    "budget_use",
+    "budget_uses",
+    "claim_alert",
     "claim_deliveries",
     "claimed_job",
     "close_run",
@@ -153,6 +177,7 @@ __all__ = [
     "deliverer_owner",
     "delivery_counts",
     "find_version",
+    "grant",
     "head_revision",
     "host_id",
     "insert_unseen",
@@ -166,6 +191,7 @@ __all__ = [
     "mark_failed",
     "mark_sent",
     "next_due_at",
+    "note_alert_outcome",
     "open_run",
     "output_history",
     "owner_alive",
@@ -184,10 +210,12 @@ __all__ = [
     "regenerate",
     "rejection_notes",
     "release_dead",
+    "release_grants",
     "release_leases",
     "require_migrated",
     "retry_now",
     "run_totals",
+    "runs_started_since",
     "save_key_rates",
     "session_factory",
     "stale_condition",

@@ -435,3 +435,48 @@ class DeskSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class BudgetGrant(Base):
+    """What one running run may spend from one recurring budget in one period (0013).
+
+    A runner reserves each request's worst case against its grant and asks for more in a
+    transaction that locks the budget's period (``pipeline.db.budgets``): spend recorded by
+    other runs plus the grants of runs still running never pass the limit. The row goes when
+    the run ends; a dead run's grant stops counting once its row is closed.
+    """
+
+    __tablename__ = "budget_grants"
+
+    budget: Mapped[str] = mapped_column(String(128), primary_key=True)
+    period_start: Mapped[dt.datetime] = mapped_column(DateTime, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    granted_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class BudgetLock(Base):
+    """One row per (budget, period) that grant transactions update first: on PostgreSQL its
+    row lock, on SQLite the write lock, makes them take turns (0013)."""
+
+    __tablename__ = "budget_locks"
+
+    budget: Mapped[str] = mapped_column(String(128), primary_key=True)
+    period_start: Mapped[dt.datetime] = mapped_column(DateTime, primary_key=True)
+    grants: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AlertSent(Base):
+    """An alert sent (or tried): one row per event key, so an event evaluated twice is sent
+    once (0013). ``key`` is ``run:<id>:<event>``, ``budget:<name>:<period>`` or
+    ``deadline:<day>``; ``outcome`` says, per channel, sent or why not."""
+
+    __tablename__ = "alerts_sent"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    event: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    text: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

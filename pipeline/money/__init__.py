@@ -4,7 +4,8 @@
   (``Decimal``, never float);
 - ``cachepolicy``: each model's prompt-cache policy as data (regime, grid, minimum, write
   multiple, lifetimes);
-- ``budget``: a spending cap that holds however many requests are in flight.
+- ``budget``: a spending cap that holds however many requests are in flight;
+- ``recurring``: daily and monthly budgets per batch label, task or section (``budgets.toml``).
 """
 
 from __future__ import annotations
@@ -22,10 +23,20 @@ from pipeline.money.pricing import (
     load_pricing,
     tier_of,
 )
+from pipeline.money.recurring import (
+    BUDGETS_FILE,
+    BudgetFile,
+    BudgetSpec,
+    load_budgets,
+    period_bounds,
+)
 
 __all__ = [
+    "BUDGETS_FILE",
     "TIERS",
     "Budget",
+    "BudgetFile",
+    "BudgetSpec",
     "CachePolicySpec",
     "PriceTable",
     "PromptCachePolicy",
@@ -34,7 +45,9 @@ __all__ = [
     "Usage",
     "base_model_name",
     "cost_usd",
+    "load_budgets",
     "load_pricing",
+    "period_bounds",
     "resolve_policy",
     "tier_of",
     "worst_case_cost",

@@ -16,7 +16,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.db import VersionRow, make_engine, queue, require_migrated, session_factory
 from pipeline.errors import ConfigError, PricingError
-from pipeline.money import PriceTable, PromptCachePolicy, Tier, base_model_name, load_pricing
+from pipeline.money import (
+    BudgetFile,
+    PriceTable,
+    PromptCachePolicy,
+    Tier,
+    base_model_name,
+    load_budgets,
+    load_pricing,
+)
 from pipeline.planning import lifetime_problem
 from pipeline.prompts import Profile, load_profiles
 from pipeline.settings import Settings
@@ -30,6 +38,7 @@ class Config:
     prices: PriceTable
     sessions: sessionmaker[Session]
     policies: dict[str, PromptCachePolicy] = field(default_factory=dict)
+    budgets: BudgetFile = field(default_factory=BudgetFile)
 
 
 def cache_policies(
@@ -87,8 +96,9 @@ def check_prices_in_effect(
 
 
 def load_config(settings: Settings, today: dt.date | None = None) -> Config:
-    """Read profiles and prices, check every model is priced today, connect to a migrated
-    database. ``today`` (default: the UTC date, as recording uses) is when prices must hold.
+    """Read profiles, prices and recurring budgets, check every model is priced today, connect
+    to a migrated database. ``today`` (default: the UTC date, as recording uses) is when
+    prices must hold.
     """
     profiles = load_profiles(settings.config_dir)
     prices = load_pricing(settings.config_dir / "pricing.toml")
@@ -103,9 +113,10 @@ def load_config(settings: Settings, today: dt.date | None = None) -> Config:
                 "flex price in config/pricing.toml"
             )
     check_prices_in_effect(profiles, prices, today or dt.datetime.now(dt.UTC).date())
+    budgets = load_budgets(settings.config_dir)
     engine = make_engine(settings.database_url)
     require_migrated(engine)
-    return Config(profiles, prices, session_factory(engine), policies)
+    return Config(profiles, prices, session_factory(engine), policies, budgets)
 
 
 def runnable_tasks(

@@ -25,6 +25,7 @@ from pipeline.limits import SharedLimits
 from pipeline.money import Budget
 from pipeline.planning import BillHistory, KeyBook, PlannedRequest
 from pipeline.prompts import Layout
+from pipeline.run.budgets import Budgets
 from pipeline.run.config import Config
 from pipeline.run.dbthread import DatabaseThread
 from pipeline.run.execution import Dispatcher
@@ -126,6 +127,8 @@ class RunContext:
         self.chained = bool(followers)
         self.budget = None if options.budget_usd is None else Budget(options.budget_usd)
         self.progress.budget_usd = options.budget_usd
+        # The run's budget and the recurring ones (config/budgets.toml) a request reserves in.
+        self.budgets = Budgets(self.budget, config.budgets, config.sessions, self.db_call)
         # Set when a reservation is settled: a request waiting for budget room looks again.
         self.settled = asyncio.Event()
         self.state: RunState | None = None

@@ -167,6 +167,7 @@ class Feed:
                         continue
                     break
                 st.held.update(job.id for job in claimed)
+                ctx.budgets.note(claimed)
                 st.claimed += len(claimed)
                 if remaining is not None:
                     remaining -= len(claimed)

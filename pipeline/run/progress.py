@@ -52,6 +52,7 @@ class ProgressView:
     projected_usd: Decimal | None
     budget_usd: Decimal | None
     budget_left_usd: Decimal | None
+    budgets: list[tuple[str, Decimal, Decimal]]
     retries: int
     stopping: str | None
     elapsed_s: float
@@ -77,6 +78,8 @@ class ProgressView:
         parts.append(f"projected ${money_text(self.projected_usd)}")
         if self.budget_left_usd is not None:
             parts.append(f"budget left ${money_text(self.budget_left_usd)}")
+        for name, spent, limit in self.budgets:
+            parts.append(f"budget {name} ${money_text(spent)} of ${money_text(limit)}")
         parts.append(f"retries {self.retries}")
         text = " | ".join(parts)
         if self.stopping is not None:
@@ -162,6 +165,8 @@ class Progress:
     limiter: dict[str, Any] = field(default_factory=dict)
     queued_at_start: int | None = None
     budget_usd: Decimal | None = None
+    # Recurring budgets this run spends from: (name, the period's spend as seen, limit).
+    budgets: list[tuple[str, Decimal, Decimal]] = field(default_factory=list)
     retries: int = 0
     stopping: str | None = None
     started_at: float = field(default_factory=time.monotonic)
@@ -350,6 +355,7 @@ class Progress:
             budget_left_usd=None
             if self.budget_usd is None
             else max(self.budget_usd - self.cost_usd, Decimal(0)),
+            budgets=list(self.budgets),
             retries=self.retries,
             stopping=self.stopping,
             elapsed_s=now - self.started_at,

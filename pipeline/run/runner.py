@@ -206,6 +206,7 @@ class Runner:
             self.progress.in_flight = ctx.dispatcher.in_flight
             self.progress.limiter = self.stack.limiter.stats()
             self.progress.stopping = None if ctx.state is None else ctx.state.stop_reason
+            self.progress.budgets = ctx.budgets.lines()
             self._on_progress(self.progress)
 
     # -- the run -------------------------------------------------------------------------
@@ -260,6 +261,7 @@ class Runner:
                 host_id=liveness.host_id,
             )
         ctx.state = RunState(run_id=run_id, owner=owner_name(run_id))
+        ctx.budgets.run_id = run_id
         account = None if self.stack.sdk is None else account_key(cache_scope(self.stack.sdk))
         recorder = ctx.recorder = Recorder(
             self._write_outcomes,
@@ -345,6 +347,10 @@ class Runner:
             await asyncio.gather(*background, return_exceptions=True)
             if shared is not None:
                 await shared.leave()
+            try:
+                await ctx.budgets.close()
+            except DatabaseError as exc:  # the grants stop counting once the run is closed
+                log.info("could not give back the run's budget grants: %s", exc)
             st = ctx.st
             if failure is not None:
                 state = "failed"
@@ -352,7 +358,7 @@ class Runner:
             elif cancelled:
                 state = "cancelled"
             else:
-                state = "stopped" if st.stop_reason else "finished"
+                state = closed_state(st.stop_reason)
             expected_ratio = st.expected_cached / st.prompt_tokens if st.prompt_tokens else 0.0
 
             learnt = _learnt_rates(st)
@@ -397,11 +403,27 @@ class Runner:
             prewarms=st.prewarms,
             paced_rpm=ctx.paced_rpm,
             fatal=st.fatal,
+            budget_stop=ctx.budgets.stopped_by,
             token_factors=self.stack.limiter.stats().get("token_factors"),
             key_rates=None
             if st.book is None
             else {m: r.as_dict() for m, r in st.book.learnt().items()},
         )
+
+
+def closed_state(stop_reason: str | None) -> str:
+    """The state a run row ends in: ``finished``; ``budget`` when a budget stopped it (its own
+    or a recurring one); ``failed`` when an error no request gets past did (bad key, no quota,
+    unknown model, API unreachable: the stop reason says which); ``stopped`` for the other
+    stops (a signal, the database, the journal, taken for dead). Unsent jobs are queued in all.
+    """
+    if not stop_reason:
+        return "finished"
+    if stop_reason == "budget":
+        return "budget"
+    if stop_reason.startswith("fatal "):
+        return "failed"
+    return "stopped"
 
 
 def _learnt_rates(st: RunState) -> dict[str, tuple[float, int, int]]:

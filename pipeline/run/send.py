@@ -35,6 +35,7 @@ from pipeline.limits import Pacer
 from pipeline.money import worst_case_cost
 from pipeline.planning import PlannedRequest, cache_fields, request_key
 from pipeline.prompts import RenderedRequest
+from pipeline.run.budgets import Held, reserve_all, settle
 from pipeline.run.checking import retry_failed_checks, wants_retry
 from pipeline.run.context import SUSPECT_GAP_S, RunContext, log
 from pipeline.run.prewarming import prewarm_generation
@@ -81,8 +82,9 @@ class SendGate:
 class Watch:
     """The ``AttemptHooks`` of one request: journal marks, the suspect's gap, the budget."""
 
-    def __init__(self, sender: Sender, job_id: int, worst_usd: Decimal) -> None:
+    def __init__(self, sender: Sender, job_id: int, worst_usd: Decimal, held: Held) -> None:
         self.sender = sender
+        self.held = held
         self.job_id = job_id
         self.worst_usd = worst_usd
         self.extra_reserved = 0  # worst cases reserved for attempts after abandoned ones
@@ -112,10 +114,9 @@ class Watch:
         """Reserve another worst case for the attempt after an abandoned one (always allowed
         without a budget). It does not wait for room: every request in flight may be at this
         point, each holding its reservations, and none would ever free any."""
-        budget = self.sender.ctx.budget
-        if budget is None:
+        if not self.held:
             return True
-        if not budget.reserve(self.worst_usd):
+        if not reserve_all(self.held, self.worst_usd):
             return False
         self.extra_reserved += 1
         return True
@@ -130,24 +131,25 @@ class Sender:
         self.gate = SendGate()
         self.ledger = ledger_id(ctx.settings.database_url)
 
-    async def reserve(self, amount: Decimal) -> bool:
-        """Reserve ``amount`` of the budget, waiting while in-flight reservations may free room.
+    async def reserve(self, amount: Decimal, request: RenderedRequest) -> Held | None:
+        """Reserve ``amount`` in the budgets covering ``request``, waiting while in-flight
+        reservations may free room (``budgets.Budgets.reserve``); None: no room, stop.
 
         Worst cases are reserved, and actual costs are usually far lower, so a request that does
         not fit now may fit once in-flight ones settle; give up only when nothing is reserved.
         """
         ctx = self.ctx
-        assert ctx.budget is not None
-        while not ctx.budget.reserve(amount):
-            if ctx.budget.reserved_usd <= 0 or ctx.stop_event.is_set():
-                return False
-            ctx.settled.clear()
-            await ctx.settled.wait()
-        return True
+        return await ctx.budgets.reserve(
+            amount,
+            request.job_id,
+            request.task,
+            settled=ctx.settled,
+            stopping=ctx.stop_event.is_set,
+        )
 
-    def _settle(self, reserved: Decimal, cost_usd: Decimal) -> None:
-        if self.ctx.budget is not None:
-            self.ctx.budget.settle(reserved, cost_usd)
+    def _settle(self, held: Held, reserved: Decimal, cost_usd: Decimal) -> None:
+        if held:
+            settle(held, reserved, cost_usd)
             self.ctx.settled.set()
 
     def body(self, planned: PlannedRequest) -> tuple[dict[str, Any], str | None]:
@@ -201,18 +203,21 @@ class Sender:
             if ctx.stop_event.is_set():
                 return  # not sent: the job stays held and is released at the end
         worst = Decimal(0)
-        if ctx.budget is not None:
+        held: Held = []
+        if ctx.budgets.active:
             worst = worst_case_cost(request, ctx.config.prices)
-            if not await self.reserve(worst):
+            reserved_in = await self.reserve(worst, request)
+            if reserved_in is None:
                 # Not sent: the job stays held and is released to the queue at the end.
                 ctx.stop("budget")
                 return
+            held = reserved_in
         ctx.progress.started()
         learn: tuple[int, bool] | None = None
         if keyed:
             assert book is not None and key is not None
             learn = (book.sent_on(key, time.monotonic()), book.warm(key))
-        watch = Watch(self, request.job_id, worst)
+        watch = Watch(self, request.job_id, worst, held)
         outcome: Outcome = await ctx.client.generate(
             body,
             estimated_tokens=request.estimated_tokens,
@@ -226,10 +231,10 @@ class Sender:
         # Attempts abandoned after they may have reached the server stay at their worst case.
         abandoned = worst * outcome.abandoned
         if self._unsent(outcome.error):
-            self._settle(reserved, abandoned)
+            self._settle(held, reserved, abandoned)
             return  # not the job's fault: it stays held and is released untouched
         verdict = self._judge(planned, outcome)
-        self._settle(reserved, verdict.generation.cost_usd + abandoned)
+        self._settle(held, reserved, verdict.generation.cost_usd + abandoned)
         paid = outcome.result is not None and not outcome.from_cache
         await self._hand_over(planned, verdict, paid=paid, learn=learn)
 
@@ -337,12 +342,15 @@ class Sender:
         request = planned.request
         body, _ = self.body(planned)
         worst = Decimal(0)
-        if ctx.budget is not None:
+        held: Held = []
+        if ctx.budgets.active:
             worst = worst_case_cost(request, ctx.config.prices)
-            if not ctx.budget.reserve(worst):
+            reserved_in = ctx.budgets.reserve_now(worst, request.job_id, request.task)
+            if reserved_in is None:
                 return None
+            held = reserved_in
         ctx.progress.started()
-        watch = Watch(self, request.job_id, worst)
+        watch = Watch(self, request.job_id, worst, held)
         outcome: Outcome = await ctx.client.generate(
             body,
             estimated_tokens=request.estimated_tokens,
@@ -355,10 +363,10 @@ class Sender:
         reserved = worst * (1 + watch.extra_reserved)
         abandoned = worst * outcome.abandoned
         if self._unsent(outcome.error):
-            self._settle(reserved, abandoned)
+            self._settle(held, reserved, abandoned)
             return None
         verdict = self._judge(planned, outcome)
-        self._settle(reserved, verdict.generation.cost_usd + abandoned)
+        self._settle(held, reserved, verdict.generation.cost_usd + abandoned)
         return verdict, outcome.result is not None and not outcome.from_cache
 
     async def _prewarm(self, planned: PlannedRequest) -> None:
@@ -366,11 +374,14 @@ class Sender:
         ctx = self.ctx
         body, key = self.body(planned)
         reserved = Decimal(0)
-        if ctx.budget is not None:
+        held: Held = []
+        if ctx.budgets.active:
             reserved = worst_case_cost(planned.request, ctx.config.prices)
-            if not await self.reserve(reserved):
+            reserved_in = await self.reserve(reserved, planned.request)
+            if reserved_in is None:
                 ctx.stop("budget")
                 return
+            held = reserved_in
         outcome: Outcome = await ctx.client.generate(
             body,
             estimated_tokens=planned.prompt_tokens,
@@ -381,7 +392,7 @@ class Sender:
         )
         abandoned = reserved * outcome.abandoned
         if self._unsent(outcome.error):
-            self._settle(reserved, abandoned)
+            self._settle(held, reserved, abandoned)
             return
         if outcome.result is None:
             log.warning("prewarm for group %s failed: %s", planned.group, outcome.error)
@@ -396,7 +407,7 @@ class Sender:
             if outcome.error is None
             else f"{type(outcome.error).__name__}: {outcome.error}",
         )
-        self._settle(reserved, generation.cost_usd + abandoned)
+        self._settle(held, reserved, generation.cost_usd + abandoned)
         ctx.progress.settled(
             planned.request.job_id, generation.cost_usd or Decimal(0), prewarm=True
         )

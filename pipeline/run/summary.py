@@ -51,6 +51,8 @@ class RunSummary:
     prewarms: int = 0
     paced_rpm: float | None = None
     fatal: str | None = None
+    # The recurring budget (config/budgets.toml) that stopped the run, by name.
+    budget_stop: str | None = None
     # Per model: how the server counts a token of our estimate (learnt from its headers).
     token_factors: dict[str, float] | None = None
     # Per model: the requests/min one cache key was learnt to carry, and the evidence
@@ -65,6 +67,7 @@ class RunSummary:
             "state": self.state,
             "stop_reason": self.stop_reason,
             "fatal": self.fatal,
+            "budget_stop": self.budget_stop,
             "requests": t.requests,
             "succeeded": t.succeeded,
             "failed": t.failed,

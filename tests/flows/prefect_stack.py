@@ -113,6 +113,8 @@ class PrefectStack:
     simulator: SimulatorServer | None = None
     settings_context: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     startup_s: dict[str, float] = field(default_factory=dict)
+    # Variables added to (or overriding) the environment of `contentgen serve`.
+    extra_env: dict[str, str] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
     @property
@@ -207,6 +209,7 @@ class PrefectStack:
             # The deliver flow (run after each nightly) drops approved texts here.
             CONTENTGEN_DELIVERY_FOLDER=str(self.delivery_folder),
         )
+        env.update(self.extra_env)
         contentgen = str(Path(sys.executable).with_name("contentgen"))
         self.serve = self._spawn("serve", [contentgen, "serve"], env)
         self._wait_served()

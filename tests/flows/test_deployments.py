@@ -69,3 +69,23 @@ def test_prefect_yaml_declares_the_same_deployments() -> None:
         assert deployment["work_pool"]["name"] == "contentgen"
         if name != "nightly":
             assert "schedules" not in deployment
+
+
+def test_a_nightly_deadline_adds_a_scheduled_deadline_check(tmp_path: Any) -> None:
+    """alerts.toml's nightly_deadline: a fourth deployment runs the check daily at that time,
+    in the alerts' time zone (else CONTENTGEN_TIMEZONE); without it there are three."""
+    (tmp_path / "alerts.toml").write_text('[alerts]\nnightly_deadline = "03:45"\n')
+    served = _by_name(Settings(config_dir=tmp_path, timezone="Europe/Berlin"))
+    check = served["deadline-check"]
+    (schedule,) = check.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("45 3 * * *", "Europe/Berlin")
+    assert isinstance(load_flow_from_entrypoint(check.entrypoint), Flow)
+    (tmp_path / "alerts.toml").write_text(
+        '[alerts]\nnightly_deadline = "23:05"\ntimezone = "America/New_York"\n'
+    )
+    (schedule,) = _by_name(Settings(config_dir=tmp_path))["deadline-check"].schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == (
+        "5 23 * * *",
+        "America/New_York",
+    )
+    assert "deadline-check" not in _by_name(Settings())
