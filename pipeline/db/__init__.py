@@ -3,9 +3,11 @@
 - ``models``: SQLAlchemy 2.0 tables (articles, jobs, runs, generations, prices, batches);
 - ``engine`` and ``migrate``: engines with SQLite's and PostgreSQL's settings, Alembic from
   code, and the check that a database is at the code's revision;
-- ``queue``: enqueue in bulk, requeue failed jobs, counts; ``jobs``: claims with a lease,
-  completion, release, followers; ``leases``: leases that outlived their owner; ``procs``:
-  lease owners as host, pid and run;
+- ``queue``: enqueue in bulk, requeue failed jobs (by reason, staggered), counts; ``jobs``:
+  claims with a lease, completion, release, followers; ``leases``: leases that outlived
+  their owner; ``procs``: lease owners as host, pid and run;
+- ``failures``: why a job failed for good (``FAILURE_REASONS``, dead letters); ``labels``:
+  the batch labels jobs carry, and refusing one no job ever carried;
 - ``outcomes``: a run's results recorded in groups; ``runs``: a run's row and totals;
 - ``queries``, ``generations``, ``regeneration``, ``prices``, ``limitmembers``, ``articles``:
   what the other wings read and write;
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 from pipeline.db import jobs, leases, queue
 from pipeline.db.engine import MISSING_DRIVER, is_sqlite, make_engine, session_factory
+from pipeline.db.failures import FAILURE_REASONS, REASON_FILTERS, check_reason, reason_of
 from pipeline.db.jobs import Claim, ClaimedJob
+from pipeline.db.labels import check_label, known_labels, labels_with_queued
 from pipeline.db.learning import (
     BillFigures,
     bill_history,
@@ -84,10 +88,12 @@ __all__ = [
     "AI_GENERATED",
     "CURRENT_OUTPUTS",
     "DECISIONS",
+    "FAILURE_REASONS",
     "GENERATION_STATUSES",
     "JOB_STATES",
     "MISSING_DRIVER",
     "OUTPUTS",
+    "REASON_FILTERS",
     "REVIEW_STATES",
     "SCALE",
     "Article",
@@ -112,6 +118,8 @@ __all__ = [
     "add_review",
     "beat",
     "bill_history",
+    "check_label",
+    "check_reason",
     "claimed_job",
     "close_run",
     "delete_members",
@@ -121,6 +129,8 @@ __all__ = [
     "insert_unseen",
     "is_sqlite",
     "jobs",
+    "known_labels",
+    "labels_with_queued",
     "leases",
     "load_key_rates",
     "make_engine",
@@ -135,6 +145,7 @@ __all__ = [
     "queued_by_task_section",
     "queued_count",
     "read_members",
+    "reason_of",
     "recent_key_sends",
     "record_bill_figures",
     "record_outcomes",
