@@ -343,6 +343,7 @@ def test_failed_lists_failed_jobs_with_their_error(
             "batch_label": None,
             "updated_at": rows[0]["updated_at"],
             "job_id": seeded.jobs["art-3", "summary"],
+            "reason": None,
         }
     ]
     monkeypatch.setattr(common.console, "_width", 120)

@@ -28,7 +28,10 @@ from pipeline.cli.common import (
 )
 from pipeline.db import (
     JOB_STATES,
+    REASON_FILTERS,
     RegenerateFilter,
+    check_label,
+    check_reason,
     leases,
     owner_alive,
     pid_alive,
@@ -36,7 +39,7 @@ from pipeline.db import (
     regenerate,
     utcnow,
 )
-from pipeline.errors import PipelineError
+from pipeline.errors import InputError, PipelineError
 from pipeline.settings import get_settings
 
 jobs_app = typer.Typer(
@@ -190,16 +193,34 @@ def requeue_cmd(
     batch: str | None = typer.Option(
         None, "--batch", "-b", help="Only jobs with this batch label."
     ),
+    reason: str | None = typer.Option(
+        None,
+        "--reason",
+        help="With --failed: only jobs that failed for this reason: "
+        + ", ".join(REASON_FILTERS)
+        + ".",
+    ),
+    stagger: float = typer.Option(
+        0.0,
+        "--stagger",
+        min=0.0,
+        help="With --failed: spread the re-queued jobs over this many seconds (each waits "
+        "for its turn before a run may claim it), so a recovering API is not hit at once.",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Put failed jobs back in the queue (--failed), or jobs whose lease expired (--expired).
 
-    --tasks and --batch narrow --failed; --expired applies to every job.
+    --tasks, --batch, --reason and --stagger narrow --failed; --expired applies to every
+    job. `contentgen results --failed` lists the failed jobs with their reasons.
 
-    Example: `contentgen jobs requeue --failed --tasks summary --batch evening`
+    Example: `contentgen jobs requeue --failed --reason max_attempts --stagger 600`
     """
     if not failed and not expired:
         raise PipelineError("say what to re-queue: --failed and/or --expired")
+    if not failed and (reason is not None or stagger):
+        raise InputError("--reason and --stagger go with --failed")
+    failure_reason = check_reason(reason) if reason is not None else None
     _check_task_filter(split_tasks(tasks))
     settings = get_settings()
     engine, sessions = open_db(settings)
@@ -207,8 +228,13 @@ def requeue_cmd(
     try:
         with sessions() as session, database_errors():
             if failed:
+                check_label(session, batch)
                 result["failed_requeued"] = queue.requeue_failed(
-                    session, tasks=split_tasks(tasks) or None, batch_label=batch
+                    session,
+                    tasks=split_tasks(tasks) or None,
+                    batch_label=batch,
+                    reason=failure_reason,
+                    stagger_s=stagger,
                 )
             if expired:
                 result["expired_requeued"] = leases.requeue_expired(
@@ -220,7 +246,9 @@ def requeue_cmd(
         print_json(result)
         return
     if failed:
-        say(f"re-queued {result['failed_requeued']:,} failed job(s)")
+        which = f" ({failure_reason})" if failure_reason else ""
+        spread = f", spread over {stagger:g} s" if stagger and result["failed_requeued"] else ""
+        say(f"re-queued {result['failed_requeued']:,} failed job(s){which}{spread}")
     if expired:
         say(
             f"{result['expired_requeued']:,} job(s) with an expired lease returned to the queue "

@@ -76,13 +76,14 @@ def print_results_table(rows: list[ResultRow], width: int) -> None:
 def print_failed_table(rows: list[FailedJob], width: int) -> None:
     """Failed jobs with their last error cut to fit ``width``."""
     table = Table()
-    for h in ("article", "task", "attempts", "failed at (UTC)"):
+    for h in ("article", "task", "reason", "attempts", "failed at (UTC)"):
         table.add_column(h, no_wrap=True, justify="right" if h == "attempts" else "left")
     used = sum(
         max(len(h), *(len(v) for v in values)) + 3
         for h, values in (
             ("article", [r.source_id for r in rows]),
             ("task", [r.task for r in rows]),
+            ("reason", [r.reason or "-" for r in rows]),
             ("attempts", [str(r.attempts) for r in rows]),
             ("failed at (UTC)", ["0000-00-00 00:00"]),
         )
@@ -93,6 +94,7 @@ def print_failed_table(rows: list[FailedJob], width: int) -> None:
         table.add_row(
             r.source_id,
             r.task,
+            r.reason or "-",
             str(r.attempts),
             f"{r.updated_at:%Y-%m-%d %H:%M}",
             _clip(r.last_error or "-", error_width),

@@ -28,6 +28,7 @@ from pipeline.cli.common import (
     run_id_of,
 )
 from pipeline.cli.result_tables import print_failed_table, print_results_table
+from pipeline.db import REASON_FILTERS, check_reason
 from pipeline.errors import InputError
 from pipeline.prompts import load_profiles
 from pipeline.reports import (
@@ -200,7 +201,16 @@ def results_cmd(
         "settings or checks changed since).",
     ),
     failed: bool = typer.Option(
-        False, "--failed", help="List failed jobs with their last error and attempts instead."
+        False,
+        "--failed",
+        help="List failed jobs (dead letters) with their reason, last error and attempts.",
+    ),
+    reason: str | None = typer.Option(
+        None,
+        "--reason",
+        help="With --failed (implied): only jobs that failed for this reason: "
+        + ", ".join(REASON_FILTERS)
+        + ".",
     ),
     fmt: Format | None = typer.Option(
         None,
@@ -227,6 +237,8 @@ def results_cmd(
     """
     if ctx.invoked_subcommand is not None:
         return
+    failure_reason = check_reason(reason) if reason is not None else None
+    failed = failed or failure_reason is not None
     settings = _settings()
     task_list = _tasks([*tasks, *task_alias], settings)
     check_statuses(states)
@@ -257,6 +269,7 @@ def results_cmd(
                 history=history,
                 review_states=review_states,
                 stale=current,
+                failure_reason=failure_reason,
             )
             if failed:
                 failures = failed_jobs(session, flt)
@@ -313,7 +326,8 @@ def _emit_failed(
         print_table=print_failed_table,
         columns=FAILED_COLUMNS,
         markdown_of=failed_markdown,
-        footer=f"{len(rows):,} failed job(s). Again: `contentgen jobs requeue --failed`",
+        footer=f"{len(rows):,} failed job(s). Again: `contentgen jobs requeue --failed"
+        + (f" --reason {flt.failure_reason}`" if flt.failure_reason else "`"),
     )
 
 

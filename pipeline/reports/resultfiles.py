@@ -123,7 +123,8 @@ def failed_markdown(rows: Sequence[FailedJob]) -> str:
         out += [
             f"## {_one_line(row.title) or row.source_id}: {row.task}",
             "",
-            f"Article `{row.source_id}` · job {row.job_id} · {row.attempts} attempt(s)"
+            f"Article `{row.source_id}` · job {row.job_id} · reason `{row.reason or '-'}`"
+            f" · {row.attempts} attempt(s)"
             f" · {row.updated_at:%Y-%m-%d %H:%M} UTC",
             "",
             "```",
