@@ -376,13 +376,18 @@ def test_show_prints_one_articles_full_texts(cli: Invoke, seeded: Seeded) -> Non
 
 
 def test_empty_result_is_one_line_and_exit_0(cli: Invoke, seeded: Seeded) -> None:
-    """Nothing matches: one line naming the filters; exports stay empty on stdout."""
-    result = cli("results", "-b", "nope", "--tasks", "headline", "--format", "table")
+    """Nothing matches: one line naming the filters; exports stay empty on stdout. A batch
+    label no job ever carried is a mistake, not an empty result: exit 2 naming the known."""
+    result = cli("results", "-b", "evening", "--article", "nope", "--format", "table")
     assert result.exit_code == 0
-    assert result.stdout == "no generations match (batch=nope, task=headline)\n"
-    as_csv = cli("results", "--batch", "nope", "--format", "csv")
+    assert result.stdout == "no generations match (batch=evening, article=nope)\n"
+    as_csv = cli("results", "--article", "nope", "--format", "csv")
     assert as_csv.exit_code == 0 and as_csv.stdout == ""
-    assert as_csv.stderr == "no generations match (batch=nope)\n"
+    assert as_csv.stderr == "no generations match (article=nope)\n"
+    typo = cli("results", "-b", "evenin", "--format", "table")
+    assert typo.exit_code == 2 and typo.stdout == ""
+    assert "no job has ever carried the batch label 'evenin'" in typo.stderr
+    assert "the known labels are evening" in typo.stderr
 
 
 def test_unknown_task_and_state_are_exit_2_naming_the_known(cli: Invoke, seeded: Seeded) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.db import make_engine, require_migrated, session_factory
+from pipeline.db import check_label, make_engine, require_migrated, session_factory
 from pipeline.errors import DatabaseError, InputError, PipelineError
 from pipeline.prompts import Profile, load_profiles
 from pipeline.reports import latest_run_id
@@ -82,6 +82,19 @@ def open_db(settings: Settings, *, check: bool = True) -> tuple[Engine, sessionm
     if check:
         require_migrated(engine)
     return engine, session_factory(engine)
+
+
+def check_batch_label(settings: Settings, label: str | None) -> None:
+    """Refuse a ``--batch`` label no job has ever carried (exit 2, listing the known ones):
+    a typo would otherwise select nothing and look like a run with nothing to do."""
+    if label is None:
+        return
+    engine, sessions = open_db(settings)
+    try:
+        with sessions() as session, database_errors():
+            check_label(session, label)
+    finally:
+        engine.dispose()
 
 
 def split_tasks(tasks: str | None) -> list[str]:

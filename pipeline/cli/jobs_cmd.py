@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.cli.common import (
     JSON_OPTION,
+    check_batch_label,
     check_task_names,
     console,
     database_errors,
@@ -78,6 +79,7 @@ def jobs_cmd(
     settings = get_settings()
     wanted = split_tasks(tasks)
     _check_task_filter(wanted)
+    check_batch_label(settings, batch)
     engine, sessions = open_db(settings)
     try:
         with sessions() as session, database_errors():

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import typer
 
 from pipeline.cli.common import (
+    check_batch_label,
     check_task_names,
     console,
     err_console,
@@ -254,6 +255,7 @@ def results_cmd(
         current = tuple((task, p.version) for task, p in profiles.items())
     today = dt.datetime.now(dt.UTC).date()
     kind = _format(fmt, as_json, output)
+    check_batch_label(settings, batch)
     engine, sessions = open_db(settings)
     try:
         with sessions() as session:
