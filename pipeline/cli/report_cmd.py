@@ -19,13 +19,21 @@ import typer
 from rich.table import Table
 
 from pipeline.cli.common import (
+    check_batch_label,
+    check_task_names,
     console,
     err_console,
     handle_errors,
+    joined_tasks,
     open_db,
+    output_format,
     print_json,
     run_id_of,
+    say_which_database,
+    settings_reading_demo,
+    stdout_to,
 )
+from pipeline.db import has_jobs
 from pipeline.errors import InputError
 from pipeline.reports import (
     CostFigures,
@@ -44,7 +52,6 @@ from pipeline.reports import (
     usd_places,
     usd_text,
 )
-from pipeline.settings import get_settings
 
 
 class By(StrEnum):
@@ -378,6 +385,20 @@ def register(app: typer.Typer) -> None:
         run: str | None = typer.Option(
             None, "--run", help="Only this run's generations: a run id or `last`."
         ),
+        batch: str | None = typer.Option(
+            None, "--batch", "-b", help="Only generations of jobs with this batch label."
+        ),
+        tasks: list[str] = typer.Option(
+            [], "--tasks", "-t", help="Only these tasks (a,b; repeatable)."
+        ),
+        output: Path | None = typer.Option(
+            None,
+            "--output",
+            "-o",
+            dir_okay=False,
+            help="Write the report to this file: CSV or JSON, from --format or the name's "
+            ".csv/.json.",
+        ),
         fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
         as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
         chart: Path | None = typer.Option(
@@ -401,13 +422,28 @@ def register(app: typer.Typer) -> None:
         today = dt.datetime.now(dt.UTC).date()
         first = parse_day(since, today) if since else None
         last = parse_day(until, today) if until else None
-        engine, sessions = open_db(get_settings())
+        fmt = Format.json if as_json else fmt
+        if output is not None and fmt is Format.table:
+            fmt = Format(output_format(output, {".csv": "csv", ".json": "json"}))
+        settings = settings_reading_demo()
+        task_list = tuple(joined_tasks(tasks))
+        if task_list:
+            check_task_names(settings, task_list)
+        check_batch_label(settings, batch)
+        engine, sessions = open_db(settings)
         try:
             with sessions() as session:
-                flt = ReportFilter(since=first, until=last, run_id=run_id_of(session, run))
+                flt = ReportFilter(
+                    since=first,
+                    until=last,
+                    run_id=run_id_of(session, run),
+                    batch_label=batch,
+                    tasks=task_list,
+                )
                 result = cost_report(session, _DIMENSION[by], flt)
                 chart_by = "task" if by is By.day else _DIMENSION[by]
                 chart_rows = load_chart_rows(session, chart_by, flt) if chart is not None else []
+                empty = not result.rows and not has_jobs(session)
         finally:
             engine.dispose()
         series = _HEADINGS["task" if by is By.day else _DIMENSION[by]]
@@ -425,9 +461,14 @@ def register(app: typer.Typer) -> None:
             except OSError as exc:
                 raise InputError(f"cannot write chart {chart}: {exc.strerror}") from exc
             err_console.print(f"wrote chart {chart}", markup=False, highlight=False)
-        if as_json or fmt is Format.json:
-            print_json(report_json(result))
-        elif fmt is Format.csv:
-            write_csv(result)
-        else:
-            print_table(result)
+        with stdout_to(output):
+            if fmt is Format.json:
+                print_json(report_json(result))
+            elif fmt is Format.csv:
+                write_csv(result)
+            else:
+                print_table(result)
+        if output is not None:
+            err_console.print(f"wrote {output} ({fmt.value})", markup=False, highlight=False)
+        if empty:
+            say_which_database(settings)

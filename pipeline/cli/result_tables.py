@@ -7,7 +7,7 @@ from rich.table import Table
 
 from pipeline.checks import summary_text
 from pipeline.cli.common import console
-from pipeline.reports import FailedJob, ResultRow, shown_text, usd_places, usd_text
+from pipeline.reports import FailedJob, ResultRow, cell_text, usd_places, usd_text
 
 _MIN_TEXT_WIDTH = 40
 # On a narrow terminal these columns go first, so the text keeps some room.
@@ -46,7 +46,7 @@ def _clip(text: str, width: int) -> str:
     return flat if len(flat) <= width else flat[: max(width - 1, 0)] + "…"
 
 
-def print_results_table(rows: list[ResultRow], width: int) -> None:
+def print_results_table(rows: list[ResultRow], width: int, title: str = "Generated texts") -> None:
     """A table with the text cut to fit ``width``; narrow terminals lose columns first."""
     places = usd_places(r.cost_usd for r in rows)
     cells = [_cells(r, places) for r in rows]
@@ -63,19 +63,19 @@ def print_results_table(rows: list[ResultRow], width: int) -> None:
             break
         shown.remove(name)
     text_width = max(room(), 10)
-    table = Table(title=None)
+    table = Table(title=title)
     right = {"in", "cached", "out", "cost $"}
     for h in shown:
         table.add_column(h, justify="right" if h in right else "left", no_wrap=True)
     table.add_column("text", no_wrap=True, overflow="ellipsis", max_width=text_width)
     for row, cell in zip(rows, cells, strict=True):
-        table.add_row(*(cell[h] for h in shown), _clip(shown_text(row), text_width))
+        table.add_row(*(cell[h] for h in shown), _clip(cell_text(row), text_width))
     console.print(table)
 
 
-def print_failed_table(rows: list[FailedJob], width: int) -> None:
-    """Failed jobs with their last error cut to fit ``width``."""
-    table = Table()
+def print_failed_table(rows: list[FailedJob], width: int, title: str = "Failed jobs") -> None:
+    """Failed jobs with their reason and last error cut to fit ``width``."""
+    table = Table(title=title)
     for h in ("article", "task", "reason", "attempts", "failed at (UTC)"):
         table.add_column(h, no_wrap=True, justify="right" if h == "attempts" else "left")
     used = sum(

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,9 +28,11 @@ from pipeline.cli.common import (
     open_db,
     print_json,
     run_id_of,
+    say_which_database,
+    settings_reading_demo,
 )
 from pipeline.cli.result_tables import print_failed_table, print_results_table
-from pipeline.db import REASON_FILTERS, check_reason
+from pipeline.db import REASON_FILTERS, check_reason, has_jobs
 from pipeline.errors import InputError
 from pipeline.prompts import load_profiles
 from pipeline.reports import (
@@ -57,11 +60,7 @@ from pipeline.reports import (
     write_csv,
     write_jsonl,
 )
-from pipeline.settings import Settings, get_settings
-
-# `contentgen demo` leaves this file behind in the working directory.
-DEMO_DATABASE = Path("contentgen-demo.db")
-_DEFAULT_DATABASE = Path("contentgen.db")
+from pipeline.settings import Settings
 
 
 class Format(StrEnum):
@@ -90,24 +89,6 @@ results_app = typer.Typer(
 
 def _say(text: str, *, err: bool = False) -> None:
     (err_console if err else console).print(text, markup=False, highlight=False, soft_wrap=True)
-
-
-def _settings() -> Settings:
-    """The settings, reading ``contentgen demo``'s database when none is configured.
-
-    Right after `contentgen demo` the only database in the directory is the demo's; without
-    CONTENTGEN_DATABASE_URL and without ./contentgen.db, that is the one to read (said on
-    stderr), instead of an error about an empty default database.
-    """
-    settings = get_settings()
-    if (
-        "database_url" not in settings.model_fields_set
-        and not _DEFAULT_DATABASE.exists()
-        and DEMO_DATABASE.exists()
-    ):
-        _say(f"reading the demo database {DEMO_DATABASE} (no {_DEFAULT_DATABASE} here)", err=True)
-        return settings.model_copy(update={"database_url": f"sqlite:///{DEMO_DATABASE}"})
-    return settings
 
 
 def _tasks(values: list[str], settings: Settings) -> tuple[str, ...]:
@@ -240,7 +221,7 @@ def results_cmd(
         return
     failure_reason = check_reason(reason) if reason is not None else None
     failed = failed or failure_reason is not None
-    settings = _settings()
+    settings = settings_reading_demo()
     task_list = _tasks([*tasks, *task_alias], settings)
     check_statuses(states)
     check_review_states(review)
@@ -256,6 +237,8 @@ def results_cmd(
     today = dt.datetime.now(dt.UTC).date()
     kind = _format(fmt, as_json, output)
     check_batch_label(settings, batch)
+    failures: list[FailedJob] = []
+    rows: list[ResultRow] = []
     engine, sessions = open_db(settings)
     try:
         with sessions() as session:
@@ -277,8 +260,11 @@ def results_cmd(
                 failures = failed_jobs(session, flt)
             else:
                 rows = generations(session, flt)
+            empty = not (failures if failed else rows) and not has_jobs(session)
     finally:
         engine.dispose()
+    if empty:
+        say_which_database(settings)
     if failed:
         _emit_failed(failures, flt, kind, output)
     else:
@@ -288,6 +274,12 @@ def results_cmd(
 def _empty(what: str, flt: ResultFilter, kind: Format) -> None:
     # On stderr when stdout is data, so an export of nothing stays a valid (empty) file.
     _say(f"no {what} match ({flt.describe()})", err=kind is not Format.table)
+
+
+def _title(what: str, flt: ResultFilter) -> str:
+    """A table's title: what it lists, and the filters given."""
+    described = flt.describe()
+    return what if described == "no filter" else f"{what} ({described})"
 
 
 def _emit(
@@ -304,7 +296,10 @@ def _emit(
         kind,
         output,
         noun="approved text(s)" if approved else "generation(s)",
-        print_table=print_results_table,
+        print_table=partial(
+            print_results_table,
+            title=_title("Approved texts" if approved else "Generated texts", flt),
+        ),
         columns=APPROVED_COLUMNS if approved else CSV_COLUMNS,
         markdown_of=markdown,
         footer=(
@@ -325,7 +320,7 @@ def _emit_failed(
         kind,
         output,
         noun="failed job(s)",
-        print_table=print_failed_table,
+        print_table=partial(print_failed_table, title=_title("Failed jobs", flt)),
         columns=FAILED_COLUMNS,
         markdown_of=failed_markdown,
         footer=f"{len(rows):,} failed job(s). Again: `contentgen jobs requeue --failed"
@@ -385,7 +380,7 @@ def show_cmd(
     """
     if (article is None) == (job is None):
         raise InputError("say which: ARTICLE_ID or --job ID")
-    settings = _settings()
+    settings = settings_reading_demo()
     flt = ResultFilter(articles=(article,) if article else (), job_id=job, history=history)
     engine, sessions = open_db(settings)
     try:

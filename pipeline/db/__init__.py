@@ -26,7 +26,7 @@ from pipeline.db import jobs, leases, queue
 from pipeline.db.engine import MISSING_DRIVER, is_sqlite, make_engine, session_factory
 from pipeline.db.failures import FAILURE_REASONS, REASON_FILTERS, check_reason, reason_of
 from pipeline.db.jobs import Claim, ClaimedJob
-from pipeline.db.labels import check_label, known_labels, labels_with_queued
+from pipeline.db.labels import check_label, has_jobs, known_labels, labels_with_queued
 from pipeline.db.learning import (
     BillFigures,
     bill_history,
@@ -124,6 +124,7 @@ __all__ = [
     "close_run",
     "delete_members",
     "find_version",
+    "has_jobs",
     "head_revision",
     "host_id",
     "insert_unseen",

@@ -1,4 +1,5 @@
-"""Batch labels: which ones exist, which have queued jobs, and refusing one no job ever carried.
+"""Batch labels: which exist, which have queued jobs, refusing one no job ever carried (and
+whether there are jobs at all).
 
 A mistyped label would otherwise select nothing and end as a green run that did nothing, so
 the CLI (``run -b``, ``jobs -b``, ``results -b``) and the Prefect forms check a label here
@@ -8,7 +9,7 @@ whose jobs are all done is fine (nothing queued, exit 0).
 
 from __future__ import annotations
 
-from sqlalchemy import distinct, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipeline.db.models import Job
@@ -17,16 +18,23 @@ from pipeline.errors import InputError
 _SHOWN = 20  # labels listed in an error line
 
 
+def has_jobs(session: Session) -> bool:
+    """Whether any job was ever enqueued here (an empty database reads as no results)."""
+    return session.scalar(select(Job.id).limit(1)) is not None
+
+
 def known_labels(session: Session) -> list[str]:
     """Every batch label any job carries, sorted."""
-    query = select(distinct(Job.batch_label)).where(Job.batch_label.is_not(None))
+    query = select(Job.batch_label).where(Job.batch_label.is_not(None)).distinct()
     return sorted(label for label in session.execute(query).scalars() if label)
 
 
 def labels_with_queued(session: Session) -> list[str]:
     """The batch labels that have queued jobs now (what a form should offer), sorted."""
-    query = select(distinct(Job.batch_label)).where(
-        Job.batch_label.is_not(None), Job.state == "queued"
+    query = (
+        select(Job.batch_label)
+        .where(Job.batch_label.is_not(None), Job.state == "queued")
+        .distinct()
     )
     return sorted(label for label in session.execute(query).scalars() if label)
 

@@ -30,6 +30,7 @@ from pipeline.reports.costs import (
 )
 from pipeline.reports.resultfiles import (
     body_text,
+    cell_text,
     failed_markdown,
     markdown,
     numbers_line,
@@ -73,6 +74,7 @@ __all__ = [
     "RunForecast",
     "article_exists",
     "body_text",
+    "cell_text",
     "check_review_states",
     "check_statuses",
     "cost_report",

@@ -244,11 +244,14 @@ class RunForecast:
 
 @dataclass(frozen=True)
 class ReportFilter:
-    """Which generations a report covers: UTC days ``since``..``until`` (inclusive), one run."""
+    """Which generations a report covers: UTC days ``since``..``until`` (inclusive), one run,
+    one batch label, some tasks."""
 
     since: dt.date | None = None
     until: dt.date | None = None
     run_id: int | None = None
+    batch_label: str | None = None
+    tasks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.since and self.until and self.since > self.until:
@@ -256,7 +259,13 @@ class ReportFilter:
 
     def as_dict(self) -> dict[str, Any]:
         """The filter as plain values."""
-        return {"since": self.since, "until": self.until, "run_id": self.run_id}
+        return {
+            "since": self.since,
+            "until": self.until,
+            "run_id": self.run_id,
+            "batch_label": self.batch_label,
+            "tasks": list(self.tasks),
+        }
 
 
 @dataclass(frozen=True)
@@ -348,6 +357,10 @@ def _where(query: Any, flt: ReportFilter) -> Any:
         query = query.where(v.created_at < end)
     if flt.run_id is not None:
         query = query.where(v.run_id == flt.run_id)
+    if flt.batch_label is not None:
+        query = query.where(v.batch_label == flt.batch_label)
+    if flt.tasks:
+        query = query.where(v.task.in_(flt.tasks))
     return query
 
 
