@@ -48,9 +48,10 @@ from pipeline.reports import (
     daily_cost_chart,
     load_chart_rows,
     parse_day,
+    shown_places,
     text_chart,
     usd_places,
-    usd_text,
+    usd_shown,
 )
 
 
@@ -148,9 +149,9 @@ def _figures_cells(f: CostFigures, places: int) -> list[str]:
         f"{f.cache_write_tokens:,}",
         f"{f.output_tokens:,}",
         f"{f.reasoning_tokens:,}",
-        usd_text(f.cost_usd, places),
-        usd_text(f.list_cost_usd, places),
-        usd_text(f.savings_usd, places),
+        usd_shown(f.cost_usd, places),
+        usd_shown(f.list_cost_usd, places),
+        usd_shown(f.savings_usd, places),
         _pct(f.savings_ratio),
     ]
 
@@ -226,15 +227,17 @@ def _version_cells(row: CostRow) -> list[str]:
 
 
 def print_table(report: CostReport) -> None:
-    """The report as a rich table with a bold exact total row, then forecast against actual.
+    """The report as a rich table with a bold total row, then forecast against actual.
 
-    Columns that do not fit the terminal are left out (and named); CSV and JSON have them all.
+    Columns that do not fit the terminal are left out (and named), and money is rounded to
+    ``format_usd``'s precision (said when it was); CSV and JSON have every column, exact.
     """
-    places = usd_places(
-        money
+    money = [
+        value
         for f in [*(row.figures for row in report.rows), report.total]
-        for money in (f.cost_usd, f.list_cost_usd, f.savings_usd)
-    )
+        for value in (f.cost_usd, f.list_cost_usd, f.savings_usd)
+    ]
+    places = shown_places(money)
     headers = [_HEADINGS[report.by], *_FIGURE_HEADERS]
     rows = [[_key_text(r.key), *_figures_cells(r.figures, places)] for r in report.rows]
     total = ["total", *_figures_cells(report.total, places)]
@@ -251,6 +254,13 @@ def print_table(report: CostReport) -> None:
     )
     console.print(table)
     _hidden_note(hidden)
+    if usd_places(money) > places:
+        console.print(
+            f"(money rounded to {places} decimals; exact in --format csv/json)",
+            markup=False,
+            highlight=False,
+            style="dim",
+        )
     if not report.rows:
         console.print("No generations match.", markup=False, highlight=False)
     if report.runs:
@@ -259,7 +269,7 @@ def print_table(report: CostReport) -> None:
 
 def print_forecasts(runs: list[RunForecast]) -> None:
     """Forecast (made before sending) against actual cost and cached ratio, per run."""
-    places = usd_places(
+    places = shown_places(
         money
         for run in runs
         for money in (run.forecast_cost_usd, run.actual.cost_usd, run.cost_error_usd)
@@ -274,9 +284,9 @@ def print_forecasts(runs: list[RunForecast]) -> None:
                 run.kind,
                 run.state,
                 f"{run.started_at:%Y-%m-%d %H:%M}",
-                "-" if run.forecast_cost_usd is None else usd_text(run.forecast_cost_usd, places),
-                usd_text(run.actual.cost_usd, places),
-                "-" if error is None else ("+" if error > 0 else "") + usd_text(error, places),
+                "-" if run.forecast_cost_usd is None else usd_shown(run.forecast_cost_usd, places),
+                usd_shown(run.actual.cost_usd, places),
+                "-" if error is None else ("+" if error > 0 else "") + usd_shown(error, places),
                 _pct(run.forecast_cached_ratio),
                 _pct(run.actual.cached_ratio),
             ]

@@ -7,7 +7,7 @@ from rich.table import Table
 
 from pipeline.checks import summary_text
 from pipeline.cli.common import console
-from pipeline.reports import FailedJob, ResultRow, cell_text, usd_places, usd_text
+from pipeline.reports import FailedJob, ResultRow, cell_text, shown_places, usd_shown
 
 _MIN_TEXT_WIDTH = 40
 # On a narrow terminal these columns go first, so the text keeps some room.
@@ -36,7 +36,7 @@ def _cells(row: ResultRow, places: int) -> dict[str, str]:
         "in": f"{row.input_tokens:,}",
         "cached": f"{row.cached_tokens:,}",
         "out": f"{row.output_tokens:,}",
-        "cost $": usd_text(row.cost_usd, places),
+        "cost $": usd_shown(row.cost_usd, places),
         "created (UTC)": f"{row.created_at:%Y-%m-%d %H:%M}",
     }
 
@@ -48,7 +48,7 @@ def _clip(text: str, width: int) -> str:
 
 def print_results_table(rows: list[ResultRow], width: int, title: str = "Generated texts") -> None:
     """A table with the text cut to fit ``width``; narrow terminals lose columns first."""
-    places = usd_places(r.cost_usd for r in rows)
+    places = shown_places(r.cost_usd for r in rows)
     cells = [_cells(r, places) for r in rows]
     headers = list(cells[0])
     widths = {h: max(len(h), *(len(c[h]) for c in cells)) for h in headers}

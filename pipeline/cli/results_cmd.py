@@ -56,7 +56,7 @@ from pipeline.reports import (
     review_line,
     shown_text,
     total_cost,
-    usd_text,
+    usd_shown,
     write_csv,
     write_jsonl,
 )
@@ -303,7 +303,7 @@ def _emit(
         columns=APPROVED_COLUMNS if approved else CSV_COLUMNS,
         markdown_of=markdown,
         footer=(
-            f"{len(rows):,} generation(s), ${usd_text(total_cost(rows))}\n"
+            f"{len(rows):,} generation(s), ${usd_shown(total_cost(rows))}\n"
             "full texts: `contentgen results show ID` or --format csv\n"
             "sign-off: `contentgen review list`"
         ),
@@ -410,7 +410,7 @@ def show_cmd(
             _say("(the model's text, before the edit:)")
             _say(body_text(row))
     console.rule(style="dim")
-    _say(f"{len(rows):,} generation(s), ${usd_text(total_cost(rows))}")
+    _say(f"{len(rows):,} generation(s), ${usd_shown(total_cost(rows))}")
 
 
 def register(app: typer.Typer) -> None:

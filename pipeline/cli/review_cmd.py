@@ -25,7 +25,7 @@ from pipeline.cli.common import (
 from pipeline.cli.report_cmd import fitted_table
 from pipeline.db import REVIEW_STATES
 from pipeline.errors import InputError
-from pipeline.reports import usd_text
+from pipeline.reports import usd_shown
 from pipeline.review import (
     TO_REVIEW,
     Decided,
@@ -374,7 +374,7 @@ def print_report(report: ReviewReport) -> None:
                 *(f"{n:,}" for n in counts),
                 _pct(v.approval_rate),
                 _pct(v.edit_rate),
-                usd_text(v.cost_usd),
+                usd_shown(v.cost_usd),
                 "-" if per is None else f"{per:.6f}",
             ]
         )

@@ -25,7 +25,9 @@ from pipeline.reports.costs import (
     cost_rows,
     latest_run_id,
     parse_day,
+    shown_places,
     usd_places,
+    usd_shown,
     usd_text,
 )
 from pipeline.reports.resultfiles import (
@@ -90,10 +92,12 @@ __all__ = [
     "parse_day",
     "parse_when",
     "review_line",
+    "shown_places",
     "shown_text",
     "text_chart",
     "total_cost",
     "usd_places",
+    "usd_shown",
     "usd_text",
     "write_csv",
     "write_jsonl",

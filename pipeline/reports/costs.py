@@ -18,7 +18,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal, get_args
 
 from sqlalchemy import (
@@ -117,6 +117,24 @@ def usd_text(value: Decimal, places: int | None = None) -> str:
     ``places`` aligns a column; a value that needs more places keeps them (nothing is rounded).
     """
     return f"{value:.{max(places or 0, usd_places([value]))}f}"
+
+
+def shown_places(values: Iterable[Decimal]) -> int:
+    """Decimal places to show money to people (a column aligned on them): as many as the
+    values need, at most four, or six when one is under a cent (``format_usd``'s precision),
+    at least two."""
+    nonzero = [abs(v) for v in values if v]
+    if not nonzero:
+        return 2
+    cap = 6 if min(nonzero) < Decimal("0.01") else 4
+    return max(2, min(usd_places(nonzero), cap))
+
+
+def usd_shown(value: Decimal, places: int | None = None) -> str:
+    """USD for tables and summaries, rounded to ``places`` (default ``shown_places``); the
+    exact figure is in the CSV and JSON exports (``usd_text``)."""
+    p = shown_places([value]) if places is None else places
+    return f"{value.quantize(Decimal(1).scaleb(-p), rounding=ROUND_HALF_EVEN):.{p}f}"
 
 
 @dataclass(frozen=True)

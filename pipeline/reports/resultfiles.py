@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 from pipeline.checks import summary_text
-from pipeline.reports.costs import usd_text
+from pipeline.reports.costs import usd_shown
 from pipeline.reports.results import FailedJob, ResultRow
 
 # -- writers -----------------------------------------------------------------------------
@@ -63,7 +63,7 @@ def numbers_line(row: ResultRow) -> str:
     if row.reasoning_tokens:
         tokens += f" ({row.reasoning_tokens:,} reasoning)"
     model = row.model + (f" ({row.service_tier})" if row.service_tier else "")
-    parts = [row.version, model, row.status, tokens, f"${usd_text(row.cost_usd)}"]
+    parts = [row.version, model, row.status, tokens, f"${usd_shown(row.cost_usd)}"]
     if row.from_cache:
         parts.append("from the response cache")
     parts.append(f"{row.created_at:%Y-%m-%d %H:%M} UTC")
