@@ -41,6 +41,7 @@ from pipeline.db import (
     utcnow,
 )
 from pipeline.errors import InputError, PipelineError
+from pipeline.reports import local_time
 from pipeline.settings import get_settings
 
 jobs_app = typer.Typer(
@@ -136,7 +137,7 @@ def _when(at: dt.datetime | None, now: dt.datetime) -> str:
         return "-"
     seconds = int((at - now).total_seconds())
     span = _span(abs(seconds))
-    return f"{at:%Y-%m-%d %H:%M:%S} ({f'in {span}' if seconds >= 0 else f'{span} ago'})"
+    return f"{local_time(at, seconds=True)} ({f'in {span}' if seconds >= 0 else f'{span} ago'})"
 
 
 def _span(seconds: int) -> str:
@@ -151,7 +152,7 @@ def _print_leases(leases: list[dict[str, Any]]) -> None:
     if not leases:
         return
     now = utcnow()
-    table = Table("lease owner", "jobs", "first expiry (UTC)", "last expiry (UTC)", "alive")
+    table = Table("lease owner", "jobs", "first expiry", "last expiry", "alive")
     for lease in leases:
         alive = {True: "yes", False: "[b red]no[/]", None: "unknown"}[lease["alive"]]
         table.add_row(

@@ -47,6 +47,7 @@ from pipeline.reports import (
     cost_report,
     daily_cost_chart,
     load_chart_rows,
+    local_time,
     parse_day,
     shown_places,
     text_chart,
@@ -135,7 +136,7 @@ _REPORT_DROP_ORDER = (
     "cache hits",
     "failed",
 )
-_FORECAST_DROP_ORDER = ("kind", "state", "started (UTC)", "fc. cached")
+_FORECAST_DROP_ORDER = ("kind", "state", "started", "fc. cached")
 
 
 def _figures_cells(f: CostFigures, places: int) -> list[str]:
@@ -283,7 +284,7 @@ def print_forecasts(runs: list[RunForecast]) -> None:
                 str(run.run_id),
                 run.kind,
                 run.state,
-                f"{run.started_at:%Y-%m-%d %H:%M}",
+                local_time(run.started_at),
                 "-" if run.forecast_cost_usd is None else usd_shown(run.forecast_cost_usd, places),
                 usd_shown(run.actual.cost_usd, places),
                 "-" if error is None else ("+" if error > 0 else "") + usd_shown(error, places),
@@ -291,7 +292,7 @@ def print_forecasts(runs: list[RunForecast]) -> None:
                 _pct(run.actual.cached_ratio),
             ]
         )
-    headers = ["run", "kind", "state", "started (UTC)", "forecast $", "actual $"]
+    headers = ["run", "kind", "state", "started", "forecast $", "actual $"]
     headers += ["diff $", "fc. cached", "cached"]
     table, hidden = fitted_table(
         "Forecast vs actual",

@@ -7,13 +7,20 @@ from rich.table import Table
 
 from pipeline.checks import summary_text
 from pipeline.cli.common import console
-from pipeline.reports import FailedJob, ResultRow, cell_text, shown_places, usd_shown
+from pipeline.reports import (
+    FailedJob,
+    ResultRow,
+    cell_text,
+    local_time,
+    shown_places,
+    usd_shown,
+)
 
 _MIN_TEXT_WIDTH = 40
 # On a narrow terminal these columns go first, so the text keeps some room.
 _DROP_ORDER = (
     "cached",
-    "created (UTC)",
+    "created",
     "model",
     "out",
     "in",
@@ -37,7 +44,7 @@ def _cells(row: ResultRow, places: int) -> dict[str, str]:
         "cached": f"{row.cached_tokens:,}",
         "out": f"{row.output_tokens:,}",
         "cost $": usd_shown(row.cost_usd, places),
-        "created (UTC)": f"{row.created_at:%Y-%m-%d %H:%M}",
+        "created": local_time(row.created_at),
     }
 
 
@@ -76,7 +83,7 @@ def print_results_table(rows: list[ResultRow], width: int, title: str = "Generat
 def print_failed_table(rows: list[FailedJob], width: int, title: str = "Failed jobs") -> None:
     """Failed jobs with their reason and last error cut to fit ``width``."""
     table = Table(title=title)
-    for h in ("article", "task", "reason", "attempts", "failed at (UTC)"):
+    for h in ("article", "task", "reason", "attempts", "failed at"):
         table.add_column(h, no_wrap=True, justify="right" if h == "attempts" else "left")
     used = sum(
         max(len(h), *(len(v) for v in values)) + 3
@@ -85,7 +92,7 @@ def print_failed_table(rows: list[FailedJob], width: int, title: str = "Failed j
             ("task", [r.task for r in rows]),
             ("reason", [r.reason or "-" for r in rows]),
             ("attempts", [str(r.attempts) for r in rows]),
-            ("failed at (UTC)", ["0000-00-00 00:00"]),
+            ("failed at", [local_time(r.updated_at) for r in rows]),
         )
     )
     error_width = max(width - used - 4, 10)
@@ -96,7 +103,7 @@ def print_failed_table(rows: list[FailedJob], width: int, title: str = "Failed j
             r.task,
             r.reason or "-",
             str(r.attempts),
-            f"{r.updated_at:%Y-%m-%d %H:%M}",
+            local_time(r.updated_at),
             _clip(r.last_error or "-", error_width),
         )
     console.print(table)

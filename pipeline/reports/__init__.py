@@ -57,6 +57,7 @@ from pipeline.reports.results import (
     parse_when,
     total_cost,
 )
+from pipeline.reports.times import local_time
 
 __all__ = [
     "APPROVED_COLUMNS",
@@ -87,6 +88,7 @@ __all__ = [
     "generations",
     "latest_run_id",
     "load_chart_rows",
+    "local_time",
     "markdown",
     "numbers_line",
     "parse_day",

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from pipeline.checks import summary_text
 from pipeline.reports.costs import usd_shown
 from pipeline.reports.results import FailedJob, ResultRow
+from pipeline.reports.times import local_time
 
 # -- writers -----------------------------------------------------------------------------
 
@@ -66,7 +67,7 @@ def numbers_line(row: ResultRow) -> str:
     parts = [row.version, model, row.status, tokens, f"${usd_shown(row.cost_usd)}"]
     if row.from_cache:
         parts.append("from the response cache")
-    parts.append(f"{row.created_at:%Y-%m-%d %H:%M} UTC")
+    parts.append(local_time(row.created_at))
     if row.run_id is not None:
         parts.append(f"run {row.run_id}")
     parts.append(f"generation {row.generation_id}")
@@ -77,7 +78,7 @@ def review_line(row: ResultRow) -> str:
     """Checks and review state in one line: ``checks ok 3/3 · review approved by ana (note)``."""
     line = f"checks {summary_text(row.checks)} · review {row.review_state or '-'}"
     if row.decision is not None:
-        line += f" by {row.editor} {row.decided_at:%Y-%m-%d %H:%M} UTC" if row.decided_at else ""
+        line += f" by {row.editor} {local_time(row.decided_at)}" if row.decided_at else ""
         if row.note:
             line += f" ({_one_line(row.note)})"
     return line
@@ -181,7 +182,7 @@ def failed_markdown(rows: Sequence[FailedJob]) -> str:
             "",
             f"Article `{row.source_id}` · job {row.job_id} · reason `{row.reason or '-'}`"
             f" · {row.attempts} attempt(s)"
-            f" · {row.updated_at:%Y-%m-%d %H:%M} UTC",
+            f" · {local_time(row.updated_at)}",
             "",
             "```",
             (row.last_error or "(no error recorded)").strip(),
