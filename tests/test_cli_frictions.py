@@ -318,3 +318,62 @@ def test_sqlite3_is_what_the_seed_wrote(seeded_url: str) -> None:
     path = seeded_url.removeprefix("sqlite:///")
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM generations").fetchone() == (2,)
+
+
+# -- pure helpers behind 3, 4, 5 ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("0", "0.00"),
+        ("1.5", "1.50"),
+        ("0.0012345678", "0.001235"),
+        ("12.3456789", "12.3457"),
+        ("-0.00000004", "-0.000000"),
+        ("1234.5", "1234.50"),
+    ],
+)
+def test_usd_shown_rounds_as_format_usd(value: str, shown: str) -> None:
+    """At most four decimals, six below a cent, at least two; a column can be aligned."""
+    from pipeline.reports import shown_places, usd_shown
+
+    assert usd_shown(Decimal(value)) == shown
+    assert shown_places([Decimal("0.5"), Decimal("0.000123456")]) == 6
+
+
+def test_structured_lines_and_line() -> None:
+    """Objects as labelled fields, lists as bullets; one line for a table cell."""
+    from pipeline.reports.resultfiles import structured_line, structured_lines
+
+    value = {"points": ["a", "b"], "score": 0.5, "meta": {"lang": "en"}}
+    assert structured_lines(value) == ["Points:", "  - a", "  - b", "Score: 0.5", "Meta:",
+                                       "  Lang: en"]  # fmt: skip
+    assert structured_line(value) == "Points: a · b | Score: 0.5 | Meta: Lang: en"
+
+
+def test_local_time_names_its_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stored naive-UTC time in the process's zone, with the zone's name."""
+    import datetime as dt
+    import time
+
+    from pipeline.reports import local_time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert local_time(dt.datetime(2026, 12, 7, 23, 4)) == "2026-12-07 18:04 EST"
+        assert local_time(None) == "-"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_summaries_show_a_dash_for_nothing() -> None:
+    """with_usd formats money and leaves None to print_summary, which shows `-`."""
+    from pipeline.cli import display
+
+    assert display.with_usd({"cost_usd": "0.0012345678", "budget_usd": None}) == {
+        "cost_usd": "$0.001235",
+        "budget_usd": None,
+    }
