@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,7 +17,15 @@ from sqlalchemy import Engine, select, text
 from typer.testing import CliRunner, Result
 
 from pipeline.cli.main import app
-from pipeline.db import FAILURE_REASONS, jobs, make_engine, reason_of, session_factory, upgrade
+from pipeline.db import (
+    FAILURE_REASONS,
+    jobs,
+    make_engine,
+    queue,
+    reason_of,
+    session_factory,
+    upgrade,
+)
 from pipeline.db.migrate import alembic_config
 from pipeline.db.models import Job, utcnow
 from pipeline.settings import get_settings
@@ -213,3 +222,23 @@ def test_0014_backfills_reasons_on_postgres(blank_postgres_url: str) -> None:
     """The same on PostgreSQL."""
     _at_0010_with_failures(blank_postgres_url)
     _check_backfilled(blank_postgres_url)
+
+
+def test_a_run_waits_for_staggered_jobs_instead_of_ending(
+    database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """Three dead letters requeued over 2 s: one run sends all three, each at its time (the
+    run waits for the next instead of ending with jobs queued)."""
+    ids = seed(engine, ["headline"], n=3)
+    with session_factory(engine)() as s:
+        s.execute(Job.__table__.update().values(state="failed", failure_reason="max_attempts"))
+        s.commit()
+        assert queue.requeue_failed(s, reason="max_attempts", stagger_s=2.0) == 3
+    with simulator() as sim:
+        started = time.monotonic()
+        summary = run_engine(engine_settings(database_url, sim, tmp_path))
+        wall_s = time.monotonic() - started
+    assert summary.totals.succeeded == 3
+    assert set(reasons(engine).values()) == {("succeeded", None)}
+    assert sorted(reasons(engine)) == ids
+    assert 1.2 < wall_s < 15, wall_s

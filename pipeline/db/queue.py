@@ -102,6 +102,26 @@ def requeue_failed(
     return len(ids)
 
 
+def next_not_before(
+    session: Session,
+    *,
+    tasks: Sequence[str] | None = None,
+    batch_label: str | None = None,
+    now: dt.datetime | None = None,
+) -> dt.datetime | None:
+    """When the earliest queued job held back by ``not_before`` may be claimed (None: no
+    queued job waits for a time), so a run waits for a staggered requeue instead of ending."""
+    query = select(func.min(Job.not_before)).where(
+        Job.state == "queued", Job.not_before > (now or utcnow())
+    )
+    if tasks:
+        query = query.where(Job.task.in_(list(tasks)))
+    if batch_label is not None:
+        query = query.where(Job.batch_label == batch_label)
+    value: dt.datetime | None = session.execute(query).scalar_one()
+    return value
+
+
 def job_counts(session: Session) -> list[JobCount]:
     """Counts of jobs by state, task and batch label."""
     rows = session.execute(
