@@ -115,6 +115,9 @@ def test_a_failing_api_leaves_dead_letters_that_are_listed_and_requeued_staggere
     with simulator(fail_rate=1.0) as sim:
         run_engine(engine_settings(database_url, sim, tmp_path, max_attempts=1))
     assert set(reasons(engine).values()) == {("failed", "max_attempts")}
+    counted = cli("jobs")
+    assert "failed by reason: max_attempts 4" in counted.output, counted.output
+    assert json.loads(cli("jobs", "--json").stdout)["failed_by_reason"] == {"max_attempts": 4}
 
     listed = cli("results", "--failed", "--reason", "max_attempts", "--json")
     assert listed.exit_code == 0, listed.output

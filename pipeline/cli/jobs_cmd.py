@@ -85,6 +85,7 @@ def jobs_cmd(
     try:
         with sessions() as session, database_errors():
             counts = queue.job_counts(session)
+            reasons = queue.failure_counts(session, tasks=wanted or None, batch_label=batch)
             owners = leases.lease_owners(session, tasks=wanted or None, batch_label=batch)
             judge = leases.run_liveness(settings.db_outage_s)
             alive = {o.owner: _alive(session, o.owner, judge) for o in owners}
@@ -103,11 +104,15 @@ def jobs_cmd(
                 "counts": [vars(c) for c in counts],
                 "by_state": by_state,
                 "total": sum(by_state.values()),
+                "failed_by_reason": reasons,
                 "leases": held,
             }
         )
         return
     _print_counts(counts, by_state, narrowed=bool(wanted) or batch is not None)
+    if reasons:
+        shown = ", ".join(f"{reason} {n:,}" for reason, n in reasons.items())
+        say(f"failed by reason: {shown} (`contentgen results --failed --reason REASON`)")
     _print_leases(held)
 
 

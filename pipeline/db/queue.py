@@ -122,6 +122,19 @@ def next_not_before(
     return value
 
 
+def failure_counts(
+    session: Session, *, tasks: Sequence[str] | None = None, batch_label: str | None = None
+) -> dict[str, int]:
+    """Failed jobs per failure reason (``db.failures``; ``-`` for none recorded)."""
+    query = select(Job.failure_reason, func.count()).where(Job.state == "failed")
+    if tasks:
+        query = query.where(Job.task.in_(list(tasks)))
+    if batch_label is not None:
+        query = query.where(Job.batch_label == batch_label)
+    rows = session.execute(query.group_by(Job.failure_reason)).all()
+    return {reason or "-": int(n) for reason, n in sorted(rows, key=lambda r: -r[1])}
+
+
 def job_counts(session: Session) -> list[JobCount]:
     """Counts of jobs by state, task and batch label."""
     rows = session.execute(
