@@ -178,6 +178,11 @@ class Settings(BaseSettings):
     batch_lease_h: float = Field(
         default=25.0, gt=24, description="Lease of jobs in a batch (beyond the 24 h window)."
     )
+    batch_resubmit_expired: bool = Field(
+        default=True,
+        description="The lines an expired batch never ran go into one new batch (once); "
+        "false: back to the queue, failing with reason `expired` on their last attempt.",
+    )
 
     def claim_chunk_for(self, concurrency: int) -> int:
         """Jobs a run claims at a time: ``claim_chunk``, else four times what it sends at once

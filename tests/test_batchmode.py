@@ -331,11 +331,15 @@ def test_a_crashed_run_is_resumed_without_a_second_upload(
 def test_an_expired_batch_records_what_finished_and_requeues_the_rest(
     batch_settings: Settings, sim: SimulatorServer, sessions: sessionmaker[Session]
 ) -> None:
-    """Lines the 24 h window cut off send their jobs back to the queue with the reason."""
+    """Lines the 24 h window cut off send their jobs back to the queue with the reason (when
+    they are not re-submitted: tests/test_batch_salvage.py)."""
     sim.configure(batch_expire_rate=1.0, batch_expire_unfinished=0.5)
     n = enqueue(sessions, 4)
     # Polls up to an hour apart: the window is 24 simulated hours.
-    summary = run(batch_settings.model_copy(update={"batch_poll_max_s": 3600.0}), sim)
+    settings = batch_settings.model_copy(
+        update={"batch_poll_max_s": 3600.0, "batch_resubmit_expired": False}
+    )
+    summary = run(settings, sim)
     states = job_states(sessions)
     assert states["succeeded"] == summary.counts["recorded"] > 0
     assert states["queued"] == summary.counts["requeued"] == n - states["succeeded"]

@@ -128,13 +128,15 @@ def test_empty_queue_says_so(cli: Run, tmp_path: Path) -> None:
         ["run"],
         ["run", "--quiet"],
         ["run", "--dry-run"],
-        ["run", "-q", "-b", "x"],
     ):
         result = cli(*args, env=env)
         assert result.returncode == 0, (args, result.stderr)
         assert "nothing queued" in result.stdout and "┃" not in result.stdout, result.stdout
         assert "│" not in result.stdout, (args, result.stdout)
         assert "done 0" not in result.stderr, (args, result.stderr)  # no progress of nothing
+    # A label no job ever carried is a typo, not an empty queue (issue 22).
+    typo = cli("run", "-q", "-b", "x", env=env)
+    assert typo.returncode == 2 and "no job carries a batch label yet" in typo.stderr
 
 
 def test_short_flags_mean_the_same_everywhere() -> None:

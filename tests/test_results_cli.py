@@ -253,7 +253,7 @@ def test_markdown_is_one_document_per_article_and_task(
     assert doc.count("\n## ") == 3 and "\n## Ärger über Preise\n" in doc
     assert doc.count("\n### summary\n") == 3 and doc.count("\n### headline\n") == 3
     assert TRICKY in doc and LONG.strip() in doc
-    assert "$0.0001234567" in doc and "run " in doc
+    assert "$0.000123 ·" in doc and "run " in doc
     # art-1's section holds its texts, before art-3's heading.
     art1 = doc.index("## Article number 1")
     assert art1 < doc.index("summary text 1 at 1441") < doc.index("## Ärger über Preise")
@@ -272,7 +272,9 @@ def test_table_fits_the_terminal_and_cuts_the_text(
         assert source_id in result.stdout
     assert "word word" in result.stdout and "…" in result.stdout
     assert LONG.strip() not in result.stdout
-    assert "6 generation(s), $0.5006172835" in result.stdout  # exact total
+    # The total rounded as format_usd rounds it (exact in --format csv/jsonl), and a title.
+    assert "6 generation(s), $0.5006\n" in result.stdout
+    assert "Generated texts" in lines[0]
     monkeypatch.setattr(common.console, "_width", 60)
     narrow = cli("results", "--format", "table")
     assert max(len(line) for line in narrow.stdout.splitlines()) <= 60
@@ -343,6 +345,7 @@ def test_failed_lists_failed_jobs_with_their_error(
             "batch_label": None,
             "updated_at": rows[0]["updated_at"],
             "job_id": seeded.jobs["art-3", "summary"],
+            "reason": None,
         }
     ]
     monkeypatch.setattr(common.console, "_width", 120)
@@ -362,7 +365,7 @@ def test_show_prints_one_articles_full_texts(cli: Invoke, seeded: Seeded) -> Non
     assert "Ärger über Preise" in result.stdout and LONG.strip() in result.stdout
     assert "(no text: HTTP 500 boom)" in result.stdout
     assert "1,000 in (512 cached, 3 cache writes), 40 out (7 reasoning)" in result.stdout
-    assert "$0.0001234567" in result.stdout
+    assert "$0.000123 ·" in result.stdout
     history = cli("results", "show", "art-1", "--all", "--json")
     assert [r["text"] for r in json.loads(history.stdout) if r["task"] == "summary"] == [
         "summary text 1 at 1",
@@ -375,13 +378,18 @@ def test_show_prints_one_articles_full_texts(cli: Invoke, seeded: Seeded) -> Non
 
 
 def test_empty_result_is_one_line_and_exit_0(cli: Invoke, seeded: Seeded) -> None:
-    """Nothing matches: one line naming the filters; exports stay empty on stdout."""
-    result = cli("results", "-b", "nope", "--tasks", "headline", "--format", "table")
+    """Nothing matches: one line naming the filters; exports stay empty on stdout. A batch
+    label no job ever carried is a mistake, not an empty result: exit 2 naming the known."""
+    result = cli("results", "-b", "evening", "--article", "nope", "--format", "table")
     assert result.exit_code == 0
-    assert result.stdout == "no generations match (batch=nope, task=headline)\n"
-    as_csv = cli("results", "--batch", "nope", "--format", "csv")
+    assert result.stdout == "no generations match (batch=evening, article=nope)\n"
+    as_csv = cli("results", "--article", "nope", "--format", "csv")
     assert as_csv.exit_code == 0 and as_csv.stdout == ""
-    assert as_csv.stderr == "no generations match (batch=nope)\n"
+    assert as_csv.stderr == "no generations match (article=nope)\n"
+    typo = cli("results", "-b", "evenin", "--format", "table")
+    assert typo.exit_code == 2 and typo.stdout == ""
+    assert "no job has ever carried the batch label 'evenin'" in typo.stderr
+    assert "the known labels are evening" in typo.stderr
 
 
 def test_unknown_task_and_state_are_exit_2_naming_the_known(cli: Invoke, seeded: Seeded) -> None:

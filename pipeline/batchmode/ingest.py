@@ -3,9 +3,15 @@
 Output and error files are read line by line, in whatever order they come, and joined to the
 batch's items on ``custom_id``. An answered line is judged like a realtime response but priced
 at the batch tier (``judge(..., tier_override="batch", batch_id=...)``); an HTTP error line is
-a failed generation (retried later unless it is a 4xx that would fail again); a line that
-never ran (``batch_expired``, ``batch_cancelled``) and an item missing from both files send the
-job back to the queue with the reason. A batch refused with ``token_limit_exceeded`` (the
+a failed generation (retried later unless it is a 4xx that would fail again).
+
+Salvage: a batch that ended early (``expired``, ``cancelled``, ``failed``) is billed for the
+lines it answered, so those are recorded at batch price like any other; only the rest goes on.
+The lines an expired batch never ran go into one new batch (``batch_resubmit_expired``, once:
+a resubmission that expires too is not sent again); otherwise, and for a cancelled or failed
+batch, their jobs go back to the queue with the reason in ``last_error``, and a job on its
+last attempt fails for good with reason ``expired``. An item missing from both files goes back
+to the queue the same way. A batch refused with ``token_limit_exceeded`` (the
 provider's enqueued-token limit) is split into two halves, each submitted once the model has
 no other batch in flight; a single request that is still refused goes back to the queue.
 
@@ -27,6 +33,10 @@ from pipeline.run import Verdict, failure, judge
 
 log = logging.getLogger("contentgen.batch")
 TOKEN_LIMIT = "token_limit_exceeded"
+# A batch that ended before running every line: its answered lines are recorded (at batch
+# price, as the provider bills them) and only the rest is sent again or queued.
+ENDED_EARLY = frozenset({"expired", "cancelled", "failed"})
+EXPIRED = "expired"  # the failure reason of a line its batch never ran (``db.failures``)
 
 
 def _permanent(status: int) -> bool:
@@ -90,6 +100,7 @@ async def ingest(ctx: BatchContext, row: store.BatchRow, remote: RemoteBatch) ->
         pending = {item.custom_id: item for item in items.items(session, row.id)}
     requests = rerender(ctx, list(pending.values()))
     followers = followers_of(ctx.profiles)
+    unrun: dict[str, str] = {}  # custom_id -> why its line did not run (it stays pending)
     for file_id, kind in ((remote.output_file_id, "output"), (remote.error_file_id, "error")):
         if not file_id:
             continue
@@ -99,44 +110,106 @@ async def ingest(ctx: BatchContext, row: store.BatchRow, remote: RemoteBatch) ->
             request = requests.get(line.custom_id)
             if item is None or request is None:
                 continue  # not ours, recorded before a restart, or cannot be rendered
-            del pending[line.custom_id]
             outcome = verdict_of(ctx, remote, request, item, line)
-            if not isinstance(outcome, str) and item.profile_version is not None:
+            if isinstance(outcome, str):
+                unrun[line.custom_id] = outcome
+                continue
+            del pending[line.custom_id]
+            if item.profile_version is not None:
                 # The version it was sent with, even if the profile changed since.
                 outcome.generation.profile_version = item.profile_version
             with ctx.sessions() as session:
-                if isinstance(outcome, str):
-                    items.requeue(session, row, item, outcome, max_attempts=max_attempts)
-                    ctx.count("requeued")
-                else:
-                    items.record(
-                        session,
-                        row,
-                        item,
-                        outcome,
-                        max_attempts=max_attempts,
-                        followers=followers.get(item.task, ()),
-                    )
-                    ctx.count("recorded" if outcome.succeeded else "failed")
-    reason = f"batch {remote.id} ended {remote.status}"
+                items.record(
+                    session,
+                    row,
+                    item,
+                    outcome,
+                    max_attempts=max_attempts,
+                    followers=followers.get(item.task, ()),
+                )
+                ctx.count("recorded" if outcome.succeeded else "failed")
+    note = f"batch {remote.id} ended {remote.status}"
     if remote.error_text:
-        reason += f": {remote.error_text}"
-    reason += "; the request did not run"
-    for item in pending.values():
-        with ctx.sessions() as session:
-            items.requeue(session, row, item, reason, max_attempts=max_attempts)
-        ctx.count("requeued")
+        note += f": {remote.error_text}"
+    note += "; the request did not run"
+    resubmitted: list[store.BatchRow] = []
+    if pending and _resubmits(ctx, row, remote):
+        resubmitted = _resubmit(ctx, row, list(pending.values()), note)
+    else:
+        for item in pending.values():
+            with ctx.sessions() as session:
+                items.requeue(
+                    session,
+                    row,
+                    item,
+                    unrun.get(item.custom_id, note),
+                    max_attempts=max_attempts,
+                    reason=EXPIRED if remote.status in ENDED_EARLY else None,
+                )
+            ctx.count("requeued")
     with ctx.sessions() as session:
-        closed = store.close(session, row, error=remote.error_text)
+        closed = store.close(session, store.get_row(session, row.id), error=remote.error_text)
+    recorded = row.requests - len(pending)
+    if remote.status in ENDED_EARLY:
+        ctx.count("salvaged", recorded)
+    rest = (
+        f"{len(pending)} re-submitted as batch {resubmitted[0].id}"
+        if resubmitted
+        else f"{len(pending)} back to the queue"
+    )
     log.info(
-        "batch %s (%s) %s: %d recorded, %d back to the queue",
+        "batch %s (%s) %s: %d recorded%s, %s",
         row.id,
         remote.id,
         remote.status,
-        row.requests - len(pending),
-        len(pending),
+        recorded,
+        f" at batch price (${closed.cost_usd})" if remote.status in ENDED_EARLY else "",
+        rest,
     )
     return closed
+
+
+def _resubmits(ctx: BatchContext, row: store.BatchRow, remote: RemoteBatch) -> bool:
+    """Whether the lines an expired batch never ran go into a new batch: once (a batch that
+    is itself such a resubmission and expires sends its rest to the queue)."""
+    if remote.status != "expired" or not ctx.settings.batch_resubmit_expired:
+        return False
+    if row.parent_id is None:
+        return True
+    with ctx.sessions() as session:
+        return store.get_row(session, row.parent_id).status != "expired"
+
+
+def _resubmit(
+    ctx: BatchContext, row: store.BatchRow, pending: list[items.Item], note: str
+) -> list[store.BatchRow]:
+    """Move the lines ``row`` never ran into one new ``held`` batch (submitted by the next
+    poll step, as a split's halves are); items that cannot be rendered again are requeued."""
+    lines = lines_of(ctx, pending)
+    if not lines:
+        children: list[store.BatchRow] = []
+    else:
+        with ctx.sessions() as session:
+            children = store.split(
+                session,
+                row,
+                [lines],
+                lease_h=ctx.settings.batch_lease_h,
+                reason=f"{note}; re-submitted",
+            )
+        ctx.count("resubmitted", len(lines))
+    with ctx.sessions() as session:
+        for item in items.items(session, row.id):
+            items.requeue(
+                session,
+                row,
+                item,
+                note,
+                max_attempts=ctx.settings.max_attempts,
+                reason=EXPIRED,
+            )
+            ctx.count("requeued")
+    return children
 
 
 async def split_refused(

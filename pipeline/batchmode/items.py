@@ -115,16 +115,26 @@ def record(
     )
 
 
-def requeue(session: Session, row: BatchRow, item: Item, reason: str, *, max_attempts: int) -> str:
-    """Return a job whose line never ran (expired, cancelled, missing) to the queue."""
+def requeue(
+    session: Session,
+    row: BatchRow,
+    item: Item,
+    error: str,
+    *,
+    max_attempts: int,
+    reason: str | None = None,
+) -> str:
+    """Return a job whose line never ran (expired, cancelled, missing) to the queue; on its
+    last attempt it fails for good with ``reason`` (``expired`` for an ended batch)."""
     set_item(session, row.id, item.custom_id, "requeued")
     return jobs.fail(
         session,
         item.job_id,
         row.owner,
-        reason,
+        error,
         generation=None,
         max_attempts=max_attempts,
         permanent=False,
         count_attempt=False,
+        reason=reason,
     )

@@ -69,6 +69,10 @@ class BatchRunSummary:
             "recorded": self.counts.get("recorded", 0),
             "failed_lines": self.counts.get("failed", 0),
             "requeued": self.counts.get("requeued", 0),
+            # Lines of batches that ended early (expired, cancelled, failed) recorded at batch
+            # price, and the lines of expired batches sent again in a new batch.
+            "salvaged_lines": self.counts.get("salvaged", 0),
+            "resubmitted": self.counts.get("resubmitted", 0),
             "input_tokens": t.input_tokens,
             "cached_tokens": t.cached_tokens,
             "cache_write_tokens": t.cache_write_tokens,

@@ -8,7 +8,7 @@ from rich.table import Table
 from pipeline.batchmode import batch_costs, cancel_batch, list_batches, run_batch_mode
 from pipeline.cli.common import JSON_OPTION, console, handle_errors, print_json
 from pipeline.cli.display import print_summary
-from pipeline.reports import usd_text
+from pipeline.reports import usd_shown
 from pipeline.run import RunOptions
 from pipeline.settings import get_settings
 
@@ -57,11 +57,13 @@ def batches_cmd(
             str(row.requests),
             str(row.completed),
             str(row.failed),
-            f"${usd_text(row.cost_usd)}",
-            f"${usd_text(row.list_cost_usd - row.cost_usd)}",
+            f"${usd_shown(row.cost_usd)}",
+            f"${usd_shown(row.list_cost_usd - row.cost_usd)}",
         )
     console.print(table)
-    console.print(f"cost ${usd_text(cost)}, saved ${usd_text(list_cost - cost)} against list price")
+    console.print(
+        f"cost ${usd_shown(cost)}, saved ${usd_shown(list_cost - cost)} against list price"
+    )
 
 
 @batches_app.command("poll")

@@ -8,7 +8,7 @@ import typer
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.cli.common import JSON_OPTION, handle_errors, print_json, say
+from pipeline.cli.common import DEMO_DATABASE, JSON_OPTION, handle_errors, print_json, say
 from pipeline.db import head_revision, make_engine, session_factory, sync_prices, upgrade
 from pipeline.errors import DatabaseError
 from pipeline.money import load_pricing
@@ -78,6 +78,13 @@ def upgrade_cmd(json_out: bool = JSON_OPTION) -> None:
     else:
         say(f"{url}: upgraded from {before or 'a blank database'} to {after} (head)")
     say(f"prices: {added} added from {settings.config_dir / 'pricing.toml'}")
+    if before is None and DEMO_DATABASE.exists() and DEMO_DATABASE.name not in url:
+        # After `contentgen demo`, this new database is empty; the demo's texts are elsewhere.
+        say(
+            f"note: {url} is a new, empty database; the demo's texts are in {DEMO_DATABASE}: "
+            f"CONTENTGEN_DATABASE_URL=sqlite:///{DEMO_DATABASE} contentgen results",
+            err=True,
+        )
 
 
 @db_app.command("current")

@@ -177,14 +177,14 @@ def print_summary(summary: dict[str, Any], title: str = "Run summary") -> None:
     for key, value in summary.items():
         if isinstance(value, dict):  # e.g. token factors per model
             value = ", ".join(f"{k} {v}" for k, v in value.items()) or "-"
-        table.add_row(key.replace("_", " "), str(value))
+        table.add_row(key.replace("_", " "), "-" if value is None else str(value))
     console.print(table)
 
 
 def format_usd(value: Decimal | str) -> str:
     """Money for people: ``$1,234.5678``, ``$0.2964``, ``$0.000123`` (four decimals, six below
     a cent, as the live panel shows it), ``$0.00`` for nothing. Stored and JSON figures stay
-    exact; reports that must add up to the bill print them with ``reports.usd_text``."""
+    exact (CSV and JSON); tables round with ``reports.usd_shown``, to the same precision."""
     amount = Decimal(value)
     if not amount:
         return "$0.00"

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.cli.common import (
     JSON_OPTION,
+    check_batch_label,
     check_task_names,
     console,
     database_errors,
@@ -28,7 +29,10 @@ from pipeline.cli.common import (
 )
 from pipeline.db import (
     JOB_STATES,
+    REASON_FILTERS,
     RegenerateFilter,
+    check_label,
+    check_reason,
     leases,
     owner_alive,
     pid_alive,
@@ -36,7 +40,8 @@ from pipeline.db import (
     regenerate,
     utcnow,
 )
-from pipeline.errors import PipelineError
+from pipeline.errors import InputError, PipelineError
+from pipeline.reports import local_time
 from pipeline.settings import get_settings
 
 jobs_app = typer.Typer(
@@ -75,10 +80,12 @@ def jobs_cmd(
     settings = get_settings()
     wanted = split_tasks(tasks)
     _check_task_filter(wanted)
+    check_batch_label(settings, batch)
     engine, sessions = open_db(settings)
     try:
         with sessions() as session, database_errors():
             counts = queue.job_counts(session)
+            reasons = queue.failure_counts(session, tasks=wanted or None, batch_label=batch)
             owners = leases.lease_owners(session, tasks=wanted or None, batch_label=batch)
             judge = leases.run_liveness(settings.db_outage_s)
             alive = {o.owner: _alive(session, o.owner, judge) for o in owners}
@@ -97,11 +104,15 @@ def jobs_cmd(
                 "counts": [vars(c) for c in counts],
                 "by_state": by_state,
                 "total": sum(by_state.values()),
+                "failed_by_reason": reasons,
                 "leases": held,
             }
         )
         return
     _print_counts(counts, by_state, narrowed=bool(wanted) or batch is not None)
+    if reasons:
+        shown = ", ".join(f"{reason} {n:,}" for reason, n in reasons.items())
+        say(f"failed by reason: {shown} (`contentgen results --failed --reason REASON`)")
     _print_leases(held)
 
 
@@ -131,7 +142,7 @@ def _when(at: dt.datetime | None, now: dt.datetime) -> str:
         return "-"
     seconds = int((at - now).total_seconds())
     span = _span(abs(seconds))
-    return f"{at:%Y-%m-%d %H:%M:%S} ({f'in {span}' if seconds >= 0 else f'{span} ago'})"
+    return f"{local_time(at, seconds=True)} ({f'in {span}' if seconds >= 0 else f'{span} ago'})"
 
 
 def _span(seconds: int) -> str:
@@ -146,7 +157,7 @@ def _print_leases(leases: list[dict[str, Any]]) -> None:
     if not leases:
         return
     now = utcnow()
-    table = Table("lease owner", "jobs", "first expiry (UTC)", "last expiry (UTC)", "alive")
+    table = Table("lease owner", "jobs", "first expiry", "last expiry", "alive")
     for lease in leases:
         alive = {True: "yes", False: "[b red]no[/]", None: "unknown"}[lease["alive"]]
         table.add_row(
@@ -190,16 +201,34 @@ def requeue_cmd(
     batch: str | None = typer.Option(
         None, "--batch", "-b", help="Only jobs with this batch label."
     ),
+    reason: str | None = typer.Option(
+        None,
+        "--reason",
+        help="With --failed: only jobs that failed for this reason: "
+        + ", ".join(REASON_FILTERS)
+        + ".",
+    ),
+    stagger: float = typer.Option(
+        0.0,
+        "--stagger",
+        min=0.0,
+        help="With --failed: spread the re-queued jobs over this many seconds (each waits "
+        "for its turn before a run may claim it), so a recovering API is not hit at once.",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Put failed jobs back in the queue (--failed), or jobs whose lease expired (--expired).
 
-    --tasks and --batch narrow --failed; --expired applies to every job.
+    --tasks, --batch, --reason and --stagger narrow --failed; --expired applies to every
+    job. `contentgen results --failed` lists the failed jobs with their reasons.
 
-    Example: `contentgen jobs requeue --failed --tasks summary --batch evening`
+    Example: `contentgen jobs requeue --failed --reason max_attempts --stagger 600`
     """
     if not failed and not expired:
         raise PipelineError("say what to re-queue: --failed and/or --expired")
+    if not failed and (reason is not None or stagger):
+        raise InputError("--reason and --stagger go with --failed")
+    failure_reason = check_reason(reason) if reason is not None else None
     _check_task_filter(split_tasks(tasks))
     settings = get_settings()
     engine, sessions = open_db(settings)
@@ -207,8 +236,13 @@ def requeue_cmd(
     try:
         with sessions() as session, database_errors():
             if failed:
+                check_label(session, batch)
                 result["failed_requeued"] = queue.requeue_failed(
-                    session, tasks=split_tasks(tasks) or None, batch_label=batch
+                    session,
+                    tasks=split_tasks(tasks) or None,
+                    batch_label=batch,
+                    reason=failure_reason,
+                    stagger_s=stagger,
                 )
             if expired:
                 result["expired_requeued"] = leases.requeue_expired(
@@ -220,7 +254,9 @@ def requeue_cmd(
         print_json(result)
         return
     if failed:
-        say(f"re-queued {result['failed_requeued']:,} failed job(s)")
+        which = f" ({failure_reason})" if failure_reason else ""
+        spread = f", spread over {stagger:g} s" if stagger and result["failed_requeued"] else ""
+        say(f"re-queued {result['failed_requeued']:,} failed job(s){which}{spread}")
     if expired:
         say(
             f"{result['expired_requeued']:,} job(s) with an expired lease returned to the queue "

@@ -31,6 +31,7 @@ from pipeline.errors import InputError, PipelineError
 from pipeline.money import load_pricing
 from pipeline.planning import check_profiles
 from pipeline.prompts import load_profiles, version_label
+from pipeline.reports import local_time
 from pipeline.run import cache_policies
 from pipeline.settings import get_settings
 
@@ -135,12 +136,12 @@ def versions_cmd(
     if not rows:
         say("no profile versions stored yet: a run or an enqueue stores them")
         return
-    table = Table("version", "model", "first seen (UTC)", "generations", "current")
+    table = Table("version", "model", "first seen", "generations", "current")
     for r in rows:
         table.add_row(
             version_label(r.task, r.version),
             r.model,
-            f"{r.first_seen_at:%Y-%m-%d %H:%M}",
+            local_time(r.first_seen_at),
             f"{r.generations:,}",
             "yes" if r.version in current else "",
         )

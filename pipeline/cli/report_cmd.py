@@ -20,14 +20,21 @@ from rich.table import Table
 
 from pipeline.cli.budgets_view import budgets_json, print_budgets
 from pipeline.cli.common import (
+    check_batch_label,
+    check_task_names,
     console,
     err_console,
     handle_errors,
+    joined_tasks,
     open_db,
+    output_format,
     print_json,
     run_id_of,
+    say_which_database,
+    settings_reading_demo,
+    stdout_to,
 )
-from pipeline.db import budget_uses, utcnow
+from pipeline.db import budget_uses, has_jobs, utcnow
 from pipeline.errors import InputError
 from pipeline.money import load_budgets
 from pipeline.reports import (
@@ -42,12 +49,13 @@ from pipeline.reports import (
     cost_report,
     daily_cost_chart,
     load_chart_rows,
+    local_time,
     parse_day,
+    shown_places,
     text_chart,
     usd_places,
-    usd_text,
+    usd_shown,
 )
-from pipeline.settings import get_settings
 
 
 class By(StrEnum):
@@ -130,7 +138,7 @@ _REPORT_DROP_ORDER = (
     "cache hits",
     "failed",
 )
-_FORECAST_DROP_ORDER = ("kind", "state", "started (UTC)", "fc. cached")
+_FORECAST_DROP_ORDER = ("kind", "state", "started", "fc. cached")
 
 
 def _figures_cells(f: CostFigures, places: int) -> list[str]:
@@ -144,9 +152,9 @@ def _figures_cells(f: CostFigures, places: int) -> list[str]:
         f"{f.cache_write_tokens:,}",
         f"{f.output_tokens:,}",
         f"{f.reasoning_tokens:,}",
-        usd_text(f.cost_usd, places),
-        usd_text(f.list_cost_usd, places),
-        usd_text(f.savings_usd, places),
+        usd_shown(f.cost_usd, places),
+        usd_shown(f.list_cost_usd, places),
+        usd_shown(f.savings_usd, places),
         _pct(f.savings_ratio),
     ]
 
@@ -222,15 +230,17 @@ def _version_cells(row: CostRow) -> list[str]:
 
 
 def print_table(report: CostReport) -> None:
-    """The report as a rich table with a bold exact total row, then forecast against actual.
+    """The report as a rich table with a bold total row, then forecast against actual.
 
-    Columns that do not fit the terminal are left out (and named); CSV and JSON have them all.
+    Columns that do not fit the terminal are left out (and named), and money is rounded to
+    ``format_usd``'s precision (said when it was); CSV and JSON have every column, exact.
     """
-    places = usd_places(
-        money
+    money = [
+        value
         for f in [*(row.figures for row in report.rows), report.total]
-        for money in (f.cost_usd, f.list_cost_usd, f.savings_usd)
-    )
+        for value in (f.cost_usd, f.list_cost_usd, f.savings_usd)
+    ]
+    places = shown_places(money)
     headers = [_HEADINGS[report.by], *_FIGURE_HEADERS]
     rows = [[_key_text(r.key), *_figures_cells(r.figures, places)] for r in report.rows]
     total = ["total", *_figures_cells(report.total, places)]
@@ -247,6 +257,13 @@ def print_table(report: CostReport) -> None:
     )
     console.print(table)
     _hidden_note(hidden)
+    if usd_places(money) > places:
+        console.print(
+            f"(money rounded to {places} decimals; exact in --format csv/json)",
+            markup=False,
+            highlight=False,
+            style="dim",
+        )
     if not report.rows:
         console.print("No generations match.", markup=False, highlight=False)
     if report.runs:
@@ -255,7 +272,7 @@ def print_table(report: CostReport) -> None:
 
 def print_forecasts(runs: list[RunForecast]) -> None:
     """Forecast (made before sending) against actual cost and cached ratio, per run."""
-    places = usd_places(
+    places = shown_places(
         money
         for run in runs
         for money in (run.forecast_cost_usd, run.actual.cost_usd, run.cost_error_usd)
@@ -269,15 +286,15 @@ def print_forecasts(runs: list[RunForecast]) -> None:
                 str(run.run_id),
                 run.kind,
                 run.state,
-                f"{run.started_at:%Y-%m-%d %H:%M}",
-                "-" if run.forecast_cost_usd is None else usd_text(run.forecast_cost_usd, places),
-                usd_text(run.actual.cost_usd, places),
-                "-" if error is None else ("+" if error > 0 else "") + usd_text(error, places),
+                local_time(run.started_at),
+                "-" if run.forecast_cost_usd is None else usd_shown(run.forecast_cost_usd, places),
+                usd_shown(run.actual.cost_usd, places),
+                "-" if error is None else ("+" if error > 0 else "") + usd_shown(error, places),
                 _pct(run.forecast_cached_ratio),
                 _pct(run.actual.cached_ratio),
             ]
         )
-    headers = ["run", "kind", "state", "started (UTC)", "forecast $", "actual $"]
+    headers = ["run", "kind", "state", "started", "forecast $", "actual $"]
     headers += ["diff $", "fc. cached", "cached"]
     table, hidden = fitted_table(
         "Forecast vs actual",
@@ -381,6 +398,20 @@ def register(app: typer.Typer) -> None:
         run: str | None = typer.Option(
             None, "--run", help="Only this run's generations: a run id or `last`."
         ),
+        batch: str | None = typer.Option(
+            None, "--batch", "-b", help="Only generations of jobs with this batch label."
+        ),
+        tasks: list[str] = typer.Option(
+            [], "--tasks", "-t", help="Only these tasks (a,b; repeatable)."
+        ),
+        output: Path | None = typer.Option(
+            None,
+            "--output",
+            "-o",
+            dir_okay=False,
+            help="Write the report to this file: CSV or JSON, from --format or the name's "
+            ".csv/.json.",
+        ),
         fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
         as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
         chart: Path | None = typer.Option(
@@ -406,16 +437,30 @@ def register(app: typer.Typer) -> None:
         today = dt.datetime.now(dt.UTC).date()
         first = parse_day(since, today) if since else None
         last = parse_day(until, today) if until else None
-        settings = get_settings()
+        fmt = Format.json if as_json else fmt
+        if output is not None and fmt is Format.table:
+            fmt = Format(output_format(output, {".csv": "csv", ".json": "json"}))
+        settings = settings_reading_demo()
         budgets = load_budgets(settings.config_dir)
+        task_list = tuple(joined_tasks(tasks))
+        if task_list:
+            check_task_names(settings, task_list)
+        check_batch_label(settings, batch)
         engine, sessions = open_db(settings)
         try:
             with sessions() as session:
                 uses = budget_uses(session, budgets, utcnow())
-                flt = ReportFilter(since=first, until=last, run_id=run_id_of(session, run))
+                flt = ReportFilter(
+                    since=first,
+                    until=last,
+                    run_id=run_id_of(session, run),
+                    batch_label=batch,
+                    tasks=task_list,
+                )
                 result = cost_report(session, _DIMENSION[by], flt)
                 chart_by = "task" if by is By.day else _DIMENSION[by]
                 chart_rows = load_chart_rows(session, chart_by, flt) if chart is not None else []
+                empty = not result.rows and not has_jobs(session)
         finally:
             engine.dispose()
         series = _HEADINGS["task" if by is By.day else _DIMENSION[by]]
@@ -433,14 +478,19 @@ def register(app: typer.Typer) -> None:
             except OSError as exc:
                 raise InputError(f"cannot write chart {chart}: {exc.strerror}") from exc
             err_console.print(f"wrote chart {chart}", markup=False, highlight=False)
-        if as_json or fmt is Format.json:
-            found = report_json(result)
-            if uses:
-                found["budgets"] = budgets_json(uses)
-            print_json(found)
-        elif fmt is Format.csv:
-            write_csv(result)
-        else:
-            print_table(result)
-            if uses:
-                print_budgets(uses, budgets.timezone)
+        with stdout_to(output):
+            if fmt is Format.json:
+                found = report_json(result)
+                if uses:
+                    found["budgets"] = budgets_json(uses)
+                print_json(found)
+            elif fmt is Format.csv:
+                write_csv(result)
+            else:
+                print_table(result)
+                if uses:
+                    print_budgets(uses, budgets.timezone)
+        if output is not None:
+            err_console.print(f"wrote {output} ({fmt.value})", markup=False, highlight=False)
+        if empty:
+            say_which_database(settings)

@@ -7,13 +7,20 @@ from rich.table import Table
 
 from pipeline.checks import summary_text
 from pipeline.cli.common import console
-from pipeline.reports import FailedJob, ResultRow, shown_text, usd_places, usd_text
+from pipeline.reports import (
+    FailedJob,
+    ResultRow,
+    cell_text,
+    local_time,
+    shown_places,
+    usd_shown,
+)
 
 _MIN_TEXT_WIDTH = 40
 # On a narrow terminal these columns go first, so the text keeps some room.
 _DROP_ORDER = (
     "cached",
-    "created (UTC)",
+    "created",
     "model",
     "out",
     "in",
@@ -36,8 +43,8 @@ def _cells(row: ResultRow, places: int) -> dict[str, str]:
         "in": f"{row.input_tokens:,}",
         "cached": f"{row.cached_tokens:,}",
         "out": f"{row.output_tokens:,}",
-        "cost $": usd_text(row.cost_usd, places),
-        "created (UTC)": f"{row.created_at:%Y-%m-%d %H:%M}",
+        "cost $": usd_shown(row.cost_usd, places),
+        "created": local_time(row.created_at),
     }
 
 
@@ -46,9 +53,9 @@ def _clip(text: str, width: int) -> str:
     return flat if len(flat) <= width else flat[: max(width - 1, 0)] + "…"
 
 
-def print_results_table(rows: list[ResultRow], width: int) -> None:
+def print_results_table(rows: list[ResultRow], width: int, title: str = "Generated texts") -> None:
     """A table with the text cut to fit ``width``; narrow terminals lose columns first."""
-    places = usd_places(r.cost_usd for r in rows)
+    places = shown_places(r.cost_usd for r in rows)
     cells = [_cells(r, places) for r in rows]
     headers = list(cells[0])
     widths = {h: max(len(h), *(len(c[h]) for c in cells)) for h in headers}
@@ -63,28 +70,29 @@ def print_results_table(rows: list[ResultRow], width: int) -> None:
             break
         shown.remove(name)
     text_width = max(room(), 10)
-    table = Table(title=None)
+    table = Table(title=title)
     right = {"in", "cached", "out", "cost $"}
     for h in shown:
         table.add_column(h, justify="right" if h in right else "left", no_wrap=True)
     table.add_column("text", no_wrap=True, overflow="ellipsis", max_width=text_width)
     for row, cell in zip(rows, cells, strict=True):
-        table.add_row(*(cell[h] for h in shown), _clip(shown_text(row), text_width))
+        table.add_row(*(cell[h] for h in shown), _clip(cell_text(row), text_width))
     console.print(table)
 
 
-def print_failed_table(rows: list[FailedJob], width: int) -> None:
-    """Failed jobs with their last error cut to fit ``width``."""
-    table = Table()
-    for h in ("article", "task", "attempts", "failed at (UTC)"):
+def print_failed_table(rows: list[FailedJob], width: int, title: str = "Failed jobs") -> None:
+    """Failed jobs with their reason and last error cut to fit ``width``."""
+    table = Table(title=title)
+    for h in ("article", "task", "reason", "attempts", "failed at"):
         table.add_column(h, no_wrap=True, justify="right" if h == "attempts" else "left")
     used = sum(
         max(len(h), *(len(v) for v in values)) + 3
         for h, values in (
             ("article", [r.source_id for r in rows]),
             ("task", [r.task for r in rows]),
+            ("reason", [r.reason or "-" for r in rows]),
             ("attempts", [str(r.attempts) for r in rows]),
-            ("failed at (UTC)", ["0000-00-00 00:00"]),
+            ("failed at", [local_time(r.updated_at) for r in rows]),
         )
     )
     error_width = max(width - used - 4, 10)
@@ -93,8 +101,9 @@ def print_failed_table(rows: list[FailedJob], width: int) -> None:
         table.add_row(
             r.source_id,
             r.task,
+            r.reason or "-",
             str(r.attempts),
-            f"{r.updated_at:%Y-%m-%d %H:%M}",
+            local_time(r.updated_at),
             _clip(r.last_error or "-", error_width),
         )
     console.print(table)

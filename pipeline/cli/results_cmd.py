@@ -12,12 +12,14 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
 import typer
 
 from pipeline.cli.common import (
+    check_batch_label,
     check_task_names,
     console,
     err_console,
@@ -26,8 +28,11 @@ from pipeline.cli.common import (
     open_db,
     print_json,
     run_id_of,
+    say_which_database,
+    settings_reading_demo,
 )
 from pipeline.cli.result_tables import print_failed_table, print_results_table
+from pipeline.db import REASON_FILTERS, check_reason, has_jobs
 from pipeline.errors import InputError
 from pipeline.prompts import load_profiles
 from pipeline.reports import (
@@ -51,15 +56,11 @@ from pipeline.reports import (
     review_line,
     shown_text,
     total_cost,
-    usd_text,
+    usd_shown,
     write_csv,
     write_jsonl,
 )
-from pipeline.settings import Settings, get_settings
-
-# `contentgen demo` leaves this file behind in the working directory.
-DEMO_DATABASE = Path("contentgen-demo.db")
-_DEFAULT_DATABASE = Path("contentgen.db")
+from pipeline.settings import Settings
 
 
 class Format(StrEnum):
@@ -88,24 +89,6 @@ results_app = typer.Typer(
 
 def _say(text: str, *, err: bool = False) -> None:
     (err_console if err else console).print(text, markup=False, highlight=False, soft_wrap=True)
-
-
-def _settings() -> Settings:
-    """The settings, reading ``contentgen demo``'s database when none is configured.
-
-    Right after `contentgen demo` the only database in the directory is the demo's; without
-    CONTENTGEN_DATABASE_URL and without ./contentgen.db, that is the one to read (said on
-    stderr), instead of an error about an empty default database.
-    """
-    settings = get_settings()
-    if (
-        "database_url" not in settings.model_fields_set
-        and not _DEFAULT_DATABASE.exists()
-        and DEMO_DATABASE.exists()
-    ):
-        _say(f"reading the demo database {DEMO_DATABASE} (no {_DEFAULT_DATABASE} here)", err=True)
-        return settings.model_copy(update={"database_url": f"sqlite:///{DEMO_DATABASE}"})
-    return settings
 
 
 def _tasks(values: list[str], settings: Settings) -> tuple[str, ...]:
@@ -200,7 +183,16 @@ def results_cmd(
         "settings or checks changed since).",
     ),
     failed: bool = typer.Option(
-        False, "--failed", help="List failed jobs with their last error and attempts instead."
+        False,
+        "--failed",
+        help="List failed jobs (dead letters) with their reason, last error and attempts.",
+    ),
+    reason: str | None = typer.Option(
+        None,
+        "--reason",
+        help="With --failed (implied): only jobs that failed for this reason: "
+        + ", ".join(REASON_FILTERS)
+        + ".",
     ),
     fmt: Format | None = typer.Option(
         None,
@@ -227,7 +219,9 @@ def results_cmd(
     """
     if ctx.invoked_subcommand is not None:
         return
-    settings = _settings()
+    failure_reason = check_reason(reason) if reason is not None else None
+    failed = failed or failure_reason is not None
+    settings = settings_reading_demo()
     task_list = _tasks([*tasks, *task_alias], settings)
     check_statuses(states)
     check_review_states(review)
@@ -242,6 +236,9 @@ def results_cmd(
         current = tuple((task, p.version) for task, p in profiles.items())
     today = dt.datetime.now(dt.UTC).date()
     kind = _format(fmt, as_json, output)
+    check_batch_label(settings, batch)
+    failures: list[FailedJob] = []
+    rows: list[ResultRow] = []
     engine, sessions = open_db(settings)
     try:
         with sessions() as session:
@@ -257,13 +254,17 @@ def results_cmd(
                 history=history,
                 review_states=review_states,
                 stale=current,
+                failure_reason=failure_reason,
             )
             if failed:
                 failures = failed_jobs(session, flt)
             else:
                 rows = generations(session, flt)
+            empty = not (failures if failed else rows) and not has_jobs(session)
     finally:
         engine.dispose()
+    if empty:
+        say_which_database(settings)
     if failed:
         _emit_failed(failures, flt, kind, output)
     else:
@@ -273,6 +274,12 @@ def results_cmd(
 def _empty(what: str, flt: ResultFilter, kind: Format) -> None:
     # On stderr when stdout is data, so an export of nothing stays a valid (empty) file.
     _say(f"no {what} match ({flt.describe()})", err=kind is not Format.table)
+
+
+def _title(what: str, flt: ResultFilter) -> str:
+    """A table's title: what it lists, and the filters given."""
+    described = flt.describe()
+    return what if described == "no filter" else f"{what} ({described})"
 
 
 def _emit(
@@ -289,11 +296,14 @@ def _emit(
         kind,
         output,
         noun="approved text(s)" if approved else "generation(s)",
-        print_table=print_results_table,
+        print_table=partial(
+            print_results_table,
+            title=_title("Approved texts" if approved else "Generated texts", flt),
+        ),
         columns=APPROVED_COLUMNS if approved else CSV_COLUMNS,
         markdown_of=markdown,
         footer=(
-            f"{len(rows):,} generation(s), ${usd_text(total_cost(rows))}\n"
+            f"{len(rows):,} generation(s), ${usd_shown(total_cost(rows))}\n"
             "full texts: `contentgen results show ID` or --format csv\n"
             "sign-off: `contentgen review list`"
         ),
@@ -310,10 +320,11 @@ def _emit_failed(
         kind,
         output,
         noun="failed job(s)",
-        print_table=print_failed_table,
+        print_table=partial(print_failed_table, title=_title("Failed jobs", flt)),
         columns=FAILED_COLUMNS,
         markdown_of=failed_markdown,
-        footer=f"{len(rows):,} failed job(s). Again: `contentgen jobs requeue --failed`",
+        footer=f"{len(rows):,} failed job(s). Again: `contentgen jobs requeue --failed"
+        + (f" --reason {flt.failure_reason}`" if flt.failure_reason else "`"),
     )
 
 
@@ -369,7 +380,7 @@ def show_cmd(
     """
     if (article is None) == (job is None):
         raise InputError("say which: ARTICLE_ID or --job ID")
-    settings = _settings()
+    settings = settings_reading_demo()
     flt = ResultFilter(articles=(article,) if article else (), job_id=job, history=history)
     engine, sessions = open_db(settings)
     try:
@@ -399,7 +410,7 @@ def show_cmd(
             _say("(the model's text, before the edit:)")
             _say(body_text(row))
     console.rule(style="dim")
-    _say(f"{len(rows):,} generation(s), ${usd_text(total_cost(rows))}")
+    _say(f"{len(rows):,} generation(s), ${usd_shown(total_cost(rows))}")
 
 
 def register(app: typer.Typer) -> None:

@@ -25,7 +25,7 @@ from pipeline.cli.common import (
 from pipeline.cli.report_cmd import fitted_table
 from pipeline.db import REVIEW_STATES
 from pipeline.errors import InputError
-from pipeline.reports import usd_text
+from pipeline.reports import local_time, usd_shown
 from pipeline.review import (
     TO_REVIEW,
     Decided,
@@ -136,7 +136,7 @@ def _print_output(output: Output, session_data: dict[str, list[str]]) -> None:
     say(f"article {output.source_id}" + (f" · {output.url}" if output.url else ""))
     console.rule(f"{output.task} · generation {output.generation_id}", style="dim")
     tier = f" ({output.service_tier})" if output.service_tier else ""
-    say(f"{output.version} · {output.model}{tier} · {output.created_at:%Y-%m-%d %H:%M} UTC")
+    say(f"{output.version} · {output.model}{tier} · {local_time(output.created_at)}")
     say(f"review: {output.review_state or '-'}")
     for line in session_data["checks"]:
         say(f"  {line}")
@@ -194,7 +194,7 @@ def show_cmd(
             for g in verdicts
         ],
         "history": [
-            f"{d.created_at:%Y-%m-%d %H:%M} {d.decision} by {d.editor}"
+            f"{local_time(d.created_at)} {d.decision} by {d.editor}"
             + (f": {d.note}" if d.note else "")
             + (" (re-queued)" if d.regenerate else "")
             for d in decisions
@@ -381,7 +381,7 @@ def print_report(report: ReviewReport) -> None:
                 *(f"{n:,}" for n in counts),
                 _pct(v.approval_rate),
                 _pct(v.edit_rate),
-                usd_text(v.cost_usd),
+                usd_shown(v.cost_usd),
                 "-" if per is None else f"{per:.6f}",
             ]
         )

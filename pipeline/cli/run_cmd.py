@@ -11,6 +11,7 @@ from pipeline.alerts import alerts_config, notify_runs
 from pipeline.batchmode import run_in_mode
 from pipeline.cli.common import (
     JSON_OPTION,
+    check_batch_label,
     check_task_names,
     console,
     err_console,
@@ -183,6 +184,7 @@ def register(app: typer.Typer) -> None:
             settings = settings.model_copy(update={"deadline_h": deadline_h})
         chosen = parse_mode(mode or settings.default_mode)
         check_run_tasks(settings, parse_tasks(tasks))
+        check_batch_label(settings, batch)
         options = RunOptions(
             limit=limit,
             tasks=parse_tasks(tasks),

@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from pipeline.cli.common import console, handle_errors
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, InputError
 
 _ENV = "CONTENTGEN_SIM_"
 
@@ -99,6 +99,9 @@ def register(app: typer.Typer) -> None:
         OPENAI_BASE_URL=http://127.0.0.1:8000/v1. The ledger of what it billed is at
         GET /_sim/ledger; faults can be scripted with POST /_sim/script.
 
+        Exit codes: 0 stopped with Ctrl-C; 2 an invalid option, or the port cannot be
+        listened on (taken by another program).
+
         Example: contentgen simulate --rpm 500 --tpm 200000 --ratelimit-tokens x0.5 --fail-rate 0.02
         """
         # Imported here: the other commands start faster without the simulator's web stack.
@@ -151,4 +154,11 @@ def register(app: typer.Typer) -> None:
             console.print(f"Simulator listening on {base_url}  (Ctrl-C stops it)", highlight=False)
 
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve_forever(config, on_ready=ready))
+            try:
+                asyncio.run(serve_forever(config, on_ready=ready))
+            except OSError as exc:  # the port is taken, or the host is not ours
+                raise InputError(
+                    f"cannot listen on {host}:{port}: {exc.strerror or exc}; another program "
+                    "(a simulator already running?) may hold the port: pick another --port, "
+                    "or --port 0 for a free one"
+                ) from None

@@ -3,9 +3,11 @@
 - ``models``: SQLAlchemy 2.0 tables (articles, jobs, runs, generations, prices, batches);
 - ``engine`` and ``migrate``: engines with SQLite's and PostgreSQL's settings, Alembic from
   code, and the check that a database is at the code's revision;
-- ``queue``: enqueue in bulk, requeue failed jobs, counts; ``jobs``: claims with a lease,
-  completion, release, followers; ``leases``: leases that outlived their owner; ``procs``:
-  lease owners as host, pid and run;
+- ``queue``: enqueue in bulk, requeue failed jobs (by reason, staggered), counts; ``jobs``:
+  claims with a lease, completion, release, followers; ``leases``: leases that outlived
+  their owner; ``procs``: lease owners as host, pid and run;
+- ``failures``: why a job failed for good (``FAILURE_REASONS``, dead letters); ``labels``:
+  the batch labels jobs carry, and refusing one no job ever carried;
 - ``outcomes``: a run's results recorded in groups; ``runs``: a run's row and totals;
 - ``queries``, ``generations``, ``regeneration``, ``prices``, ``limitmembers``, ``articles``:
   what the other wings read and write;
@@ -49,7 +51,9 @@ from pipeline.db.deliverylog import (
     retry_now,
 )
 from pipeline.db.engine import MISSING_DRIVER, is_sqlite, make_engine, session_factory
+from pipeline.db.failures import FAILURE_REASONS, REASON_FILTERS, check_reason, reason_of
 from pipeline.db.jobs import Claim, ClaimedJob
+from pipeline.db.labels import check_label, has_jobs, known_labels, labels_with_queued
 from pipeline.db.learning import (
     BillFigures,
     bill_history,
@@ -129,10 +133,12 @@ __all__ = [
     "CURRENT_OUTPUTS",
     "DECISIONS",
     "DELIVERY_STATES",
+    "FAILURE_REASONS",
     "GENERATION_STATUSES",
     "JOB_STATES",
     "MISSING_DRIVER",
     "OUTPUTS",
+    "REASON_FILTERS",
     "REVIEW_STATES",
     "SCALE",
     "AlertSent",
@@ -169,6 +175,8 @@ __all__ = [
     "bill_history",
     "budget_use",
     "budget_uses",
+    "check_label",
+    "check_reason",
     "claim_alert",
     "claim_deliveries",
     "claimed_job",
@@ -178,12 +186,15 @@ __all__ = [
     "delivery_counts",
     "find_version",
     "grant",
+    "has_jobs",
     "head_revision",
     "host_id",
     "insert_unseen",
     "is_sqlite",
     "item_uri",
     "jobs",
+    "known_labels",
+    "labels_with_queued",
     "leases",
     "list_deliveries",
     "load_key_rates",
@@ -203,6 +214,7 @@ __all__ = [
     "queued_by_task_section",
     "queued_count",
     "read_members",
+    "reason_of",
     "recent_key_sends",
     "record_bill_figures",
     "record_outcomes",

@@ -55,6 +55,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise DatabaseError(f"invalid database URL {url!r}: {exc}") from exc
+    # postgres:// is what many hosts hand out (Heroku, Render, Supabase); SQLAlchemy knows
+    # only postgresql://, and a bare postgresql:// would pick psycopg2, which we do not ship.
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
     backend = parsed.get_backend_name()
     if backend not in SUPPORTED_BACKENDS:
         shown = parsed.render_as_string(hide_password=True)
@@ -62,9 +66,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             f"CONTENTGEN_DATABASE_URL: {backend} is not supported ({shown}); use "
             "sqlite:///FILE or postgresql://USER@HOST/DATABASE"
         )
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() == "sqlite":
+    if backend == "sqlite":
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_begin)

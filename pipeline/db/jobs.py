@@ -27,16 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import (
-    Select,
-    Table,
-    and_,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import Select, Table, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from pipeline.db.failures import reason_of
 from pipeline.db.models import Article, Generation, Job, utcnow
 from pipeline.prompts import ArticleJob
 
@@ -46,9 +40,15 @@ ClaimedJob = ArticleJob
 
 
 def _claim_candidates(
-    n: int, tasks: Sequence[str] | None, batch_label: str | None, for_update: bool
+    n: int,
+    tasks: Sequence[str] | None,
+    batch_label: str | None,
+    for_update: bool,
+    now: dt.datetime,
 ) -> Select[Any]:
-    query = select(Job.id).where(Job.state == "queued")
+    query = select(Job.id).where(
+        Job.state == "queued", or_(Job.not_before.is_(None), Job.not_before <= now)
+    )
     if tasks:
         query = query.where(Job.task.in_(list(tasks)))
     if batch_label is not None:
@@ -119,7 +119,7 @@ def claim_leases(
         return Claim([])
     now = now or utcnow()
     postgres = session.get_bind().dialect.name == "postgresql"
-    candidates = _claim_candidates(n, tasks, batch_label, for_update=postgres)
+    candidates = _claim_candidates(n, tasks, batch_label, for_update=postgres, now=now)
     values: dict[str, Any] = {
         "state": "running",
         "lease_owner": owner,
@@ -309,12 +309,14 @@ def fail(
     max_attempts: int,
     permanent: bool,
     count_attempt: bool = True,
+    reason: str | None = None,
 ) -> str:
     """Record a failed attempt and count it; the job is re-queued unless the error is
     permanent or this was its ``max_attempts``-th attempt.
 
     Returns the job's new state (``queued`` or ``failed``), or ``lost`` without a lease.
-    ``count_attempt=False`` for a job whose attempt its claim counted (batch mode).
+    ``count_attempt=False`` for a job whose attempt its claim counted (batch mode). A job
+    failed for good gets ``reason``, else the one ``failures.reason_of`` reads in ``error``.
     """
     now = utcnow()
     attempts = session.execute(
@@ -337,6 +339,9 @@ def fail(
             lease_owner=None,
             lease_expires_at=None,
             last_error=error[:4000],
+            failure_reason=(reason or reason_of(error, permanent=permanent))
+            if new_state == "failed"
+            else None,
             updated_at=now,
         )
         .execution_options(synchronize_session=False)

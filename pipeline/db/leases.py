@@ -20,6 +20,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.db.articles import batched
+from pipeline.db.failures import MAX_ATTEMPTS
 from pipeline.db.models import Job, Run, utcnow
 from pipeline.db.procs import Worker, host_id, parse_owner, parse_worker, pid_alive
 from pipeline.db.runs import LiveRun, abandon_run, running_runs
@@ -54,6 +55,7 @@ def requeue_expired(session: Session, *, max_attempts: int, now: dt.datetime | N
             lease_owner=None,
             lease_expires_at=None,
             last_error="lease expired on the last attempt (worker died or hung)",
+            failure_reason=MAX_ATTEMPTS,
             updated_at=now,
         )
         .execution_options(synchronize_session=False)

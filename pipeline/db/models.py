@@ -50,8 +50,6 @@ JOB_STATES = ("waiting", "queued", "running", "succeeded", "failed", "cancelled"
 # kept and counted in every cost, never an output. `lost`: a paid answer that came back after
 # its job's lease had passed to another claim (kept for the bill, never the job's output).
 GENERATION_STATUSES = ("completed", "incomplete", "failed", "retried", "lost")
-# Why a job failed for good, as a machine reads it (``jobs.failure_reason``).
-FAILURE_REASONS = ("worker_lost", "too_large")
 # An editor's decisions on an output (`reviews.decision`); history is append-only.
 DECISIONS = ("approved", "edited", "rejected")
 # Review states of an output (`v_outputs.review_state`): a decision, else flagged (a check or
@@ -100,6 +98,7 @@ class Job(Base):
         Index("ix_jobs_claim", "state", text("priority DESC"), "id"),
         Index("ix_jobs_lease", "state", "lease_expires_at"),
         Index("ix_jobs_batch_label", "batch_label"),
+        Index("ix_jobs_failure_reason", "state", "failure_reason"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -116,12 +115,15 @@ class Job(Base):
     wait_reason: Mapped[str | None] = mapped_column(Text)
     # Added by 0005: times `jobs regenerate` re-queued it; part of its response-cache key.
     regenerations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    # Added by 0008: why it failed for good (``FAILURE_REASONS``), deaths of workers it alone
-    # was being sent on, whether it was among several at a death, the claim's fencing token.
+    # Added by 0010: why it failed for good (``db.failures.FAILURE_REASONS``), deaths of
+    # workers it alone was being sent on, whether it was among several at a death, the
+    # claim's fencing token.
     failure_reason: Mapped[str | None] = mapped_column(String(32))
     worker_deaths: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     death_suspect: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     lease_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Added by 0014: a queued job is not claimed before this time (``jobs requeue --stagger``).
+    not_before: Mapped[dt.datetime | None] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

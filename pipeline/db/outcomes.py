@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import JSON, ColumnElement, Table, bindparam, or_, select, tuple_
 from sqlalchemy.orm import Session
 
+from pipeline.db.failures import reason_of
 from pipeline.db.jobs import GENERATIONS, JOBS, hold_followers, queue_followers
 from pipeline.db.models import Generation, utcnow
 
@@ -223,7 +224,9 @@ def record_outcomes(
                 "new_state": state,
                 "new_attempts": count,
                 "error": (o.error or "failed")[:4000],
-                "reason": o.reason if state == "failed" else None,
+                "reason": (o.reason or reason_of(o.error, permanent=o.permanent))
+                if state == "failed"
+                else None,
             }
         )
     if failures:

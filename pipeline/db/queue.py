@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    bindparam,
     case,
     func,
     literal,
@@ -49,21 +50,89 @@ class JobCount:
 
 
 def requeue_failed(
-    session: Session, *, tasks: Sequence[str] | None = None, batch_label: str | None = None
+    session: Session,
+    *,
+    tasks: Sequence[str] | None = None,
+    batch_label: str | None = None,
+    reason: str | None = None,
+    stagger_s: float = 0.0,
+    now: dt.datetime | None = None,
 ) -> int:
-    """Put failed jobs back in the queue with fresh attempts (``contentgen jobs requeue``)."""
-    query = update(Job).where(Job.state == "failed")
+    """Put failed jobs back in the queue with fresh attempts (``contentgen jobs requeue``).
+
+    ``reason``: only jobs that failed for it (``failures.REASON_FILTERS``). ``stagger_s``:
+    spread them over that many seconds (``jobs.not_before``, in claim order), so a thousand
+    dead letters do not hit a recovering API in the same second.
+    """
+    now = now or utcnow()
+    query = select(Job.id).where(Job.state == "failed")
     if tasks:
         query = query.where(Job.task.in_(list(tasks)))
     if batch_label is not None:
         query = query.where(Job.batch_label == batch_label)
-    result = session.execute(
-        query.values(
-            state="queued", attempts=0, last_error=None, updated_at=utcnow()
-        ).execution_options(synchronize_session=False)
+    if reason is not None:
+        query = query.where(Job.failure_reason == reason)
+    ids = list(session.execute(query.order_by(Job.priority.desc(), Job.id)).scalars())
+    if not ids:
+        session.commit()
+        return 0
+    step_s = stagger_s / len(ids) if stagger_s > 0 else 0.0
+    c = _JOBS.c
+    rows = [
+        {
+            "job_id": job_id,
+            "at": now + dt.timedelta(seconds=i * step_s) if step_s else None,
+        }
+        for i, job_id in enumerate(ids)
+    ]
+    session.execute(
+        _JOBS.update()
+        .where(c.id == bindparam("job_id"), c.state == "failed")
+        .values(
+            state="queued",
+            attempts=0,
+            last_error=None,
+            failure_reason=None,
+            not_before=bindparam("at"),
+            updated_at=now,
+        ),
+        rows,
     )
     session.commit()
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return len(ids)
+
+
+def next_not_before(
+    session: Session,
+    *,
+    tasks: Sequence[str] | None = None,
+    batch_label: str | None = None,
+    now: dt.datetime | None = None,
+) -> dt.datetime | None:
+    """When the earliest queued job held back by ``not_before`` may be claimed (None: no
+    queued job waits for a time), so a run waits for a staggered requeue instead of ending."""
+    query = select(func.min(Job.not_before)).where(
+        Job.state == "queued", Job.not_before > (now or utcnow())
+    )
+    if tasks:
+        query = query.where(Job.task.in_(list(tasks)))
+    if batch_label is not None:
+        query = query.where(Job.batch_label == batch_label)
+    value: dt.datetime | None = session.execute(query).scalar_one()
+    return value
+
+
+def failure_counts(
+    session: Session, *, tasks: Sequence[str] | None = None, batch_label: str | None = None
+) -> dict[str, int]:
+    """Failed jobs per failure reason (``db.failures``; ``-`` for none recorded)."""
+    query = select(Job.failure_reason, func.count()).where(Job.state == "failed")
+    if tasks:
+        query = query.where(Job.task.in_(list(tasks)))
+    if batch_label is not None:
+        query = query.where(Job.batch_label == batch_label)
+    rows = session.execute(query.group_by(Job.failure_reason)).all()
+    return {reason or "-": int(n) for reason, n in sorted(rows, key=lambda r: -r[1])}
 
 
 def job_counts(session: Session) -> list[JobCount]:

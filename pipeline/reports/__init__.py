@@ -25,11 +25,14 @@ from pipeline.reports.costs import (
     cost_rows,
     latest_run_id,
     parse_day,
+    shown_places,
     usd_places,
+    usd_shown,
     usd_text,
 )
 from pipeline.reports.resultfiles import (
     body_text,
+    cell_text,
     failed_markdown,
     markdown,
     numbers_line,
@@ -54,6 +57,7 @@ from pipeline.reports.results import (
     parse_when,
     total_cost,
 )
+from pipeline.reports.times import local_time
 
 __all__ = [
     "APPROVED_COLUMNS",
@@ -73,6 +77,7 @@ __all__ = [
     "RunForecast",
     "article_exists",
     "body_text",
+    "cell_text",
     "check_review_states",
     "check_statuses",
     "cost_report",
@@ -83,15 +88,18 @@ __all__ = [
     "generations",
     "latest_run_id",
     "load_chart_rows",
+    "local_time",
     "markdown",
     "numbers_line",
     "parse_day",
     "parse_when",
     "review_line",
+    "shown_places",
     "shown_text",
     "text_chart",
     "total_cost",
     "usd_places",
+    "usd_shown",
     "usd_text",
     "write_csv",
     "write_jsonl",

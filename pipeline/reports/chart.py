@@ -13,6 +13,7 @@ the chart) is the exact ``Decimal``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Sequence
@@ -96,7 +97,7 @@ def load_chart_rows(
         day = row.key
         assert isinstance(day, dt.date)
         # The report's filter narrowed to one day (the report's days are within its bounds).
-        one_day = ReportFilter(since=day, until=day, run_id=flt.run_id)
+        one_day = dataclasses.replace(flt, since=day, until=day)
         for group in cost_rows(session, by, one_day):
             cells.append(DayTaskCost(day, _series_label(by, group.key), group.figures))
     return cells

@@ -18,7 +18,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal, get_args
 
 from sqlalchemy import (
@@ -117,6 +117,24 @@ def usd_text(value: Decimal, places: int | None = None) -> str:
     ``places`` aligns a column; a value that needs more places keeps them (nothing is rounded).
     """
     return f"{value:.{max(places or 0, usd_places([value]))}f}"
+
+
+def shown_places(values: Iterable[Decimal]) -> int:
+    """Decimal places to show money to people (a column aligned on them): as many as the
+    values need, at most four, or six when one is under a cent (``format_usd``'s precision),
+    at least two."""
+    nonzero = [abs(v) for v in values if v]
+    if not nonzero:
+        return 2
+    cap = 6 if min(nonzero) < Decimal("0.01") else 4
+    return max(2, min(usd_places(nonzero), cap))
+
+
+def usd_shown(value: Decimal, places: int | None = None) -> str:
+    """USD for tables and summaries, rounded to ``places`` (default ``shown_places``); the
+    exact figure is in the CSV and JSON exports (``usd_text``)."""
+    p = shown_places([value]) if places is None else places
+    return f"{value.quantize(Decimal(1).scaleb(-p), rounding=ROUND_HALF_EVEN):.{p}f}"
 
 
 @dataclass(frozen=True)
@@ -244,11 +262,14 @@ class RunForecast:
 
 @dataclass(frozen=True)
 class ReportFilter:
-    """Which generations a report covers: UTC days ``since``..``until`` (inclusive), one run."""
+    """Which generations a report covers: UTC days ``since``..``until`` (inclusive), one run,
+    one batch label, some tasks."""
 
     since: dt.date | None = None
     until: dt.date | None = None
     run_id: int | None = None
+    batch_label: str | None = None
+    tasks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.since and self.until and self.since > self.until:
@@ -256,7 +277,13 @@ class ReportFilter:
 
     def as_dict(self) -> dict[str, Any]:
         """The filter as plain values."""
-        return {"since": self.since, "until": self.until, "run_id": self.run_id}
+        return {
+            "since": self.since,
+            "until": self.until,
+            "run_id": self.run_id,
+            "batch_label": self.batch_label,
+            "tasks": list(self.tasks),
+        }
 
 
 @dataclass(frozen=True)
@@ -348,6 +375,10 @@ def _where(query: Any, flt: ReportFilter) -> Any:
         query = query.where(v.created_at < end)
     if flt.run_id is not None:
         query = query.where(v.run_id == flt.run_id)
+    if flt.batch_label is not None:
+        query = query.where(v.batch_label == flt.batch_label)
+    if flt.tasks:
+        query = query.where(v.task.in_(flt.tasks))
     return query
 
 

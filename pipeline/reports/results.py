@@ -64,6 +64,7 @@ class ResultFilter:
     history: bool = False
     review_states: tuple[str, ...] = ()
     stale: tuple[tuple[str, str], ...] | None = None
+    failure_reason: str | None = None  # failed jobs only (``db.failures``)
 
     def describe(self) -> str:
         """The filters given, as ``batch=x, task=a,b`` (for messages)."""
@@ -88,6 +89,8 @@ class ResultFilter:
             parts.append(f"review={','.join(self.review_states)}")
         if self.stale is not None:
             parts.append("stale")
+        if self.failure_reason is not None:
+            parts.append(f"reason={self.failure_reason}")
         if self.history:
             parts.append("all")
         return ", ".join(parts) or "no filter"
@@ -160,6 +163,7 @@ class FailedJob:
     batch_label: str | None
     updated_at: dt.datetime
     job_id: int
+    reason: str | None = None  # ``jobs.failure_reason`` (``db.failures``)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data (times as ISO 8601, UTC)."""
@@ -360,10 +364,13 @@ def failed_jobs(session: Session, flt: ResultFilter) -> list[FailedJob]:
             Job.batch_label,
             Job.updated_at,
             Job.id,
+            Job.failure_reason,
         )
         .join(Article, Article.id == Job.article_id)
         .where(Job.state == "failed")
     )
+    if flt.failure_reason is not None:
+        query = query.where(Job.failure_reason == flt.failure_reason)
     query = _job_filters(query, flt).order_by(Article.id, Job.task).limit(flt.limit)
     return [FailedJob(*row) for row in session.execute(query)]
 

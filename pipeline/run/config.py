@@ -10,7 +10,10 @@ names the file and key.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -95,6 +98,40 @@ def check_prices_in_effect(
             ) from None
 
 
+def _field_line(path: Path, table: str, key: str) -> int | None:
+    """The line of ``key = ...`` in ``[table]`` of the TOML file at ``path`` (None: not found
+    as written, e.g. an inline table); for pointing at a field in an error message."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    inside = False
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            inside = stripped.split("#")[0].strip() == f"[{table}]"
+            continue
+        if inside and stripped.split("=")[0].strip() == key:
+            return number
+    return None
+
+
+def check_models_known(profiles: Mapping[str, Profile], prices: PriceTable, path: Path) -> None:
+    """Refuse a profile whose model the price table does not know, naming the profile, its
+    line in profiles.toml and the nearest known model (a typo there is the usual cause)."""
+    for task, profile in profiles.items():
+        if prices.knows(profile.model):
+            continue
+        line = _field_line(path, f"profiles.{task}", "model")
+        where = f"{path}:{line}" if line else str(path)
+        near = difflib.get_close_matches(profile.model, prices.models, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ConfigError(
+            f"{where}: profiles.{task}.model = {profile.model!r} is not a model {prices.source} "
+            f"knows{hint}; known models: {', '.join(prices.models)}"
+        )
+
+
 def load_config(settings: Settings, today: dt.date | None = None) -> Config:
     """Read profiles, prices and recurring budgets, check every model is priced today, connect
     to a migrated database. ``today`` (default: the UTC date, as recording uses) is when
@@ -102,9 +139,7 @@ def load_config(settings: Settings, today: dt.date | None = None) -> Config:
     """
     profiles = load_profiles(settings.config_dir)
     prices = load_pricing(settings.config_dir / "pricing.toml")
-    unpriced = sorted({p.model for p in profiles.values() if not prices.knows(p.model)})
-    if unpriced:
-        raise PricingError(f"no price for model(s) {unpriced} in config/pricing.toml")
+    check_models_known(profiles, prices, settings.config_dir / "profiles.toml")
     policies = cache_policies(profiles, prices, str(settings.config_dir / "profiles.toml"))
     for task, profile in profiles.items():
         if profile.service_tier == "flex" and prices.tier_or_none(profile.model, "flex") is None:

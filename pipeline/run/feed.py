@@ -12,11 +12,12 @@ projection prices the jobs not done yet by their plan.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from decimal import Decimal
 
-from pipeline.db import Claim, ClaimedJob, jobs, queue
+from pipeline.db import Claim, ClaimedJob, jobs, queue, utcnow
 from pipeline.errors import DatabaseError
 from pipeline.planning import (
     KeyBook,
@@ -55,6 +56,18 @@ class Feed:
                 tasks=runnable_tasks(ctx.options.tasks, ctx.config.profiles),
                 batch_label=ctx.options.batch_label,
             )
+
+    def next_due_s(self) -> float | None:
+        """Seconds until the next queued job held back by ``not_before`` (``jobs requeue
+        --stagger``) may be claimed; None when no job waits for a time."""
+        ctx = self.ctx
+        with ctx.config.sessions() as session:
+            at = queue.next_not_before(
+                session,
+                tasks=runnable_tasks(ctx.options.tasks, ctx.config.profiles),
+                batch_label=ctx.options.batch_label,
+            )
+        return None if at is None else max(0.0, (at - utcnow()).total_seconds())
 
     def planned_rpm(self, requests: list[RenderedRequest]) -> float:
         """The steady send rate the plan can expect: per model its RPM or TPM over request
@@ -165,7 +178,17 @@ class Feed:
                         # parent still running may queue its followers when it finishes.
                         await asyncio.sleep(0.05)
                         continue
-                    break
+                    # A staggered requeue: wait for the next job's time (a stop ends the wait).
+                    try:
+                        wait_s = await ctx.db_call(self.next_due_s)
+                    except DatabaseError as exc:
+                        ctx.db_down(exc)
+                        break
+                    if wait_s is None:
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(ctx.stop_event.wait(), min(wait_s + 0.05, 5.0))
+                    continue
                 st.held.update(job.id for job in claimed)
                 ctx.budgets.note(claimed)
                 st.claimed += len(claimed)
