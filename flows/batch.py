@@ -37,7 +37,7 @@ from flows.chunks import RunChunk, RunContext, TokenGate, chunk_options, run_chu
 from flows.gate import DEFAULT_TOKEN_LIMIT, open_token_gate
 from flows.parameters import BatchParameters
 from flows.reporting import by_profile, outcome_message, results_table, run_markdown, table
-from pipeline.db import make_engine, queued_count, session_factory
+from pipeline.db import make_engine, queued_count, require_known_label, session_factory
 from pipeline.errors import RunStopped
 from pipeline.run import Progress, RunOptions, choose_pace, run_batch
 from pipeline.settings import Settings, get_settings
@@ -144,10 +144,15 @@ def generate_chunk(
 
 
 def queued_total(settings: Settings, batch: BatchParameters) -> int:
-    """The queued jobs a run of ``batch`` may take (its limit applied), counted at its start."""
+    """The queued jobs a run of ``batch`` may take (its limit applied), counted at its start.
+
+    A batch label no job carries is a mistyped one: ``InputError`` listing the known labels,
+    so the flow run fails instead of completing a run that did nothing.
+    """
     engine = make_engine(settings.database_url)
     try:
         with session_factory(engine)() as session:
+            require_known_label(session, batch.batch_label)
             queued = queued_count(session, tasks=batch.tasks, batch_label=batch.batch_label)
     finally:
         engine.dispose()
@@ -201,6 +206,7 @@ def execute_batch(
     ``progress`` (made here from ``publish`` when not given) is the progress artifact, moved
     after every chunk; the flow hands it to the chunk tasks too, which move it while they run.
     """
+    total = queued_total(settings, batch)  # refuses a label no job carries
     if batch.dry_run:
         result = forecast(settings, batch, context)
         lines = [f"- **{k}**: {v}" for k, v in result.items() if not isinstance(v, list | dict)]
@@ -211,7 +217,7 @@ def execute_batch(
         )
         return result
     progress = progress or FlowProgress(publish, f"{context.kind}-progress")
-    progress.start(queued_total(settings, batch))
+    progress.start(total)
     # One pacing decision for the whole flow run (a nightly run paces itself when it pays).
     whole = chunk_options(batch, context, index=0, limit=batch.limit, budget_usd=batch.budget_usd)
     pacing = choose_pace(settings, whole)
@@ -238,7 +244,7 @@ def execute_batch(
     if fatal:
         # The flow run fails with the reason; unsent jobs are still queued, untouched.
         raise RunStopped(f"run stopped: {fatal}")
-    outcome["message"] = outcome_message(outcome)
+    outcome["message"] = outcome_message(outcome, batch.batch_label)
     return outcome
 
 

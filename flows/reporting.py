@@ -183,13 +183,16 @@ def results_table(rows: Sequence[ResultRow]) -> list[dict[str, Any]]:
     ]
 
 
-def outcome_message(outcome: dict[str, Any]) -> str:
-    """The flow run's final state message: ``1,000 generated, 0 failed, $0.42``."""
+def outcome_message(outcome: dict[str, Any], batch_label: str | None = None) -> str:
+    """The flow run's final state message: ``1,000 generated, 0 failed, $0.42``; a run that
+    found nothing to do says ``nothing queued`` (for its batch label)."""
+    stop = outcome.get("stop_reason")
+    if not int(outcome.get("requests") or 0) and not stop and "requests" in outcome:
+        return "nothing queued" + (f" for batch label {batch_label!r}" if batch_label else "")
     generated = int(outcome.get("succeeded") or 0)
     failed = int(outcome.get("failed") or 0) + int(outcome.get("incomplete") or 0)
     cost = Decimal(str(outcome.get("cost_usd") or 0))
     text = f"{generated:,} generated, {failed:,} failed, ${cost:,.2f}"
     if cost and cost < Decimal("0.01"):
         text = f"{generated:,} generated, {failed:,} failed, ${usd_text(cost)}"
-    stop = outcome.get("stop_reason")
     return text + (f" (stopped: {stop})" if stop else "")
