@@ -37,7 +37,7 @@ from flows.chunks import RunChunk, RunContext, TokenGate, chunk_options, run_chu
 from flows.gate import DEFAULT_TOKEN_LIMIT, open_token_gate
 from flows.parameters import BatchParameters
 from flows.reporting import by_profile, outcome_message, results_table, run_markdown, table
-from pipeline.db import make_engine, queued_count, require_known_label, session_factory
+from pipeline.db import check_label, make_engine, queued_count, session_factory
 from pipeline.errors import RunStopped
 from pipeline.run import Progress, RunOptions, choose_pace, run_batch
 from pipeline.settings import Settings, get_settings
@@ -152,7 +152,7 @@ def queued_total(settings: Settings, batch: BatchParameters) -> int:
     engine = make_engine(settings.database_url)
     try:
         with session_factory(engine)() as session:
-            require_known_label(session, batch.batch_label)
+            check_label(session, batch.batch_label, option="batch_label")
             queued = queued_count(session, tasks=batch.tasks, batch_label=batch.batch_label)
     finally:
         engine.dispose()

@@ -4,7 +4,7 @@
 - ``engine`` and ``migrate``: engines with SQLite's and PostgreSQL's settings, Alembic from
   code, and the check that a database is at the code's revision;
 - ``queue``: enqueue in bulk, requeue failed jobs, counts; ``labels``: the batch labels jobs
-  carry and the ones with queued jobs, and a mistyped label refused; ``jobs``: claims with a lease,
+  carry, and refusing one no job ever carried; ``jobs``: claims with a lease,
   completion, release, followers; ``leases``: leases that outlived their owner; ``procs``:
   lease owners as host, pid and run;
 - ``outcomes``: a run's results recorded in groups; ``runs``: a run's row and totals;
@@ -24,12 +24,7 @@ from __future__ import annotations
 from pipeline.db import jobs, leases, queue
 from pipeline.db.engine import MISSING_DRIVER, is_sqlite, make_engine, session_factory
 from pipeline.db.jobs import Claim, ClaimedJob
-from pipeline.db.labels import (
-    known_labels,
-    labels_with_queued,
-    require_known_label,
-    unknown_label_message,
-)
+from pipeline.db.labels import check_label, known_labels, labels_with_queued
 from pipeline.db.learning import (
     BillFigures,
     bill_history,
@@ -119,6 +114,7 @@ __all__ = [
     "add_review",
     "beat",
     "bill_history",
+    "check_label",
     "claimed_job",
     "close_run",
     "delete_members",
@@ -150,7 +146,6 @@ __all__ = [
     "record_versions",
     "regenerate",
     "rejection_notes",
-    "require_known_label",
     "require_migrated",
     "run_totals",
     "save_key_rates",
@@ -158,7 +153,6 @@ __all__ = [
     "stale_condition",
     "stored_versions",
     "sync_prices",
-    "unknown_label_message",
     "upgrade",
     "upsert_members",
     "utcnow",

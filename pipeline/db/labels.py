@@ -1,12 +1,12 @@
-"""Batch labels: the ones jobs carry, the ones with queued jobs, and a mistyped one caught.
+"""Batch labels: which ones exist, which have queued jobs, and refusing one no job ever carried.
 
-A label no job has ever carried is a mistake (``adhoc-nosuchlabel`` would otherwise be a green
-run that did nothing); a label whose jobs are all done is a fine, empty run.
+A mistyped label would otherwise select nothing and end as a green run that did nothing, so
+the CLI (``run -b``, ``jobs -b``, ``results -b``) and the Prefect forms check a label here
+first: a label no job has ever carried is an ``InputError`` listing the known ones; a label
+whose jobs are all done is fine (nothing queued, exit 0).
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,39 +14,36 @@ from sqlalchemy.orm import Session
 from pipeline.db.models import Job
 from pipeline.errors import InputError
 
-# How many known labels an error message lists before it says "and N more".
-SHOWN_LABELS = 20
+_SHOWN = 20  # labels listed in an error line
 
 
 def known_labels(session: Session) -> list[str]:
-    """Every batch label a job carries, sorted."""
+    """Every batch label any job carries, sorted."""
     query = select(Job.batch_label).where(Job.batch_label.is_not(None)).distinct()
-    return sorted(str(label) for label in session.scalars(query))
+    return sorted(label for label in session.execute(query).scalars() if label)
 
 
 def labels_with_queued(session: Session) -> list[str]:
-    """The batch labels that have queued jobs, sorted (what a run could take now)."""
+    """The batch labels that have queued jobs now (what a form should offer), sorted."""
     query = (
         select(Job.batch_label)
         .where(Job.batch_label.is_not(None), Job.state == "queued")
         .distinct()
     )
-    return sorted(str(label) for label in session.scalars(query))
+    return sorted(label for label in session.execute(query).scalars() if label)
 
 
-def unknown_label_message(label: str, known: Sequence[str]) -> str:
-    """One line: the label is unknown, and which labels exist (the first ``SHOWN_LABELS``)."""
-    if not known:
-        return f"no job carries batch label {label!r}: no job has a batch label yet"
-    shown = ", ".join(known[:SHOWN_LABELS])
-    more = f" and {len(known) - SHOWN_LABELS} more" if len(known) > SHOWN_LABELS else ""
-    return f"no job carries batch label {label!r}; known labels: {shown}{more}"
-
-
-def require_known_label(session: Session, label: str | None) -> None:
-    """Raise ``InputError`` when ``label`` is given and no job carries it (none: every job)."""
+def check_label(session: Session, label: str | None, *, option: str = "--batch") -> None:
+    """Refuse ``label`` when no job has ever carried it: one line listing the known labels
+    (the first twenty). None (no filter) passes."""
     if label is None:
         return
-    found = session.scalar(select(Job.id).where(Job.batch_label == label).limit(1))
-    if found is None:
-        raise InputError(unknown_label_message(label, known_labels(session)))
+    known = known_labels(session)
+    if label in known:
+        return
+    if not known:
+        listed = "no job carries a batch label yet (contentgen enqueue --batch NAME)"
+    else:
+        more = f" and {len(known) - _SHOWN} more" if len(known) > _SHOWN else ""
+        listed = "the known labels are " + ", ".join(known[:_SHOWN]) + more
+    raise InputError(f"{option}: no job has ever carried the batch label {label!r}; {listed}")

@@ -12,12 +12,11 @@ from flows.parameters import BatchParameters
 from flows.reporting import outcome_message
 from pipeline.db import (
     Job,
+    check_label,
     known_labels,
     labels_with_queued,
     make_engine,
-    require_known_label,
     session_factory,
-    unknown_label_message,
 )
 from pipeline.db.queue import enqueue
 from pipeline.errors import InputError
@@ -51,21 +50,24 @@ def test_known_labels_and_labels_with_queued_jobs(sessions: sessionmaker[Session
         enqueue(session, [article("nolabel", 0)], ["summary"])  # no label: not listed
         assert known_labels(session) == ["autumn", "done", "spring"]
         assert labels_with_queued(session) == ["autumn", "spring"]
-        require_known_label(session, "done")
-        require_known_label(session, None)
+        check_label(session, "done")
+        check_label(session, None)
         with pytest.raises(InputError) as info:
-            require_known_label(session, "sprung")
-    assert (
-        str(info.value) == "no job carries batch label 'sprung'; known labels: autumn, done, spring"
+            check_label(session, "sprung", option="batch_label")
+    assert str(info.value) == (
+        "batch_label: no job has ever carried the batch label 'sprung'; "
+        "the known labels are autumn, done, spring"
     )
 
 
-def test_the_message_lists_a_bounded_number_of_labels() -> None:
-    """Thousands of labels do not make a thousand-word line; an empty database says so."""
-    many = [f"b{n:03d}" for n in range(25)]
-    message = unknown_label_message("x", many)
-    assert message.endswith("b019 and 5 more")
-    assert "no job has a batch label yet" in unknown_label_message("x", [])
+def test_the_message_lists_a_bounded_number_of_labels(sessions: sessionmaker[Session]) -> None:
+    """Many labels do not make a wall of text; an empty database says how labels are made."""
+    with sessions() as session, pytest.raises(InputError, match="no job carries a batch label"):
+        check_label(session, "x")
+    for n in range(25):
+        _enqueue(sessions, f"b{n:03d}")
+    with sessions() as session, pytest.raises(InputError, match=r"b019 and 5 more$"):
+        check_label(session, "x")
 
 
 def test_a_mistyped_label_fails_the_flow_before_anything_runs(settings: Settings) -> None:
@@ -77,7 +79,9 @@ def test_a_mistyped_label_fails_the_flow_before_anything_runs(settings: Settings
     engine.dispose()
     publish = RecordingPublisher()
     for dry_run in (False, True):
-        with pytest.raises(InputError, match=r"'nosuchlabel'; known labels: spring$"):
+        with pytest.raises(
+            InputError, match=r"batch_label: .*'nosuchlabel'; the known labels are spring$"
+        ):
             execute_batch(
                 settings,
                 BatchParameters(batch_label="nosuchlabel", dry_run=dry_run),

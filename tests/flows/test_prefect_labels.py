@@ -32,7 +32,7 @@ def test_a_mistyped_label_fails_the_run_listing_the_known_labels(
     assert flow_run.state.is_failed(), f"{flow_run.state}\n{prefect_stack.diagnostics()}"
     assert flow_run.name == "adhoc-nosuchlabel"
     message = str(flow_run.state.message)
-    assert "no job carries batch label 'nosuchlabel'; known labels:" in message
+    assert "no job has ever carried the batch label 'nosuchlabel'; the known labels are" in message
     assert "known-batch" in message
     # Only Prefect's own keyless result record (the exception); none of the run's reports.
     assert [key for key in flow_run_artifacts(flow_run.id) if key] == []
