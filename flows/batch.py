@@ -36,7 +36,14 @@ from flows.artifacts import (
 from flows.chunks import RunChunk, RunContext, TokenGate, chunk_options, run_chunks
 from flows.gate import DEFAULT_TOKEN_LIMIT, open_token_gate
 from flows.parameters import BatchParameters
-from flows.reporting import by_profile, outcome_message, results_table, run_markdown, table
+from flows.reporting import (
+    SHOW_HINT,
+    by_profile,
+    outcome_message,
+    results_table,
+    run_markdown,
+    table,
+)
 from pipeline.db import check_label, make_engine, queued_count, session_factory
 from pipeline.errors import RunStopped
 from pipeline.run import Progress, RunOptions, choose_pace, run_batch
@@ -187,7 +194,7 @@ def publish_run(settings: Settings, kind: str, outcome: dict[str, Any], publish:
     publish.table(
         f"{kind}-results",
         results_table(results),
-        f"{title}: what was generated, newest first (article, task, text excerpt, tokens, cost).",
+        f"{title}: what was generated, newest first; {SHOW_HINT}.",
     )
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from flows.batch import _label_of, execute_batch, trigger_of
 from flows.chunks import RunContext
 from flows.parameters import BatchParameters
-from flows.reporting import excerpt, outcome_message
+from flows.reporting import RESULT_TEXT_CHARS, ResultRow, excerpt, outcome_message, result_text
 from pipeline.db import queue
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.models import Job, Run
@@ -148,8 +148,8 @@ def test_progress_results_and_the_outcome_message(settings: Settings) -> None:
     results = publish.tables["adhoc-results"]
     assert len(results) == 4
     assert {r["task"] for r in results} == {"summary", "headline"}
-    assert set(results[0]) >= {"article", "task", "text", "input tokens", "cost USD"}
-    assert results[-1]["cost USD"] == "0.0010" and results[-1]["input tokens"] == 2000
+    assert list(results[0]) == ["article", "task", "text", "cost USD"]
+    assert results[-1]["cost USD"] == "0.0010"
     assert result["message"] == "3 generated, 1 failed, $0.0026"
 
 
@@ -187,3 +187,21 @@ def test_a_nightly_flow_paces_every_chunk_when_pacing_pays(
     )
     assert [o.paced_rpm is not None for o in run.options] == [paced]
     assert result["pacing"].startswith("paced: " if paced else "full speed (--no-pace)")
+
+
+def _result(status: str, text: str | None, error: str | None = None) -> ResultRow:
+    return ResultRow("a-1", "t", "key_points", status, text, error, 1, 0, 1, Decimal("0.01"))
+
+
+def test_the_results_text_is_short_words_not_json() -> None:
+    """The table's text cell fits a 1280 px window (``RESULT_TEXT_CHARS``), a structured output
+    reads as its items, and a failure says its status and error."""
+    points = _result("completed", '{"points": ["Council votes", "Bridge closes"]}')
+    assert result_text(points) == "Council votes · Bridge closes"
+    long = _result("completed", "word " * 100)
+    assert len(result_text(long)) <= RESULT_TEXT_CHARS + 1
+    assert result_text(long).endswith("…")
+    assert result_text(_result("failed", None, "bad_request: too long")) == (
+        "failed: bad_request: too long"
+    )
+    assert result_text(_result("completed", "{not json")) == "{not json"

@@ -111,7 +111,7 @@ def test_adhoc_run_generates_its_batch_and_publishes_artifacts(
     assert sorted((r["article"], r["task"]) for r in result_rows) == sorted(
         (f"api-batch-{n}", task) for n in range(3) for task in ("summary", "headline")
     )
-    assert all(r["text"] and r["output tokens"] > 0 for r in result_rows)
+    assert all(r["text"] for r in result_rows)
     cost = sum(Decimal(r["cost USD"]) for r in result_rows)
     assert flow_run.state.message == outcome_message(
         {"succeeded": 6, "failed": 0, "cost_usd": cost}

@@ -1,0 +1,84 @@
+"""The run's artifacts read at 1280 px: the results table fits the window (text column visible)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from prefect.deployments import run_deployment
+
+from flows.deployments import ADHOC
+from flows.reporting import RESULT_TEXT_CHARS
+from tests.browser.chromium import CHROMIUM_ARGS, require_chromium
+from tests.flows.prefect_stack import PrefectStack, flow_run_artifacts
+from tests.flows.support import REPO
+
+pytestmark = [pytest.mark.browser, pytest.mark.prefect_server, pytest.mark.slow]
+
+ARTIFACTS = REPO / "test-artifacts"
+WIDTH = 1280
+RUN_TIMEOUT_S = 180
+
+
+@contextlib.contextmanager
+def chromium_page(name: str) -> Iterator[Page]:
+    """A headless Chromium page 1280 px wide; a full-page screenshot is kept on a failure.
+
+    Opened after the flow runs: Playwright's sync API runs an event loop, inside which
+    ``run_deployment`` would hand back a coroutine instead of running.
+    """
+    chromium = require_chromium()
+    with sync_playwright() as playwright:
+        browser: Browser = playwright.chromium.launch(
+            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
+        )
+        page = browser.new_page(viewport={"width": WIDTH, "height": 900})
+        page.set_default_timeout(30_000)
+        try:
+            yield page
+        except BaseException:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+def test_results_table_fits_a_1280_px_window(prefect_stack: PrefectStack) -> None:
+    """An ad-hoc run's results artifact: the table is no wider than the window at 1280 px, so
+    the text column is on screen; long texts are cut and say where the full text is."""
+    prefect_stack.enqueue("wide-batch", articles=2, tasks=["summary", "key_points"])
+    flow_run = run_deployment(
+        ADHOC,
+        parameters={"batch": {"batch_label": "wide-batch", "tasks": ["summary", "key_points"]}},
+        timeout=RUN_TIMEOUT_S,
+        poll_interval=1,
+    )
+    assert flow_run.state is not None and flow_run.state.is_completed(), prefect_stack.diagnostics()
+    artifact = flow_run_artifacts(flow_run.id)["adhoc-results"]
+    rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    with chromium_page("results-at-1280") as page:
+        check_fits(page, f"{prefect_stack.ui_url}/artifacts/artifact/{artifact.id}", rows)
+
+
+def check_fits(page: Page, url: str, rows: list[dict[str, object]]) -> None:
+    """The results table at ``url`` needs no horizontal scrolling: its cells (the text column
+    among them) end inside the table's box, which ends inside the window."""
+    page.goto(url)
+    page.locator(".p-table table").first.wait_for()
+    expect(page.get_by_text("contentgen results show ARTICLE")).to_be_visible()
+    scroll, client, right = page.evaluate(
+        "(() => { const t = document.querySelector('.p-table');"
+        " return [t.scrollWidth, t.clientWidth, t.getBoundingClientRect().right]; })()"
+    )
+    assert scroll <= client, f"the table scrolls: {scroll} px of content in {client} px"
+    assert right <= WIDTH
+    cells = page.locator(".p-table td")
+    assert cells.count() == 4 * len(rows)
+    texts = [str(r["text"]) for r in rows]
+    assert all(text and len(text) <= RESULT_TEXT_CHARS + 1 for text in texts)
+    # The structured output (key_points) reads as words, not as JSON.
+    assert not any(text.startswith("{") for text in texts)
