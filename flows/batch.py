@@ -46,7 +46,15 @@ from flows.reporting import (
 )
 from pipeline.db import check_label, make_engine, queued_count, session_factory
 from pipeline.errors import RunStopped
-from pipeline.run import Progress, RunOptions, choose_pace, run_batch
+from pipeline.run import (
+    DryRunReport,
+    Progress,
+    RunOptions,
+    choose_pace,
+    dry_run,
+    forecast_markdown,
+    run_batch,
+)
 from pipeline.settings import Settings, get_settings
 
 PROGRESS_LOG_INTERVAL_S = 15.0
@@ -166,13 +174,10 @@ def queued_total(settings: Settings, batch: BatchParameters) -> int:
     return queued if batch.limit is None else min(queued, batch.limit)
 
 
-def forecast(settings: Settings, batch: BatchParameters, context: RunContext) -> dict[str, Any]:
+def forecast(settings: Settings, batch: BatchParameters, context: RunContext) -> DryRunReport:
     """The library's dry run (``contentgen run --dry-run``): forecast only, nothing changes."""
-    from pipeline.run import dry_run  # the library's dry run, as the CLI uses it
-
     options = chunk_options(batch, context, index=0, limit=batch.limit, budget_usd=batch.budget_usd)
-    report = dry_run(settings, options)
-    return {"dry_run": True, **report.as_dict()}
+    return dry_run(settings, options)
 
 
 def publish_run(settings: Settings, kind: str, outcome: dict[str, Any], publish: Publisher) -> None:
@@ -215,14 +220,14 @@ def execute_batch(
     """
     total = queued_total(settings, batch)  # refuses a label no job carries
     if batch.dry_run:
-        result = forecast(settings, batch, context)
-        lines = [f"- **{k}**: {v}" for k, v in result.items() if not isinstance(v, list | dict)]
+        report = forecast(settings, batch, context)
+        title = f"ContentGen {context.kind} forecast (dry run)"
         publish.markdown(
             f"{context.kind}-forecast",
-            f"# ContentGen {context.kind} forecast (dry run)\n\n" + "\n".join(lines) + "\n",
-            "Forecast of cost and cache hits; nothing was sent.",
+            forecast_markdown(report, title),
+            "Forecast of cost and cache hits per task; nothing was sent.",
         )
-        return result
+        return {"dry_run": True, **report.as_dict()}
     progress = progress or FlowProgress(publish, f"{context.kind}-progress")
     progress.start(total)
     # One pacing decision for the whole flow run (a nightly run paces itself when it pays).

@@ -4,7 +4,8 @@
   (``Decimal``, never float);
 - ``cachepolicy``: each model's prompt-cache policy as data (regime, grid, minimum, write
   multiple, lifetimes);
-- ``budget``: a spending cap that holds however many requests are in flight.
+- ``budget``: a spending cap that holds however many requests are in flight;
+- ``usd``: ``format_usd``, money as people read it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pipeline.money.pricing import (
     load_pricing,
     tier_of,
 )
+from pipeline.money.usd import format_usd
 
 __all__ = [
     "TIERS",
@@ -34,6 +36,7 @@ __all__ = [
     "Usage",
     "base_model_name",
     "cost_usd",
+    "format_usd",
     "load_pricing",
     "resolve_policy",
     "tier_of",

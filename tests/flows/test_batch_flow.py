@@ -100,7 +100,7 @@ def test_dry_run_sends_nothing_and_publishes_a_forecast(settings: Settings) -> N
     assert run.options == []
     assert result["dry_run"] is True
     assert result["jobs"] == 0
-    assert "forecast_cost_usd" in publish.markdowns["adhoc-forecast"]
+    assert "_Nothing queued._" in publish.markdowns["adhoc-forecast"]
 
 
 @pytest.mark.parametrize(
