@@ -364,3 +364,21 @@ def text_chart(rows: Sequence[DayTaskCost], *, width: int, series_name: str = "p
             bar += TEXT_SAVED * (round(used) - len(bar))
         lines.append(f"{day:%m-%d} |{bar.ljust(bar_w)}{tails[day]}")
     return "\n".join(line[:width] for line in lines)
+
+
+# A Markdown code block in Prefect's artifact page scrolls past about 80 monospace columns
+# at 1280 px; the chart is drawn that wide.
+MARKDOWN_COLUMNS = 80
+
+
+def chart_markdown(
+    rows: Sequence[DayTaskCost],
+    *,
+    title: str,
+    series_name: str = "profile",
+    width: int = MARKDOWN_COLUMNS,
+) -> str:
+    """The text chart as a Markdown document (a heading and a code block), for places that
+    show Markdown but no pictures, such as a Prefect artifact."""
+    drawn = text_chart(rows, width=width, series_name=series_name)
+    return f"# {title}\n\n```text\n{drawn}\n```\n"
