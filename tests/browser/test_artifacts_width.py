@@ -1,4 +1,4 @@
-"""The run's artifacts read at 1280 px: the results table fits the window (text column visible)."""
+"""Artifacts read at 1280 px: the results table and the cost chart fit the window."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from prefect.deployments import run_deployment
 
-from flows.deployments import ADHOC
+from flows.deployments import ADHOC, COST_REPORT
 from flows.reporting import RESULT_TEXT_CHARS
 from tests.browser.chromium import CHROMIUM_ARGS, require_chromium
 from tests.flows.prefect_stack import PrefectStack, flow_run_artifacts
@@ -82,3 +82,33 @@ def check_fits(page: Page, url: str, rows: list[dict[str, object]]) -> None:
     assert all(text and len(text) <= RESULT_TEXT_CHARS + 1 for text in texts)
     # The structured output (key_points) reads as words, not as JSON.
     assert not any(text.startswith("{") for text in texts)
+
+
+def test_cost_chart_fits_a_1280_px_window(prefect_stack: PrefectStack) -> None:
+    """The cost report's chart artifact: bars drawn in a code block that needs no scrolling."""
+    prefect_stack.enqueue("chart-batch", articles=2, tasks=["summary", "headline"])
+    done = run_deployment(
+        ADHOC,
+        parameters={"batch": {"batch_label": "chart-batch"}},
+        timeout=RUN_TIMEOUT_S,
+        poll_interval=1,
+    )
+    assert done.state is not None and done.state.is_completed(), prefect_stack.diagnostics()
+    flow_run = run_deployment(
+        COST_REPORT, parameters={"days": 1, "by": "task"}, timeout=RUN_TIMEOUT_S, poll_interval=1
+    )
+    assert flow_run.state is not None and flow_run.state.is_completed(), prefect_stack.diagnostics()
+    artifact = flow_run_artifacts(flow_run.id)["cost-report-by-task-chart"]
+    assert artifact.type == "markdown"
+    with chromium_page("chart-at-1280") as page:
+        page.goto(f"{prefect_stack.ui_url}/artifacts/artifact/{artifact.id}")
+        code = page.locator("pre, code").filter(has_text="Daily cost by profile (UTC)").last
+        code.wait_for()
+        expect(code).to_contain_text("█")
+        expect(code).to_contain_text("saved")
+        scroll, client, right = code.evaluate(
+            "e => [e.scrollWidth, e.clientWidth, e.getBoundingClientRect().right]"
+        )
+        page.screenshot(path="/tmp/pf/chart.png", full_page=True)
+        assert scroll <= client, f"the chart scrolls: {scroll} px of content in {client} px"
+        assert right <= WIDTH

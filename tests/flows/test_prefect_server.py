@@ -143,6 +143,9 @@ def test_cost_report_deployment_publishes_the_report(prefect_stack: PrefectStack
     artifacts = flow_run_artifacts(flow_run.id)
     assert artifacts["cost-report-by-task"].type == "table"
     assert "Total:" in str(artifacts["cost-report-by-task-summary"].data)
+    chart = artifacts["cost-report-by-task-chart"]
+    assert chart.type == "markdown"
+    assert "```text\nDaily cost by profile (UTC)" in str(chart.data)
 
 
 def test_nightly_run_is_named_after_its_day_and_labels_its_runs(
