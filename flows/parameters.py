@@ -178,9 +178,10 @@ class BatchParameters(BaseModel):
 
 def offer_labels(schema: dict[str, Any], labels: Sequence[str]) -> dict[str, Any]:
     """A flow's parameter schema whose batch-label field offers ``labels`` (those with queued
-    jobs): listed in its description and as JSON-schema ``examples`` (the form's placeholder
-    shows the first). Not an ``enum``: the server would then refuse a label enqueued after the
-    schema was made, and a finished label's quiet run. ``schema`` is left as it is."""
+    jobs): listed in its description, which the form shows under the field, and as JSON-schema
+    ``examples`` for API clients (Prefect 3.9's form does not show them). Not an ``enum``: the
+    server would then refuse a label enqueued after the schema was made, and a finished
+    label's quiet run. ``schema`` is left as it is."""
     offered = copy.deepcopy(schema)
     definition = offered.get("definitions", {}).get(BatchParameters.__name__)
     if definition is None:

@@ -38,7 +38,7 @@ def test_the_label_rule_is_a_sentence_not_a_regular_expression() -> None:
 
 
 def test_offered_labels_are_in_the_description_and_examples() -> None:
-    """The labels with queued jobs are listed (at most 20) and the first is the placeholder."""
+    """The labels with queued jobs are listed (at most 20) in the description and examples."""
     schema = parameter_schema(adhoc_batch).model_dump()
     offered = offer_labels(schema, ["autumn", "spring"])
     field = _label_field(offered)
