@@ -2,8 +2,9 @@
 
 The numbers are the library's (``pipeline.reports.costs.cost_report``, read from the report views),
 the same as ``contentgen report``; this flow publishes them as a table and a Markdown artifact
-on its flow run, with the daily chart as text bars (``pipeline.reports.chart_markdown``, the
-chart ``contentgen report --chart -`` draws), and returns them as plain values.
+on its flow run, with the daily chart (``pipeline.reports.chart_markdown``: the picture of
+``contentgen report --chart FILE`` and the text bars of ``--chart -``), and returns them as
+plain values.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ def make_report(
 def publish_report(
     report: CostReport, days: int, publish: Publisher, chart: Sequence[DayTaskCost] = ()
 ) -> dict[str, Any]:
-    """Publish ``report`` as a table, a Markdown summary and a daily chart (text bars in
-    Markdown: artifacts show no pictures of their own); return it as plain values."""
+    """Publish ``report`` as a table, a Markdown summary and a daily chart (a Markdown
+    artifact: the SVG as an image, then the text bars); return it as plain values."""
     title = f"ContentGen cost by {report.by}, last {days} day(s)"
     rows = report_rows(report)
     cells = table(rows, report.key_column)

@@ -2,7 +2,8 @@
 
 - ``costs``: cost reports grouped by day, model, task, run, section, batch or tier, with the
   cached share and the savings (the SQL views say the same to any SQL client);
-- ``chart``: the daily cost chart, as a self-contained HTML page, text or Markdown;
+- ``chart``: the daily cost chart, as a self-contained HTML page, an SVG, text, or Markdown
+  holding both (the picture as a ``data:`` image);
 - ``results``: the generated texts for people, with their provenance, checks and review
   state, listed and shown; ``resultfiles``: written as CSV, JSON Lines or Markdown.
 
@@ -15,6 +16,7 @@ from pipeline.reports.chart import (
     MARKDOWN_COLUMNS,
     chart_markdown,
     daily_cost_chart,
+    daily_cost_svg,
     load_chart_rows,
     text_chart,
 )
@@ -88,6 +90,7 @@ __all__ = [
     "cost_report",
     "cost_rows",
     "daily_cost_chart",
+    "daily_cost_svg",
     "failed_jobs",
     "failed_markdown",
     "generations",

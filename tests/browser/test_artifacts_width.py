@@ -85,7 +85,8 @@ def check_fits(page: Page, url: str, rows: list[dict[str, object]]) -> None:
 
 
 def test_cost_chart_fits_a_1280_px_window(prefect_stack: PrefectStack) -> None:
-    """The cost report's chart artifact: bars drawn in a code block that needs no scrolling."""
+    """The cost report's chart artifact: the SVG chart drawn as a picture within the window,
+    and the text bars in a code block that needs no scrolling."""
     prefect_stack.enqueue("chart-batch", articles=2, tasks=["summary", "headline"])
     done = run_deployment(
         ADHOC,
@@ -109,6 +110,13 @@ def test_cost_chart_fits_a_1280_px_window(prefect_stack: PrefectStack) -> None:
         scroll, client, right = code.evaluate(
             "e => [e.scrollWidth, e.clientWidth, e.getBoundingClientRect().right]"
         )
-        page.screenshot(path="/tmp/pf/chart.png", full_page=True)
         assert scroll <= client, f"the chart scrolls: {scroll} px of content in {client} px"
         assert right <= WIDTH
+        picture = page.locator('img[src^="data:image/svg+xml"]')
+        expect(picture).to_be_visible()
+        natural, shown, right = picture.evaluate(
+            "i => [i.naturalWidth, i.getBoundingClientRect().width,"
+            " i.getBoundingClientRect().right]"
+        )
+        assert natural > 0, "the SVG did not load"
+        assert shown > 400 and right <= WIDTH
