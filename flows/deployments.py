@@ -167,13 +167,17 @@ class LabelOffer(threading.Thread):
         return self._read(self.settings)
 
     def refresh(self) -> bool:
-        """Offer the labels with queued jobs if they changed; whether the forms were updated."""
-        labels = self.read()
-        if labels is None or labels == self.offered:
-            return False
+        """Offer the labels with queued jobs if they changed; whether the forms were updated.
+
+        Never raises: a database or a Prefect server that is away this minute (restarting,
+        a dropped connection) must not end the refreshes; it is logged and tried again.
+        """
         try:
+            labels = self.read()
+            if labels is None or labels == self.offered:
+                return False
             self._update(labels)
-        except Exception as exc:  # the server restarting must not end the refreshes
+        except Exception as exc:
             log.warning("could not refresh the batch labels on the forms: %s", exc)
             return False
         self.offered = labels

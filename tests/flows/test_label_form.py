@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +13,12 @@ from prefect.utilities.callables import parameter_schema
 from pydantic import ValidationError
 
 from flows.batch import adhoc_batch
-from flows.deployments import LabelOffer, build_deployments
+from flows.deployments import LabelOffer, build_deployments, queued_labels
 from flows.parameters import LABEL_DESCRIPTION, BatchParameters, offer_labels
+from pipeline.db import make_engine, session_factory
+from pipeline.db.queue import enqueue
 from pipeline.settings import Settings
+from tests.flows.prefect_stack import article
 
 
 def _label_field(schema: dict[str, Any]) -> dict[str, Any]:
@@ -80,11 +84,35 @@ def test_label_offer_updates_the_forms_only_when_the_labels_change() -> None:
             raise RuntimeError("server restarting")
         updates.append(list(labels))
 
-    offer = LabelOffer(Settings(), read=lambda _: answers.pop(0), update=update)
-    assert [offer.refresh() for _ in range(4)] == [True, False, False, True]
+    def read(_: Settings) -> list[str] | None:
+        answer = answers.pop(0)
+        if answer == ["boom"]:
+            raise OSError("database connection dropped")
+        return answer
+
+    answers.insert(2, ["boom"])
+    offer = LabelOffer(Settings(), read=read, update=update)
+    assert [offer.refresh() for _ in range(5)] == [True, False, False, False, True]
     failing[0] = True
     assert offer.refresh() is False  # ["c"] not offered: tried again next time
     failing[0] = False
     assert offer.refresh() is True
     assert updates == [["a"], ["a", "b"], ["c"]]
     assert offer.daemon
+
+
+def test_no_labels_are_offered_when_the_database_cannot_say(tmp_path: Path) -> None:
+    """A job database that is missing or not migrated: serving goes on, nothing is offered."""
+    missing = Settings(database_url=f"sqlite:///{tmp_path / 'none.db'}")
+    assert queued_labels(missing) is None
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_the_queued_labels_come_from_the_job_database(settings: Settings) -> None:
+    """What serve offers: the labels with queued jobs, sorted."""
+    engine = make_engine(settings.database_url)
+    with session_factory(engine)() as session:
+        enqueue(session, [article("zeta", 0)], ["summary"], batch_label="zeta")
+        enqueue(session, [article("alpha", 0)], ["summary"], batch_label="alpha")
+    engine.dispose()
+    assert queued_labels(settings) == ["alpha", "zeta"]
