@@ -20,6 +20,10 @@ def _share(fc: Forecast) -> str:
     return f"{fc.cached_ratio:.0%}" if fc.input_tokens else "-"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def _row(cells: tuple[str, ...]) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -67,8 +71,9 @@ def forecast_markdown(report: DryRunReport, title: str) -> str:
         forecast_table(report),
     ]
     plan = [
-        f"{report.groups:,} prefix groups in {report.buckets:,} cache-key buckets, "
-        f"{report.primers:,} primers, {report.prewarms:,} prewarms",
+        f"{_count(report.groups, 'prefix group')} in "
+        f"{_count(report.buckets, 'cache-key bucket')}, {_count(report.primers, 'primer')}, "
+        f"{_count(report.prewarms, 'prewarm')}",
     ]
     if report.trimmed:
         plan.append(f"{report.trimmed:,} articles trimmed to their profile's token budget")
