@@ -63,7 +63,7 @@ def test_the_dry_run_artifact_is_a_markdown_table_per_task(settings: Settings) -
     total_cost = Decimal(result["forecast_cost_usd"])
     assert rows["total"].rstrip(" |").endswith(f"**{format_usd(total_cost)}**")
     assert f"would cost **{format_usd(total_cost)}**" in text
-    assert "## Plan" in text and "cache-key buckets" in text
+    assert "## Plan" in text and "cache-key bucket" in text
     # None of the old dump's raw keys.
     assert "forecast_cost_usd" not in text and "**jobs**" not in text
 
