@@ -39,6 +39,7 @@ from flows.chunks import RunChunk, RunContext, TokenGate, chunk_options, run_chu
 from flows.gate import DEFAULT_TOKEN_LIMIT, open_token_gate
 from flows.parameters import BatchParameters
 from flows.reporting import (
+    SHOW_HINT,
     by_profile,
     outcome_message,
     results_table,
@@ -47,9 +48,17 @@ from flows.reporting import (
     table,
 )
 from pipeline.alerts import alerts_config, flow_run_ids, notify_runs
-from pipeline.db import make_engine, queued_count, session_factory
+from pipeline.db import check_label, make_engine, queued_count, session_factory
 from pipeline.errors import RunStopped
-from pipeline.run import Progress, RunOptions, choose_pace, run_batch
+from pipeline.run import (
+    DryRunReport,
+    Progress,
+    RunOptions,
+    choose_pace,
+    dry_run,
+    forecast_markdown,
+    run_batch,
+)
 from pipeline.settings import Settings, get_settings
 
 PROGRESS_LOG_INTERVAL_S = 15.0
@@ -154,23 +163,25 @@ def generate_chunk(
 
 
 def queued_total(settings: Settings, batch: BatchParameters) -> int:
-    """The queued jobs a run of ``batch`` may take (its limit applied), counted at its start."""
+    """The queued jobs a run of ``batch`` may take (its limit applied), counted at its start.
+
+    A batch label no job carries is a mistyped one: ``InputError`` listing the known labels,
+    so the flow run fails instead of completing a run that did nothing.
+    """
     engine = make_engine(settings.database_url)
     try:
         with session_factory(engine)() as session:
+            check_label(session, batch.batch_label, option="batch_label")
             queued = queued_count(session, tasks=batch.tasks, batch_label=batch.batch_label)
     finally:
         engine.dispose()
     return queued if batch.limit is None else min(queued, batch.limit)
 
 
-def forecast(settings: Settings, batch: BatchParameters, context: RunContext) -> dict[str, Any]:
+def forecast(settings: Settings, batch: BatchParameters, context: RunContext) -> DryRunReport:
     """The library's dry run (``contentgen run --dry-run``): forecast only, nothing changes."""
-    from pipeline.run import dry_run  # the library's dry run, as the CLI uses it
-
     options = chunk_options(batch, context, index=0, limit=batch.limit, budget_usd=batch.budget_usd)
-    report = dry_run(settings, options)
-    return {"dry_run": True, **report.as_dict()}
+    return dry_run(settings, options)
 
 
 def desk_review(settings: Settings, run_ids: list[int], batch_label: str | None) -> dict[str, Any]:
@@ -202,7 +213,7 @@ def publish_run(settings: Settings, kind: str, outcome: dict[str, Any], publish:
     publish.table(
         f"{kind}-results",
         results_table(results),
-        f"{title}: what was generated, newest first (article, task, text excerpt, tokens, cost).",
+        f"{title}: what was generated, newest first; {SHOW_HINT}.",
     )
 
 
@@ -221,17 +232,18 @@ def execute_batch(
     ``progress`` (made here from ``publish`` when not given) is the progress artifact, moved
     after every chunk; the flow hands it to the chunk tasks too, which move it while they run.
     """
+    total = queued_total(settings, batch)  # refuses a label no job carries
     if batch.dry_run:
-        result = forecast(settings, batch, context)
-        lines = [f"- **{k}**: {v}" for k, v in result.items() if not isinstance(v, list | dict)]
+        report = forecast(settings, batch, context)
+        title = f"ContentGen {context.kind} forecast (dry run)"
         publish.markdown(
             f"{context.kind}-forecast",
-            f"# ContentGen {context.kind} forecast (dry run)\n\n" + "\n".join(lines) + "\n",
-            "Forecast of cost and cache hits; nothing was sent.",
+            forecast_markdown(report, title),
+            "Forecast of cost and cache hits per task; nothing was sent.",
         )
-        return result
+        return {"dry_run": True, **report.as_dict()}
     progress = progress or FlowProgress(publish, f"{context.kind}-progress")
-    progress.start(queued_total(settings, batch))
+    progress.start(total)
     # One pacing decision for the whole flow run (a nightly run paces itself when it pays).
     whole = chunk_options(batch, context, index=0, limit=batch.limit, budget_usd=batch.budget_usd)
     pacing = choose_pace(settings, whole)
@@ -260,7 +272,7 @@ def execute_batch(
     if fatal:
         # The flow run fails with the reason; unsent jobs are still queued, untouched.
         raise RunStopped(f"run stopped: {fatal}")
-    outcome["message"] = outcome_message(outcome)
+    outcome["message"] = outcome_message(outcome, batch.batch_label)
     return outcome
 
 

@@ -15,7 +15,9 @@ account's shared rate limit to other runs; left empty, the worker's setting appl
 
 from __future__ import annotations
 
+import copy
 import re
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Annotated, Any, Literal, get_args
 
@@ -49,6 +51,14 @@ PACE_OPTION: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
 UsdAmount = Annotated[Decimal, WithJsonSchema({"type": "number", "exclusiveMinimum": 0})]
 
 LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+LABEL_DESCRIPTION = (
+    "Only jobs enqueued with this label (`contentgen enqueue --batch LABEL`). Empty: every "
+    "queued job. A label starts with a letter or a digit, then uses only letters, digits, "
+    "dots, underscores and hyphens (for example `spring-2026`); a label no job carries fails "
+    "the run and lists the known ones."
+)
+# The labels a form offers (``offer_labels``): enough to pick from, never a wall of text.
+OFFERED_LABELS = 20
 
 
 def _plain(schema: dict[str, Any]) -> None:
@@ -83,13 +93,11 @@ class BatchParameters(BaseModel):
     batch_label: str | None = Field(
         default=None,
         max_length=100,
-        # An empty box means every job: the form may send "" once a label was typed and erased.
-        pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]*)?$",
+        # No JSON-schema "pattern": the server would show the regular expression to the editor.
+        # ``_label`` below checks the same rule and says it in words; an empty box (the form
+        # may send "" once a label was typed and erased) means every job.
         title="Batch label",
-        description=(
-            "Only jobs enqueued with this label (`contentgen enqueue --batch LABEL`). "
-            "Empty: every queued job. Letters, digits, '.', '_' and '-'."
-        ),
+        description=LABEL_DESCRIPTION,
         json_schema_extra=_plain,
     )
     limit: int | None = Field(
@@ -166,3 +174,27 @@ class BatchParameters(BaseModel):
     def recorded(self) -> dict[str, Any]:
         """The parameters as plain JSON values, stored on the run row (unset ones as null)."""
         return {name: None for name in type(self).model_fields} | self.model_dump(mode="json")
+
+
+def offer_labels(schema: dict[str, Any], labels: Sequence[str]) -> dict[str, Any]:
+    """A flow's parameter schema whose batch-label field offers ``labels`` (those with queued
+    jobs): listed in its description, which the form shows under the field, and as JSON-schema
+    ``examples`` for API clients (Prefect 3.9's form does not show them). Not an ``enum``: the
+    server would then refuse a label enqueued after the schema was made, and a finished
+    label's quiet run. ``schema`` is left as it is."""
+    offered = copy.deepcopy(schema)
+    definition = offered.get("definitions", {}).get(BatchParameters.__name__)
+    if definition is None:
+        return offered
+    field = definition["properties"]["batch_label"]
+    shown = list(labels[:OFFERED_LABELS])
+    more = f" and {len(labels) - len(shown)} more" if len(labels) > len(shown) else ""
+    listed = ", ".join(f"`{label}`" for label in shown)
+    field["description"] = LABEL_DESCRIPTION + (
+        f" Labels with queued jobs: {listed}{more}." if shown else " No label has queued jobs."
+    )
+    if shown:
+        field["examples"] = shown
+    else:
+        field.pop("examples", None)
+    return offered

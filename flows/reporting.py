@@ -7,6 +7,7 @@ are several run rows, so its per-profile figures are the sum over those runs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -139,6 +140,11 @@ def report_markdown(title: str, report: CostReport) -> str:
 
 
 EXCERPT_CHARS = 160
+# The results table's text column: Prefect's tables never wrap a cell, and at 1280 px the
+# artifact page leaves about 720 px for the table; article, task, this many characters of text
+# and the cost fit in that (tests/browser/test_artifacts_width.py measures it).
+RESULT_TEXT_CHARS = 50
+SHOW_HINT = "full texts: `contentgen results show ARTICLE`"
 
 
 @dataclass(frozen=True)
@@ -166,27 +172,51 @@ def excerpt(text: str | None, chars: int = EXCERPT_CHARS) -> str:
     return cut + "…"
 
 
+def readable(text: str | None) -> str:
+    """A structured output (JSON: ``{"points": ["a", "b"]}``) as plain words (``a · b``);
+    any other text as it is."""
+    if not text or not text.lstrip().startswith("{"):
+        return text or ""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(data, dict):
+        return text
+    parts: list[str] = []
+    for value in data.values():
+        items = value if isinstance(value, list) else [value]
+        parts += [str(item) for item in items if not isinstance(item, dict | list)]
+    return " · ".join(parts) or text
+
+
+def result_text(row: ResultRow, chars: int = RESULT_TEXT_CHARS) -> str:
+    """The table's text cell: the output's start in words, or what went wrong."""
+    if row.status == "completed" and row.output_text:
+        return excerpt(readable(row.output_text), chars)
+    return excerpt(f"{row.status}: {row.error or readable(row.output_text) or 'no text'}", chars)
+
+
 def results_table(rows: Sequence[ResultRow]) -> list[dict[str, Any]]:
-    """The results an editor opens: article, task, status, an excerpt of the text (or the
-    error), tokens and cost."""
+    """The results an editor opens, narrow enough for a 1280 px window: the article, the task,
+    the start of the text (``SHOW_HINT`` says where the full text is) and the cost."""
     return [
         {
             "article": r.source_id,
-            "title": excerpt(r.title, 60),
             "task": r.task,
-            "status": r.status,
-            "text": excerpt(r.output_text if r.output_text else r.error),
-            "input tokens": r.input_tokens or 0,
-            "cached tokens": r.cached_tokens or 0,
-            "output tokens": r.output_tokens or 0,
+            "text": result_text(r),
             "cost USD": usd_text(r.cost_usd or Decimal(0), 4),
         }
         for r in rows
     ]
 
 
-def outcome_message(outcome: dict[str, Any]) -> str:
-    """The flow run's final state message: ``1,000 generated, 0 failed, $0.42``."""
+def outcome_message(outcome: dict[str, Any], batch_label: str | None = None) -> str:
+    """The flow run's final state message: ``1,000 generated, 0 failed, $0.42``; a run that
+    found nothing to do says ``nothing queued`` (for its batch label)."""
+    stop = outcome.get("stop_reason")
+    if not int(outcome.get("requests") or 0) and not stop and "requests" in outcome:
+        return "nothing queued" + (f" for batch label {batch_label!r}" if batch_label else "")
     generated = int(outcome.get("succeeded") or 0)
     failed = int(outcome.get("failed") or 0) + int(outcome.get("incomplete") or 0)
     cost = Decimal(str(outcome.get("cost_usd") or 0))

@@ -114,6 +114,13 @@ class Settings(BaseSettings):
         description="Jobs per Prefect task in the nightly and ad-hoc flows (one `run_batch` "
         "each, its requests sent concurrently).",
     )
+    label_refresh_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=86_400,
+        description="How often `contentgen serve` refreshes the batch labels the ad-hoc and "
+        "nightly forms offer (the labels with queued jobs), in seconds.",
+    )
     # Cheap modes (flex processing, the Batch API) and how a run picks one: docs/modes.md.
     default_mode: Literal["realtime", "flex", "batch", "auto"] = Field(
         default="realtime", description="How `contentgen run` sends requests without --mode."

@@ -13,9 +13,9 @@ import typer
 import typer._click as click
 
 from pipeline.cli.common import validate_task_names
-from pipeline.cli.display import format_usd
 from pipeline.cli.main import app
 from pipeline.errors import InputError
+from pipeline.money import format_usd
 from pipeline.settings import unknown_variables
 from tests.test_cli_anywhere import Run, runner
 

@@ -19,8 +19,9 @@ from pipeline.cli.common import (
     split_tasks,
 )
 from pipeline.cli.demo import SAMPLES, run_demo
-from pipeline.cli.display import format_usd, print_summary, progress_display, with_usd
+from pipeline.cli.display import print_summary, progress_display, with_usd
 from pipeline.cli.report_cmd import print_table
+from pipeline.money import format_usd
 from pipeline.settings import get_settings
 
 

@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from decimal import Decimal
 from typing import Any
 
 from rich.console import Console
@@ -21,6 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from pipeline.cli.common import console, err_console
+from pipeline.money import format_usd
 from pipeline.run import (
     Progress,
     ProgressView,
@@ -179,18 +179,6 @@ def print_summary(summary: dict[str, Any], title: str = "Run summary") -> None:
             value = ", ".join(f"{k} {v}" for k, v in value.items()) or "-"
         table.add_row(key.replace("_", " "), "-" if value is None else str(value))
     console.print(table)
-
-
-def format_usd(value: Decimal | str) -> str:
-    """Money for people: ``$1,234.5678``, ``$0.2964``, ``$0.000123`` (four decimals, six below
-    a cent, as the live panel shows it), ``$0.00`` for nothing. Stored and JSON figures stay
-    exact (CSV and JSON); tables round with ``reports.usd_shown``, to the same precision."""
-    amount = Decimal(value)
-    if not amount:
-        return "$0.00"
-    places = 6 if abs(amount) < Decimal("0.01") else 4
-    sign = "-" if amount < 0 else ""
-    return f"{sign}${abs(amount):,.{places}f}"
 
 
 def with_usd(summary: dict[str, Any]) -> dict[str, Any]:

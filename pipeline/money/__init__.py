@@ -6,6 +6,7 @@
   multiple, lifetimes);
 - ``budget``: a spending cap that holds however many requests are in flight;
 - ``recurring``: daily and monthly budgets per batch label, task or section (``budgets.toml``).
+- ``usd``: ``format_usd``, money as people read it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pipeline.money.recurring import (
     load_budgets,
     period_bounds,
 )
+from pipeline.money.usd import format_usd
 
 __all__ = [
     "BUDGETS_FILE",
@@ -45,6 +47,7 @@ __all__ = [
     "Usage",
     "base_model_name",
     "cost_usd",
+    "format_usd",
     "load_budgets",
     "load_pricing",
     "period_bounds",

@@ -29,6 +29,7 @@ from pipeline.planning.costs import (
     expected_usage,
     follower_forecast,
     forecast,
+    forecast_by_task,
     forecast_costs,
 )
 from pipeline.planning.keys import KeyBook, KeyRate, SendSchedule
@@ -93,6 +94,7 @@ __all__ = [
     "follower_forecast",
     "for_mode",
     "forecast",
+    "forecast_by_task",
     "forecast_costs",
     "lifetime_problem",
     "loads_of",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 
 from pipeline.money import PriceTable, PromptCachePolicy, TierPrice, Usage, cost_usd, tier_of
@@ -34,6 +34,9 @@ class Forecast:
     def cached_ratio(self) -> float:
         """Expected cached share of input tokens."""
         return self.cached_tokens / self.input_tokens if self.input_tokens else 0.0
+
+    def __add__(self, other: Forecast) -> Forecast:
+        return Forecast(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
 
 # Output tokens expected per (task, model), e.g. the mean of recent completed generations.
@@ -135,6 +138,24 @@ def forecast(
 
 TOKENS_PER_WORD = 1.3
 WORD_BOUND_SHARE = 0.8
+
+
+def forecast_by_task(
+    plan: Plan,
+    prices: PriceTable,
+    *,
+    history: OutputHistory | None = None,
+    bills: BillHistory | None = None,
+) -> dict[str, Forecast]:
+    """``forecast`` per task of ``plan`` (a primer or a prewarm counts for its group's task);
+    the tasks' forecasts add up to the plan's."""
+    by_task: dict[str, list[PlannedRequest]] = {}
+    for planned in plan.requests:
+        by_task.setdefault(planned.request.task, []).append(planned)
+    return {
+        task: forecast(replace(plan, requests=tuple(group)), prices, history=history, bills=bills)
+        for task, group in by_task.items()
+    }
 
 
 def forecast_costs(

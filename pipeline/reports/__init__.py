@@ -2,7 +2,8 @@
 
 - ``costs``: cost reports grouped by day, model, task, run, section, batch or tier, with the
   cached share and the savings (the SQL views say the same to any SQL client);
-- ``chart``: the daily cost chart, as a self-contained HTML page or text;
+- ``chart``: the daily cost chart, as a self-contained HTML page, an SVG, text, or Markdown
+  holding both (the picture as a ``data:`` image);
 - ``results``: the generated texts for people, with their provenance, checks and review
   state, listed and shown; ``resultfiles``: written as CSV, JSON Lines or Markdown.
 
@@ -11,11 +12,19 @@ Money is ``Decimal``; nothing here prints (the CLI and the flows do).
 
 from __future__ import annotations
 
-from pipeline.reports.chart import daily_cost_chart, load_chart_rows, text_chart
+from pipeline.reports.chart import (
+    MARKDOWN_COLUMNS,
+    chart_markdown,
+    daily_cost_chart,
+    daily_cost_svg,
+    load_chart_rows,
+    text_chart,
+)
 from pipeline.reports.costs import (
     CostFigures,
     CostReport,
     CostRow,
+    DayTaskCost,
     Dimension,
     Key,
     OutputLength,
@@ -63,10 +72,12 @@ __all__ = [
     "APPROVED_COLUMNS",
     "CSV_COLUMNS",
     "FAILED_COLUMNS",
+    "MARKDOWN_COLUMNS",
     "PUBLISHABLE",
     "CostFigures",
     "CostReport",
     "CostRow",
+    "DayTaskCost",
     "Dimension",
     "FailedJob",
     "Key",
@@ -78,11 +89,13 @@ __all__ = [
     "article_exists",
     "body_text",
     "cell_text",
+    "chart_markdown",
     "check_review_states",
     "check_statuses",
     "cost_report",
     "cost_rows",
     "daily_cost_chart",
+    "daily_cost_svg",
     "failed_jobs",
     "failed_markdown",
     "generations",

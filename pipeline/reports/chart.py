@@ -1,5 +1,6 @@
 """The daily cost chart: one self-contained HTML page with an inline SVG (no scripts, no CDN),
-and the same chart as text for a terminal.
+the same chart as text for a terminal, and both in Markdown (``chart_markdown``: the SVG as a
+``data:`` image, then the text), which a Prefect artifact shows as a picture.
 
 Bars are each UTC day's cost stacked by the report's ``--by`` dimension (task/profile by
 default; model, section, run, ...); on top of each bar, hatched, what prompt caching and cheaper
@@ -13,6 +14,7 @@ the chart) is the exact ``Decimal``.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import math
@@ -111,6 +113,26 @@ def daily_cost_chart(
 ) -> str:
     """An HTML page with the stacked daily cost bars, the savings on top, the cached-ratio line
     and a data table. ``series_name`` names what the bars are stacked by (the ``--by``)."""
+    tasks, colours, days, cell, per_day = _layout(rows)
+    svg = _svg(days, tasks, colours, cell, per_day, title)
+    return _page(title, svg, days, tasks, cell, per_day, series_name)
+
+
+def daily_cost_svg(rows: Sequence[DayTaskCost], *, title: str = "Daily cost by profile") -> str:
+    """The chart of ``daily_cost_chart`` alone: one SVG document (no page, no table)."""
+    tasks, colours, days, cell, per_day = _layout(rows)
+    return _svg(days, tasks, colours, cell, per_day, title)
+
+
+def _layout(
+    rows: Sequence[DayTaskCost],
+) -> tuple[
+    list[str],
+    dict[str, str],
+    list[dt.date],
+    dict[tuple[dt.date, str], CostFigures],
+    dict[dt.date, CostFigures],
+]:
     tasks = sorted({r.task for r in rows})
     colours = {task: PALETTE[i % len(PALETTE)] for i, task in enumerate(tasks)}
     days = _days(rows)
@@ -118,8 +140,7 @@ def daily_cost_chart(
     per_day = {
         day: sum((cell.get((day, t), CostFigures()) for t in tasks), CostFigures()) for day in days
     }
-    svg = _svg(days, tasks, colours, cell, per_day, title)
-    return _page(title, svg, days, tasks, cell, per_day, series_name)
+    return tasks, colours, days, cell, per_day
 
 
 def _svg(
@@ -365,3 +386,41 @@ def text_chart(rows: Sequence[DayTaskCost], *, width: int, series_name: str = "p
             bar += TEXT_SAVED * (round(used) - len(bar))
         lines.append(f"{day:%m-%d} |{bar.ljust(bar_w)}{tails[day]}")
     return "\n".join(line[:width] for line in lines)
+
+
+# A Markdown code block in Prefect's artifact page scrolls past about 80 monospace columns
+# at 1280 px; the text chart is drawn that wide.
+MARKDOWN_COLUMNS = 80
+# Past this size the picture is left out of the Markdown (years of days, dozens of series):
+# the text chart alone is still there.
+MAX_IMAGE_BYTES = 400_000
+
+
+def svg_data_uri(svg: str) -> str:
+    """An SVG document as a ``data:`` URI, for an ``<img>`` or a Markdown image (where the
+    browser draws it as a picture: no script in it runs)."""
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
+
+
+def chart_markdown(
+    rows: Sequence[DayTaskCost],
+    *,
+    title: str,
+    series_name: str = "profile",
+    width: int = MARKDOWN_COLUMNS,
+) -> str:
+    """The daily chart as Markdown, for places that show Markdown such as a Prefect
+    artifact: the SVG chart as an image (a ``data:`` URI: nothing to host), then the text
+    chart with each day's exact figures in a code block."""
+    drawn = text_chart(rows, width=width, series_name=series_name)
+    lines = [f"# {title}", ""]
+    uri = svg_data_uri(daily_cost_svg(rows, title=title)) if rows else ""
+    if uri and len(uri) <= MAX_IMAGE_BYTES:
+        lines += [f"![{_alt(title)}]({uri})", ""]
+    lines += ["```text", drawn, "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _alt(text: str) -> str:
+    """``text`` safe inside a Markdown image's alt text."""
+    return "".join(c for c in text if c not in "[]()\\`")

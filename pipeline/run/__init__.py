@@ -13,7 +13,8 @@ Start reading at ``runner`` (``run_batch``). Around it:
 - ``config``: what a run reads before it starts; ``rendering``: a claimed chunk rendered,
   chained jobs after their parents; ``progress``: live counters; ``summary``: the options
   and the outcome; ``dryrun``: the plan and forecast without sending, and whether a run
-  paces itself (``choose_pace``); ``learning``: what earlier runs taught the forecast.
+  paces itself (``choose_pace``); ``forecastview``: the forecast as Markdown (the flows'
+  artifact); ``learning``: what earlier runs taught the forecast.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from pipeline.run.config import (
     load_config,
     version_rows,
 )
-from pipeline.run.dryrun import PaceChoice, choose_pace, dry_run
+from pipeline.run.dryrun import DryRunReport, PaceChoice, choose_pace, dry_run
 from pipeline.run.feed import DEFAULT_PLANNED_RPM
+from pipeline.run.forecastview import forecast_markdown
 from pipeline.run.progress import (
     Progress,
     ProgressView,
@@ -44,6 +46,7 @@ from pipeline.run.summary import RunOptions, RunSummary
 __all__ = [
     "DEFAULT_PLANNED_RPM",
     "Config",
+    "DryRunReport",
     "PaceChoice",
     "Progress",
     "ProgressView",
@@ -57,6 +60,7 @@ __all__ = [
     "duration_text",
     "expects_followers",
     "failure",
+    "forecast_markdown",
     "judge",
     "load_config",
     "money_text",

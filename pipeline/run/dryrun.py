@@ -44,6 +44,7 @@ from pipeline.planning import (
     follower_forecast,
     for_mode,
     forecast,
+    forecast_by_task,
     loads_of,
     merge_loads,
     plan,
@@ -89,6 +90,8 @@ class DryRunReport:
     pacing: str = ""
     # Tokens as the limiter counts them before sending (prompt + output cap), for durations.
     estimated_tokens: int = 0
+    # The figures above per task (``forecast_by_task``): what the forecast tables show.
+    task_forecasts: dict[str, Forecast] = field(default_factory=dict)
 
     def add(self, fc: Forecast) -> None:
         """Fold one chunk's forecast in."""
@@ -132,6 +135,16 @@ class DryRunReport:
             "modes": [choice.as_dict() for choice in self.mode_choices.values()],
             "short_prefixes": [a.as_dict() for a in self.advice],
             "followers": [f.as_dict() for f in self.followers.values()],
+            "by_task_forecast": {
+                task: {
+                    "requests": f.requests,
+                    "input_tokens": f.input_tokens,
+                    "cached_tokens": f.cached_tokens,
+                    "output_tokens": f.output_tokens,
+                    "cost_usd": str(f.cost_usd),
+                }
+                for task, f in sorted(self.task_forecasts.items())
+            },
         }
 
     def merge_advice(
@@ -331,6 +344,10 @@ def plan_queue(
         report.primers += sum(1 for p in chunk_plan.requests if p.is_primer and not p.prewarm)
         report.trimmed += sum(1 for r in requests if r.trimmed)
         report.add(forecast(chunk_plan, config.prices, history=history, bills=learnt.bills))
+        tasks = forecast_by_task(chunk_plan, config.prices, history=history, bills=learnt.bills)
+        for task, fc in tasks.items():
+            known = report.task_forecasts.get(task)
+            report.task_forecasts[task] = fc if known is None else known + fc
         for planned in chunk_plan.requests:
             if planned.request.task in parents:
                 parents[planned.request.task].append(planned)

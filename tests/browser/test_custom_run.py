@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, expect, sync_playwright
+from prefect.client.orchestration import get_client
 from sqlalchemy import select
 
+from flows.deployments import ADHOC
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.models import Generation, Job, Run
 from tests.browser.chromium import CHROMIUM_ARGS, require_chromium
@@ -66,12 +68,27 @@ def _reload_until_visible(page: Page, locator: Locator) -> None:
     expect(locator).to_be_visible(timeout=1)
 
 
+def wait_until_offered(label: str, timeout_s: float = 30.0) -> None:
+    """Wait until the ad-hoc deployment's form offers ``label`` (``contentgen serve`` refreshes
+    the offered labels every ``LABEL_REFRESH_S``)."""
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            schema = client.read_deployment_by_name(ADHOC).parameter_openapi_schema or {}
+            field = schema["definitions"]["BatchParameters"]["properties"]["batch_label"]
+            if label in (field.get("examples") or []):
+                return
+            time.sleep(0.3)
+    raise AssertionError(f"{label!r} never offered on the ad-hoc form")
+
+
 def test_custom_run_from_the_ui_generates_the_batch(
     browser: BrowserContext, prefect_stack: PrefectStack
 ) -> None:
     """Deployments -> adhoc -> Run -> Custom run, set the batch label, Submit: it completes."""
     label = "ui-batch"
     prefect_stack.enqueue(label, articles=2, tasks=["summary", "headline"])
+    wait_until_offered(label)
     page = browser.pages[0] if browser.pages else browser.new_page()
 
     page.goto(f"{prefect_stack.ui_url}/deployments")
@@ -93,6 +110,12 @@ def test_custom_run_from_the_ui_generates_the_batch(
     expect(page.get_by_text("Property is type None")).to_have_count(0)
     expect(page.get_by_text(re.compile("token.limit", re.IGNORECASE))).to_have_count(0)
     expect(batch_label.get_by_role("button", name="None", exact=True)).to_have_count(0)
+    # The rule in words, not a regular expression; the labels with queued jobs offered (the
+    # serve process refreshes them every second here, and the form was opened after that).
+    expect(batch_label).to_contain_text("starts with a letter or a digit")
+    expect(batch_label).to_contain_text("Labels with queued jobs:")
+    expect(batch_label).to_contain_text(label)
+    expect(page.get_by_text("[A-Za-z0-9")).to_have_count(0)
     batch_label.get_by_role("textbox").fill(label)
     page.get_by_role("button", name="Submit").click()
 

@@ -38,6 +38,7 @@ TOKEN_LIMIT = "contentgen-openai-tokens"
 TOKEN_LIMIT_SLOTS = 100_000
 TOKEN_LIMIT_DECAY = 0.01  # slow, so the slots a run took are still visible when it ends
 FLOW_CHUNK_SIZE = 4
+LABEL_REFRESH_S = 1.0
 
 _KEY = pytest.StashKey["PrefectStack"]()
 
@@ -204,6 +205,8 @@ class PrefectStack:
             # Jobs per chunk task: the worker's setting, not a form field. Small, so a test's
             # few jobs take more than one chunk.
             CONTENTGEN_FLOW_CHUNK_SIZE=str(FLOW_CHUNK_SIZE),
+            # The forms' offered batch labels refresh every second, so a test sees a new one.
+            CONTENTGEN_LABEL_REFRESH_S=str(LABEL_REFRESH_S),
             OPENAI_BASE_URL=self.simulator.base_url,
             OPENAI_API_KEY="sk-test",
             # The deliver flow (run after each nightly) drops approved texts here.

@@ -5,15 +5,15 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from flows.batch import _label_of, execute_batch, trigger_of
 from flows.chunks import RunContext
 from flows.parameters import BatchParameters
-from flows.reporting import excerpt, outcome_message
+from flows.reporting import RESULT_TEXT_CHARS, ResultRow, excerpt, outcome_message, result_text
 from pipeline.db import queue
 from pipeline.db.engine import make_engine, session_factory
-from pipeline.db.models import Run
+from pipeline.db.models import Job, Run
 from pipeline.settings import Settings
 from tests.flows.prefect_stack import article
 from tests.flows.support import RecordingPublisher, RowWritingRun
@@ -27,6 +27,12 @@ FAILED = ("headline", "failed", 0, 0, 0, "0", "0")
 
 def test_runs_chunks_and_publishes_a_per_profile_table(settings: Settings) -> None:
     """Two chunks make two run rows with the flow-run id; the table sums them per profile."""
+    engine = make_engine(settings.database_url)
+    with session_factory(engine)() as session:  # the label is known: one job, already done
+        queue.enqueue(session, [article("spring", 0)], ["summary"], batch_label="spring")
+        session.execute(update(Job).values(state="succeeded"))
+        session.commit()
+    engine.dispose()
     run = RowWritingRun(settings.database_url, [[SUMMARY, HEADLINE], [SUMMARY, FAILED]])
     publish = RecordingPublisher()
     result = execute_batch(
@@ -94,7 +100,7 @@ def test_dry_run_sends_nothing_and_publishes_a_forecast(settings: Settings) -> N
     assert run.options == []
     assert result["dry_run"] is True
     assert result["jobs"] == 0
-    assert "forecast_cost_usd" in publish.markdowns["adhoc-forecast"]
+    assert "_Nothing queued._" in publish.markdowns["adhoc-forecast"]
 
 
 @pytest.mark.parametrize(
@@ -142,8 +148,8 @@ def test_progress_results_and_the_outcome_message(settings: Settings) -> None:
     results = publish.tables["adhoc-results"]
     assert len(results) == 4
     assert {r["task"] for r in results} == {"summary", "headline"}
-    assert set(results[0]) >= {"article", "task", "text", "input tokens", "cost USD"}
-    assert results[-1]["cost USD"] == "0.0010" and results[-1]["input tokens"] == 2000
+    assert list(results[0]) == ["article", "task", "text", "cost USD"]
+    assert results[-1]["cost USD"] == "0.0010"
     assert result["message"] == "3 generated, 1 failed, $0.0026"
 
 
@@ -208,3 +214,21 @@ def test_the_nightly_run_links_to_its_queue_on_the_review_desk(settings: Setting
         f"- Review desk: [3 to review, 0 flagged]({url})"
         in publish.markdowns["nightly-run-summary"]
     )
+
+
+def _result(status: str, text: str | None, error: str | None = None) -> ResultRow:
+    return ResultRow("a-1", "t", "key_points", status, text, error, 1, 0, 1, Decimal("0.01"))
+
+
+def test_the_results_text_is_short_words_not_json() -> None:
+    """The table's text cell fits a 1280 px window (``RESULT_TEXT_CHARS``), a structured output
+    reads as its items, and a failure says its status and error."""
+    points = _result("completed", '{"points": ["Council votes", "Bridge closes"]}')
+    assert result_text(points) == "Council votes · Bridge closes"
+    long = _result("completed", "word " * 100)
+    assert len(result_text(long)) <= RESULT_TEXT_CHARS + 1
+    assert result_text(long).endswith("…")
+    assert result_text(_result("failed", None, "bad_request: too long")) == (
+        "failed: bad_request: too long"
+    )
+    assert result_text(_result("completed", "{not json")) == "{not json"
