@@ -131,7 +131,9 @@ def add_delivery(
         last = session.scalar(
             select(Delivery.action).where(item).order_by(Delivery.version.desc()).limit(1)
         )
-        if not reached or last == "canceled":
+        if last == "canceled":
+            return None  # already withdrawn, or its withdrawal is on its way
+        if not reached:
             _supersede(session, article_id, task, now)
             return None
         action = "canceled"
