@@ -109,6 +109,8 @@ def test_a_correction_is_delivered_as_an_update_of_the_same_item(
             assert second.sent == 2
             with sessions() as session:
                 decide(session, find(session, ref), "rejected", editor="cy", note="Pulled")
+                again = decide(session, find(session, ref), "rejected", editor="dy", note="Yes")
+                assert again.delivery_version is None  # its withdrawal is already queued
                 session.commit()
             assert deliver(webhook_settings(settings, cms.url)).sent == 1
     finally:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from pipeline.db import Delivery, deliverer_owner, make_engine, session_factory
+from pipeline.db import Delivery, host_id, make_engine, session_factory
 from tests.delivery_support import SECRET, Receiver, approve_all, generate, outbox, receiver
 
 CONTENTGEN = Path(sys.executable).with_name("contentgen")
@@ -59,7 +59,7 @@ def _held_by(database_url: str, pid: int) -> tuple[int, int]:
             held = session.scalar(
                 select(func.count())
                 .select_from(Delivery)
-                .where(Delivery.lease_owner == deliverer_owner(pid))
+                .where(Delivery.lease_owner.startswith(f"{host_id()}:{pid}:"))
             )
             unsent = session.scalar(
                 select(func.count()).select_from(Delivery).where(Delivery.state != "sent")

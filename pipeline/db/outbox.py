@@ -47,7 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
 from pipeline.db.models import Article, Base, Generation, Review, utcnow
-from pipeline.db.procs import host_id, parse_worker, pid_alive
+from pipeline.db.procs import host_id, pid_alive
 
 DELIVERY_STATES = ("pending", "failing", "sent", "superseded")
 UNSENT = ("pending", "failing")
@@ -131,7 +131,9 @@ def add_delivery(
         last = session.scalar(
             select(Delivery.action).where(item).order_by(Delivery.version.desc()).limit(1)
         )
-        if not reached or last == "canceled":
+        if last == "canceled":
+            return None  # already withdrawn, or its withdrawal is on its way
+        if not reached:
             _supersede(session, article_id, task, now)
             return None
         action = "canceled"
@@ -174,9 +176,18 @@ def _supersede(session: Session, article_id: int, task: str, now: dt.datetime) -
 
 
 def deliverer_owner(pid: int) -> str:
-    """The lease owner a deliverer process writes: ``HOSTID:PID`` (``procs.host_id``), so a
-    later deliverer on the same machine can tell that it died."""
-    return f"{host_id()}:{pid}"
+    """The lease owner of one deliverer: ``HOSTID:PID:TAG``. The host id (``procs.host_id``)
+    and pid let a later deliverer on the same machine tell that it died; the random tag keeps
+    two deliverers of one process from taking each other's leases for their own."""
+    return f"{host_id()}:{pid}:{secrets.token_hex(4)}"
+
+
+def _local_pid(owner: str | None) -> int | None:
+    """The pid of a deliverer on this machine (None: elsewhere, or not a deliverer's name)."""
+    parts = (owner or "").split(":")
+    if len(parts) == 3 and parts[0] == host_id() and parts[1].isdigit():
+        return int(parts[1])
+    return None
 
 
 def release_dead(session: Session, *, now: dt.datetime | None = None) -> int:
@@ -191,7 +202,7 @@ def release_dead(session: Session, *, now: dt.datetime | None = None) -> int:
     dead = [
         str(owner)
         for owner in owners
-        if (worker := parse_worker(owner)) is not None and not pid_alive(worker.pid)
+        if (pid := _local_pid(owner)) is not None and not pid_alive(pid)
     ]
     released = 0
     if dead:

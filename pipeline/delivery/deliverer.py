@@ -163,11 +163,22 @@ def deliver(
         with sessions() as session, ThreadPoolExecutor(config.concurrency) as pool:
             if retry_failing_now:
                 retry_now(session)
+            run = _Pass(
+                session,
+                pool,
+                target,
+                config,
+                summary,
+                deliverer_owner(os.getpid()),
+                watch,
+                limit,
+                poll_s,
+                on_event,
+                stop,
+            )
             while True:
                 try:
-                    _loop(
-                        session, pool, target, config, summary, watch, limit, poll_s, on_event, stop
-                    )
+                    _loop(run)
                     break
                 except DBAPIError as exc:
                     if not watch or stop.is_set():
@@ -188,35 +199,41 @@ def deliver(
     return summary
 
 
-def _loop(
-    session: Session,
-    pool: ThreadPoolExecutor,
-    target: Target,
-    config: DeliveryConfig,
-    summary: DeliverySummary,
-    watch: bool,
-    limit: int | None,
-    poll_s: float,
-    on_event: Callable[[DeliveryEvent], None] | None,
-    stop: threading.Event,
-) -> None:
-    owner = deliverer_owner(os.getpid())
+@dataclass
+class _Pass:
+    """What one ``deliver`` call works with (one lease owner for the whole call)."""
+
+    session: Session
+    pool: ThreadPoolExecutor
+    target: Target
+    config: DeliveryConfig
+    summary: DeliverySummary
+    owner: str
+    watch: bool
+    limit: int | None
+    poll_s: float
+    on_event: Callable[[DeliveryEvent], None] | None
+    stop: threading.Event
+
+
+def _loop(run: _Pass) -> None:
+    session, config, summary, owner = run.session, run.config, run.summary, run.owner
     release_dead(session)
-    release_leases(session, owner)  # what an earlier pass held when the database failed
-    while not stop.is_set():
+    release_leases(session, owner)  # what this call held when the database failed
+    while not run.stop.is_set():
         done = summary.sent + summary.failed
-        n = config.concurrency if limit is None else min(config.concurrency, limit - done)
+        n = config.concurrency if run.limit is None else min(config.concurrency, run.limit - done)
         if n <= 0:
             return
         claimed = claim_deliveries(session, owner, n, lease_s=config.lease_s)
         if not claimed:
-            if not watch:
+            if not run.watch:
                 return
-            stop.wait(_idle_wait(session, poll_s))
+            run.stop.wait(_idle_wait(session, run.poll_s))
             release_dead(session)
             continue
         futures: dict[Future[Sent], DeliveryFacts] = {
-            pool.submit(_send, target, facts, config.language): facts for facts in claimed
+            run.pool.submit(_send, run.target, facts, config.language): facts for facts in claimed
         }
         try:
             for future in as_completed(futures):
@@ -225,8 +242,8 @@ def _loop(
                     summary.sent += 1
                 elif event.outcome == "failing":
                     summary.failed += 1
-                if on_event is not None:
-                    on_event(event)
+                if run.on_event is not None:
+                    run.on_event(event)
         finally:
             wait(futures)  # a database error while recording: no send of ours left in flight
 
@@ -234,9 +251,10 @@ def _loop(
 def _idle_wait(session: Session, poll_s: float) -> float:
     soonest = next_due_at(session)
     session.rollback()  # end the read: SQLite holds its write lock for a whole transaction
-    if soonest is None:
-        return poll_s
-    return min(poll_s, max((soonest - utcnow()).total_seconds(), 0.05))
+    # Nothing was claimable: one already due is held by another deliverer (or another version
+    # of its item is), so wait a whole poll; else until the next retry falls due.
+    left_s = (soonest - utcnow()).total_seconds() if soonest is not None else poll_s
+    return poll_s if left_s <= 0 else min(poll_s, max(left_s, 0.05))
 
 
 def _record(
