@@ -119,6 +119,9 @@ def test_after_the_demo_an_empty_database_says_which_it_read_and_where_the_demos
     ok(["db", "upgrade"], env_of(home, demo_url), home)
     ok(["enqueue", str(SAMPLES), "-t", "headline"], env_of(home, demo_url), home)
     env = env_of(home)  # no CONTENTGEN_DATABASE_URL, as after the demo
+    hint = one_error(["jobs"], env, home)  # a command that does not read the demo's by itself
+    assert "run `contentgen db upgrade`; or, for the demo's database here, set " in hint
+    assert hint.endswith("CONTENTGEN_DATABASE_URL=sqlite:///contentgen-demo.db")
     report = contentgen(["report"], env, home)
     assert report.returncode == 0, report.stderr
     assert "reading the demo database contentgen-demo.db" in report.stderr
