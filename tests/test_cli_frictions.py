@@ -86,6 +86,7 @@ def test_a_label_no_job_ever_carried_is_exit_2_listing_the_known_ones(home: Path
         ["results", "-b", "adhoc-nosuchlabel"],
         ["report", "-b", "adhoc-nosuchlabel"],
         ["jobs", "requeue", "--failed", "-b", "adhoc-nosuchlabel"],
+        ["jobs", "regenerate", "-b", "adhoc-nosuchlabel"],
         ["run", "--dry-run", "-b", "adhoc-nosuchlabel"],
     ):
         assert "evening, morning" in one_error(args, env, home), args
