@@ -86,6 +86,7 @@ def test_a_label_no_job_ever_carried_is_exit_2_listing_the_known_ones(home: Path
         ["results", "-b", "adhoc-nosuchlabel"],
         ["report", "-b", "adhoc-nosuchlabel"],
         ["jobs", "requeue", "--failed", "-b", "adhoc-nosuchlabel"],
+        ["jobs", "regenerate", "-b", "adhoc-nosuchlabel"],
         ["run", "--dry-run", "-b", "adhoc-nosuchlabel"],
     ):
         assert "evening, morning" in one_error(args, env, home), args
@@ -119,6 +120,9 @@ def test_after_the_demo_an_empty_database_says_which_it_read_and_where_the_demos
     ok(["db", "upgrade"], env_of(home, demo_url), home)
     ok(["enqueue", str(SAMPLES), "-t", "headline"], env_of(home, demo_url), home)
     env = env_of(home)  # no CONTENTGEN_DATABASE_URL, as after the demo
+    hint = one_error(["jobs"], env, home)  # a command that does not read the demo's by itself
+    assert "run `contentgen db upgrade`; or, for the demo's database here, set " in hint
+    assert hint.endswith("CONTENTGEN_DATABASE_URL=sqlite:///contentgen-demo.db")
     report = contentgen(["report"], env, home)
     assert report.returncode == 0, report.stderr
     assert "reading the demo database contentgen-demo.db" in report.stderr

@@ -28,6 +28,7 @@ from pipeline.db import (
 )
 from pipeline.db.migrate import alembic_config
 from pipeline.db.models import Job, utcnow
+from pipeline.run.runner import RunOptions
 from pipeline.settings import get_settings
 from tests.conftest import CONFIG_DIR
 from tests.engine_support import engine_settings, run_engine, seed, simulator
@@ -245,3 +246,21 @@ def test_a_run_waits_for_staggered_jobs_instead_of_ending(
     assert set(reasons(engine).values()) == {("succeeded", None)}
     assert sorted(reasons(engine)) == ids
     assert 1.2 < wall_s < 15, wall_s
+
+
+def test_a_refused_prompt_and_a_cut_answer_are_content_filter_and_bad_request(
+    database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """Realtime, through the simulator: a 400 invalid_prompt fails its job with
+    content_filter, an answer cut at max_output_tokens with bad_request, at once (no retry)."""
+    seed(engine, ["headline"], n=3)
+    with simulator() as sim:
+        sim.script("invalid_prompt", "incomplete", "ok")
+        settings = engine_settings(database_url, sim, tmp_path, concurrency=1)
+        run_engine(settings, RunOptions(limit=3))
+    got = sorted(reasons(engine).values(), key=str)
+    assert got == [
+        ("failed", "bad_request"),
+        ("failed", "content_filter"),
+        ("succeeded", None),
+    ], got

@@ -82,7 +82,17 @@ def open_db(settings: Settings, *, check: bool = True) -> tuple[Engine, sessionm
     """Engine and session factory for the configured database, checked to be migrated."""
     engine = make_engine(settings.database_url)
     if check:
-        require_migrated(engine)
+        try:
+            require_migrated(engine)
+        except DatabaseError as exc:
+            engine.dispose()
+            if "not migrated" in str(exc) and DEMO_DATABASE.exists():
+                # After `contentgen demo`, `db upgrade` would make a second, empty database.
+                raise DatabaseError(
+                    f"{exc}; or, for the demo's database here, set "
+                    f"CONTENTGEN_DATABASE_URL=sqlite:///{DEMO_DATABASE}"
+                ) from exc
+            raise
     return engine, session_factory(engine)
 
 

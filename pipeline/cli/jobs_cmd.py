@@ -366,6 +366,7 @@ def regenerate_cmd(
     engine, sessions = open_db(settings)
     try:
         with sessions() as session, database_errors():
+            check_label(session, batch)
             run_id = run_id_of(session, run)
             result = regenerate(
                 session,
