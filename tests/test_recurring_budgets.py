@@ -213,3 +213,21 @@ def test_a_soft_share_is_alerted_once_and_the_report_and_panel_show_budgets(
     assert (daily["budget"], daily["limit_usd"]) == ("all/daily", "0.01")
     assert Decimal(daily["spent_usd"]) == summary.totals.cost_usd
     assert (monthly["spent_usd"], monthly["period"]) == ("0", "monthly")
+
+
+def test_the_live_panel_shows_each_recurring_budget() -> None:
+    """The panel of `contentgen run` has a row per recurring budget: spent of the limit."""
+    import io
+
+    from rich.console import Console
+
+    from pipeline.cli.display import panel
+    from pipeline.run import Progress
+
+    progress = Progress()
+    progress.budgets = [("sport daily", Decimal("12.4"), Decimal("25"))]
+    out = io.StringIO()
+    Console(file=out, width=120).print(panel(progress.view()))
+    assert "budget sport daily" in out.getvalue()
+    assert "$12.4000 of $25.0000" in out.getvalue()
+    assert "budget sport daily $12.4000 of $25.0000" in progress.view().line()

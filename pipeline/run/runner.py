@@ -54,6 +54,7 @@ from pipeline.run.recovery import Drained, drain_journals
 from pipeline.run.send import Sender
 from pipeline.run.summary import RunOptions as RunOptions
 from pipeline.run.summary import RunSummary as RunSummary
+from pipeline.run.summary import closed_state
 from pipeline.settings import Settings
 
 log = logging.getLogger("contentgen.run")
@@ -409,21 +410,6 @@ class Runner:
             if st.book is None
             else {m: r.as_dict() for m, r in st.book.learnt().items()},
         )
-
-
-def closed_state(stop_reason: str | None) -> str:
-    """The state a run row ends in: ``finished``; ``budget`` when a budget stopped it (its own
-    or a recurring one); ``failed`` when an error no request gets past did (bad key, no quota,
-    unknown model, API unreachable: the stop reason says which); ``stopped`` for the other
-    stops (a signal, the database, the journal, taken for dead). Unsent jobs are queued in all.
-    """
-    if not stop_reason:
-        return "finished"
-    if stop_reason == "budget":
-        return "budget"
-    if stop_reason.startswith("fatal "):
-        return "failed"
-    return "stopped"
 
 
 def _learnt_rates(st: RunState) -> dict[str, tuple[float, int, int]]:

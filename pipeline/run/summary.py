@@ -91,3 +91,18 @@ class RunSummary:
             "key_rates": self.key_rates or {},
             "wall_s": round(self.wall_s, 2),
         }
+
+
+def closed_state(stop_reason: str | None) -> str:
+    """The state a run row ends in: ``finished``; ``budget`` when a budget stopped it (its own
+    or a recurring one); ``failed`` when an error no request gets past did (bad key, no quota,
+    unknown model, API unreachable: the stop reason says which); ``stopped`` for the other
+    stops (a signal, the database, the journal, taken for dead). Unsent jobs are queued in all.
+    """
+    if not stop_reason:
+        return "finished"
+    if stop_reason == "budget":
+        return "budget"
+    if stop_reason.startswith("fatal "):
+        return "failed"
+    return "stopped"

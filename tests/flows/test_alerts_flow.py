@@ -201,3 +201,51 @@ def test_a_nightly_run_that_hits_its_daily_budget_stops_and_alerts_once(
     text = alerts[0].json()["text"]
     assert "Budget budget-night daily:" in text and "of $0.0030" in text
     assert f"contentgen report --run {runs[-1].id}" in text
+
+
+def test_a_cancelled_ad_hoc_run_alerts_once(
+    alert_stack: PrefectStack, receiver: WebhookReceiver
+) -> None:
+    """A Prefect Cancel mid-chunk: the run row ends `cancelled` and one `cancelled` alert is
+    sent from the flow's own process before it ends."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+
+    from flows.deployments import ADHOC
+
+    assert alert_stack.simulator is not None
+    faults = f"{alert_stack.simulator.root_url}/_sim/faults"
+    label = "cancel-night"
+    alert_stack.enqueue(label, articles=12, tasks=["summary", "headline"])
+    httpx.post(faults, json={"latency_scale": 1.0}, timeout=10).raise_for_status()
+    try:
+        flow_run = run_deployment(
+            ADHOC, parameters={"batch": {"batch_label": label, "concurrency": 2}}, timeout=0
+        )
+        deadline = time.monotonic() + 120
+        while True:  # mid-chunk: a run row is open
+            runs, _ = rows(alert_stack, str(flow_run.id), label)
+            if runs and runs[-1].state == "running":
+                break
+            assert time.monotonic() < deadline, alert_stack.diagnostics()
+            time.sleep(0.2)
+        time.sleep(1.0)
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(flow_run.id, Cancelling(), force=True)
+        deadline = time.monotonic() + 60
+        while True:
+            runs, _ = rows(alert_stack, str(flow_run.id), label)
+            found = alerts_about(receiver, [r.id for r in runs])
+            if found:
+                break
+            assert time.monotonic() < deadline, (
+                [(r.state, r.stop_reason) for r in runs],
+                alert_stack.diagnostics(),
+            )
+            time.sleep(0.5)
+    finally:
+        httpx.post(faults, json={"latency_scale": 0.0}, timeout=10)
+    time.sleep(2)  # nothing more comes
+    found = alerts_about(receiver, [r.id for r in runs])
+    assert runs[-1].state == "cancelled"
+    assert [a.json()["event"] for a in found] == ["cancelled"], [a.json() for a in found]
