@@ -132,7 +132,7 @@ def clear(session: Session) -> None:
         session.execute(
             text(
                 "TRUNCATE reviews, run_forecasts, batch_items, batches, generations, jobs, "
-                "articles, runs, prices RESTART IDENTITY"
+                "articles, runs, prices RESTART IDENTITY CASCADE"
             )
         )
     else:

@@ -21,6 +21,7 @@ from pipeline.cli.common import (
 )
 from pipeline.cli.display import print_summary, progress_display, with_usd
 from pipeline.errors import InputError
+from pipeline.money import format_usd
 from pipeline.planning import RUN_MODES
 from pipeline.run import RunOptions, dry_run
 from pipeline.settings import Settings, get_settings
@@ -212,8 +213,16 @@ def register(app: typer.Typer) -> None:
                     nothing_queued(tasks, batch), highlight=False, markup=False, soft_wrap=True
                 )
             else:
-                hidden = ("modes", "short_prefixes", "followers")
-                shown = {k: v for k, v in report.as_dict().items() if k not in hidden}
+                hidden = ("modes", "short_prefixes", "followers", "by_task_forecast")
+                found = report.as_dict()
+                shown = {k: v for k, v in found.items() if k not in hidden}
+                shown |= {
+                    f"forecast {task}": (
+                        f"{f['requests']:,} requests, {f['input_tokens']:,} input tokens "
+                        f"({f['cached_tokens']:,} cached), {format_usd(f['cost_usd'])}"
+                    )
+                    for task, f in found["by_task_forecast"].items()
+                }
                 print_summary(
                     with_usd(
                         {

@@ -25,14 +25,19 @@ HEADLINE = ("headline", "completed", 1800, 1536, 12, "0.0006", "0.0012")
 FAILED = ("headline", "failed", 0, 0, 0, "0", "0")
 
 
-def test_runs_chunks_and_publishes_a_per_profile_table(settings: Settings) -> None:
-    """Two chunks make two run rows with the flow-run id; the table sums them per profile."""
+def known_label(settings: Settings, label: str) -> None:
+    """Make ``label`` known to the flow's label check: one job carries it, already done."""
     engine = make_engine(settings.database_url)
-    with session_factory(engine)() as session:  # the label is known: one job, already done
-        queue.enqueue(session, [article("spring", 0)], ["summary"], batch_label="spring")
+    with session_factory(engine)() as session:
+        queue.enqueue(session, [article(label, 0)], ["summary"], batch_label=label)
         session.execute(update(Job).values(state="succeeded"))
         session.commit()
     engine.dispose()
+
+
+def test_runs_chunks_and_publishes_a_per_profile_table(settings: Settings) -> None:
+    """Two chunks make two run rows with the flow-run id; the table sums them per profile."""
+    known_label(settings, "spring")
     run = RowWritingRun(settings.database_url, [[SUMMARY, HEADLINE], [SUMMARY, FAILED]])
     publish = RecordingPublisher()
     result = execute_batch(
@@ -192,6 +197,7 @@ def test_a_nightly_flow_paces_every_chunk_when_pacing_pays(
 def test_the_nightly_run_links_to_its_queue_on_the_review_desk(settings: Settings) -> None:
     """The nightly run's state message and summary say what waits for editors and link to
     the desk's queue for the run's own outputs (CONTENTGEN_DESK_URL)."""
+    known_label(settings, "spring")
     run = RowWritingRun(settings.database_url, [[SUMMARY, HEADLINE], [SUMMARY, FAILED]])
     publish = RecordingPublisher()
     result = execute_batch(
