@@ -22,6 +22,7 @@ import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="contentgen-tests-"))
 atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
@@ -215,3 +216,24 @@ def write_file(tmp_path: Path) -> Callable[[str, bytes | str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
+    """``contentgen`` run in process on the test database and the repository's config: call it
+    with the arguments, get typer's ``Result``. A test module may define its own ``cli``."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli.main import app
+    from pipeline.settings import get_settings
+
+    monkeypatch.setenv("CONTENTGEN_DATABASE_URL", database_url)
+    monkeypatch.setenv("CONTENTGEN_CONFIG_DIR", str(CONFIG_DIR))
+    get_settings.cache_clear()
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Any:
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    yield invoke
+    get_settings.cache_clear()

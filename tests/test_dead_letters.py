@@ -7,16 +7,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, select, text
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from pipeline.cli.main import app
 from pipeline.db import (
     FAILURE_REASONS,
     jobs,
@@ -29,26 +28,9 @@ from pipeline.db import (
 from pipeline.db.migrate import alembic_config
 from pipeline.db.models import Job, utcnow
 from pipeline.run.runner import RunOptions
-from pipeline.settings import get_settings
-from tests.conftest import CONFIG_DIR
 from tests.engine_support import engine_settings, run_engine, seed, simulator
 
 Invoke = Callable[..., Result]
-
-
-@pytest.fixture
-def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Invoke]:
-    """``contentgen`` on the test database and the repository's config."""
-    monkeypatch.setenv("CONTENTGEN_DATABASE_URL", database_url)
-    monkeypatch.setenv("CONTENTGEN_CONFIG_DIR", str(CONFIG_DIR))
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
 
 
 def reasons(engine: Engine) -> dict[int, tuple[str, str | None]]:

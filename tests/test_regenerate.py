@@ -4,23 +4,20 @@ and the next run asks the API again instead of the response cache."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from pipeline.cli.main import app
 from pipeline.db.engine import session_factory
 from pipeline.db.models import Generation, Job, utcnow
 from pipeline.db.regeneration import RegenerateFilter, regenerate
 from pipeline.prompts.requests import REGENERATION_METADATA, response_cache_key
 from pipeline.run.runner import run_batch
-from pipeline.settings import get_settings
 from tests.engine_support import (
-    CONFIG_DIR,
     engine_settings,
     generations,
     ledger_requests,
@@ -30,21 +27,6 @@ from tests.engine_support import (
 )
 
 Invoke = Callable[..., Result]
-
-
-@pytest.fixture
-def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Invoke]:
-    """Run ``contentgen`` against the test database and the repository's config."""
-    monkeypatch.setenv("CONTENTGEN_DATABASE_URL", database_url)
-    monkeypatch.setenv("CONTENTGEN_CONFIG_DIR", str(CONFIG_DIR))
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
 
 
 def _jobs(engine: Engine) -> dict[int, Job]:

@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -21,15 +21,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from pipeline.cli import common
-from pipeline.cli.main import app
 from pipeline.db import queue
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.models import Article, Generation, Job, Run
 from pipeline.intake.reader import ArticleIn
-from pipeline.settings import get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "config"
@@ -40,21 +38,6 @@ TRICKY = 'Line one, with "quotes"\nLine two: café — naïve, 10% off; ünïcö
 LONG = "word " * 400
 
 Invoke = Callable[..., Result]
-
-
-@pytest.fixture
-def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Invoke]:
-    """Run ``contentgen`` against the test database and the repository's config."""
-    monkeypatch.setenv("CONTENTGEN_DATABASE_URL", database_url)
-    monkeypatch.setenv("CONTENTGEN_CONFIG_DIR", str(CONFIG_DIR))
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
 
 
 @dataclass(frozen=True)
