@@ -6,6 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ValidationError
 
@@ -84,3 +85,13 @@ def load_model(path: Path, model: type[M], data: dict[str, object] | None = None
         return model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(path, exc)) from exc
+
+
+def known_zone(value: str) -> str:
+    """``value`` if it names an IANA time zone, else a ``ValueError`` a config file's validator
+    turns into its one line (file, field)."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (e.g. UTC, Europe/Berlin)") from None
+    return value

@@ -32,12 +32,11 @@ import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.errors import ConfigError
-from pipeline.tomlfile import load_model
+from pipeline.tomlfile import known_zone, load_model
 
 ALERTS_FILE = "alerts.toml"
 WEBHOOK_URL_ENV = "CONTENTGEN_ALERT_WEBHOOK_URL"
@@ -94,12 +93,7 @@ class AlertRules(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {value!r} (e.g. UTC, Europe/Berlin)") from None
-        return value
+        return None if value is None else known_zone(value)
 
     @model_validator(mode="after")
     def _ssl_or_starttls(self) -> AlertRules:

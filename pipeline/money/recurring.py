@@ -22,11 +22,11 @@ import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.tomlfile import load_model
+from pipeline.tomlfile import known_zone, load_model
 
 Scope = Literal["batch_label", "task", "section", "all"]
 Period = Literal["daily", "monthly"]
@@ -80,11 +80,7 @@ class BudgetFile(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (e.g. UTC, Europe/Berlin)") from None
-        return value
+        return known_zone(value)
 
     @model_validator(mode="after")
     def _unique_names(self) -> BudgetFile:
