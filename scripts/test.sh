@@ -8,4 +8,6 @@ bash scripts/browser.sh
 .venv/bin/ruff format --check .
 .venv/bin/ruff check .
 .venv/bin/mypy
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# Two processes (pytest-xdist; each test file stays in one, so its fixtures are shared);
+# CONTENTGEN_TEST_WORKERS=0 runs the suite serially in this process.
+.venv/bin/python -m pytest -q -p no:cacheprovider -n "${CONTENTGEN_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -31,6 +31,10 @@ os.environ["PREFECT_HOME"] = str(_SESSION_DIR / "prefect")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["XDG_CACHE_HOME"] = str(_SESSION_DIR / "xdg-cache")
 os.environ["XDG_STATE_HOME"] = str(_SESSION_DIR / "xdg-state")  # the journal of paid results
+# pytest-xdist hands its workers COLUMNS=80, which rich's consoles would fix as their width when
+# first imported; the tests set COLUMNS themselves where a width matters, as in a serial run.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
 
 import psycopg  # noqa: E402  (the environment above must be set before these imports)
 import pytest  # noqa: E402

@@ -152,7 +152,11 @@ def test_two_concurrent_runners_share_one_daily_budget(
     assert "budget" in {first["stop_reason"], second["stop_reason"]}
     # The limit was used, not given up early (a request's worst case is ~$0.002 here).
     assert billed > Decimal("0.015") - 3 * Decimal("0.002"), billed
-    assert first["succeeded"] > 0 and second["succeeded"] > 0, (first, second)
+    # Each runner gets an equal share of what is left once both hold a grant, but one that
+    # starts first (a process start takes seconds on a loaded machine) may spend a small
+    # budget alone: that both did work is not promised, only that together they kept the limit.
+    assert first["succeeded"] + second["succeeded"] > 0, (first, second)
+    assert {first["state"], second["state"]} <= {"finished", "budget"}, (first, second)
     rows = job_rows(engine)
     assert any(j.state == "queued" for j in rows)
     assert all(j.state in ("queued", "succeeded") for j in rows)
