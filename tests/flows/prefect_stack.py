@@ -10,6 +10,7 @@ folders ask for it, the session pays the ~10 s server start once.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -32,8 +34,20 @@ from tests.flows.support import REPO
 
 SERVER_START_TIMEOUT_S = 90.0
 SERVE_READY_TIMEOUT_S = 90.0
-NIGHTLY_CRON = "30 1 * * *"  # not the default, so the test sees the settings reach Prefect
 TIMEZONE = "Europe/Berlin"
+
+
+def _half_a_day_away() -> str:
+    """A daily time twelve hours from now in ``TIMEZONE``: the served nightly schedule must not
+    fire during the tests (a fixed 01:30 once started a real nightly run in the middle of a
+    test session at 00:30 UTC, and it took a test's jobs). Never the default ``0 2``, so a test
+    sees the setting reach Prefect."""
+    at = dt.datetime.now(ZoneInfo(TIMEZONE)) + dt.timedelta(hours=12)
+    minute = 1 if (at.hour, at.minute) == (2, 0) else at.minute
+    return f"{minute} {at.hour} * * *"
+
+
+NIGHTLY_CRON = _half_a_day_away()
 TOKEN_LIMIT = "contentgen-openai-tokens"
 TOKEN_LIMIT_SLOTS = 100_000
 TOKEN_LIMIT_DECAY = 0.01  # slow, so the slots a run took are still visible when it ends
